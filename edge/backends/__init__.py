@@ -1,0 +1,22 @@
+"""Pose backends behind one interface. torch and mediapipe are imported only inside their modules."""
+from __future__ import annotations
+
+from edge.backends.base import BackendError, Person, PoseBackend
+
+BACKENDS = ("blazepose", "keypoint_rcnn")
+
+
+def create_backend(name: str, device: str = "cpu", weights: str | None = None, **options) -> PoseBackend:
+    """The factory: builds a ready backend by name (the worker and the CLI call this)."""
+    if name == "blazepose":
+        from edge.backends.blazepose import BlazePoseBackend
+
+        return BlazePoseBackend(**options)
+    if name == "keypoint_rcnn":
+        from edge.backends.keypoint_rcnn import KeypointRCNNBackend
+
+        return KeypointRCNNBackend.load(device=device, weights=weights or None, **options)
+    raise BackendError(f"unknown pose backend {name!r}; choose one of {', '.join(BACKENDS)}")
+
+
+__all__ = ["BACKENDS", "BackendError", "Person", "PoseBackend", "create_backend"]

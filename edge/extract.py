@@ -1,0 +1,65 @@
+"""Offline extraction: a video file (or an image) to the subject's keypoint frames."""
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator
+
+from edge.backends.base import PoseBackend
+from edge.tracking import SubjectTracker
+from edge.video import VideoInfo, frames, probe
+from rehab.records import KeypointFrame, now_ms
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def progress_bar(total: int) -> Callable[[int], None]:
+    """A one-line progress bar on stderr (only when stderr is a terminal or total is known)."""
+    start = time.monotonic()
+
+    def update(done: int) -> None:
+        if not sys.stderr.isatty():
+            return
+        rate = done / max(time.monotonic() - start, 1e-6)
+        width = 30
+        filled = int(width * done / total) if total else 0
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total or '?'} frames {rate:.1f}/s")
+        if total and done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return update
+
+
+def extract(path: str | Path, backend: PoseBackend, max_side: int = 640, session_id: str | None = None,
+            on_progress: Callable[[int], None] | None = None) -> Iterator[KeypointFrame]:
+    """Keypoint frames of the tracked subject, one per video frame, timestamps from the video's clock."""
+    info: VideoInfo = probe(path)
+    stream = session_id or f"extract-{uuid.uuid4().hex[:12]}"
+    tracker = SubjectTracker()
+    t0 = now_ms()
+    try:
+        for seq, image in enumerate(frames(path, max_side)):
+            h, w = image.shape[:2]
+            people = backend.infer([image], [stream if info.frame_count != 1 else None])[0]
+            person = tracker.choose(people)
+            ts = t0 + round(seq * 1000 / info.fps)
+            yield KeypointFrame(
+                session_id=stream, seq=seq, capture_ts_ms=ts, gateway_ts_ms=ts, infer_ts_ms=now_ms(),
+                model=backend.name, model_version=backend.version, width=w, height=h,
+                keypoints=None if person is None else person.keypoints.round(2).tolist(),
+                box=None if person is None else [round(v, 2) for v in person.box],
+            )
+            if on_progress:
+                on_progress(seq + 1)
+    finally:
+        backend.end_stream(stream)

@@ -1,0 +1,139 @@
+"""The pose worker: a consumer group on the frames topic, publishing the subject's keypoints.
+
+Per poll it keeps only the newest frame of each session (older ones are superseded), drops frames
+older than the freshness deadline, runs the backend once on the batch, and publishes one
+``KeypointFrame`` per frame. Malformed frames go to the dead-letter topic; nothing stops the loop.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge.backends.base import PoseBackend
+from edge.tracking import SubjectTracker
+from rehab.records import DeadLetter, FrameRecord, KeypointFrame, MessageError, now_ms
+from rehab.topics import Topics
+
+log = logging.getLogger("rehab.edge.worker")
+
+
+@dataclass
+class Decoded:
+    frame: FrameRecord
+    image: np.ndarray
+
+
+class PoseWorker:
+    """Takes ready parts: a kafka-python consumer (subscribed) and producer, and a backend."""
+
+    def __init__(self, consumer, producer, backend: PoseBackend, topics: Topics,
+                 max_frame_age_ms: int = 500, max_batch: int = 16):
+        self.consumer, self.producer, self.backend, self.topics = consumer, producer, backend, topics
+        self.max_frame_age_ms, self.max_batch = max_frame_age_ms, max_batch
+        self.trackers: dict[str, SubjectTracker] = {}
+        self.counters: Counter[str] = Counter()
+        self.stopping = threading.Event()
+
+    def _dead_letter(self, record, reason: str) -> None:
+        self.counters["dead_letter"] += 1
+        letter = DeadLetter.of("pose-worker", record.topic, record.partition, record.offset,
+                               record.key, record.value, reason)
+        self.producer.send(self.topics.dead_letter, key=record.key, value=letter.to_json())
+
+    def select(self, records) -> list[Decoded]:
+        """Newest decodable, fresh frame per session, from one poll's records."""
+        newest: dict[str, tuple[FrameRecord, object]] = {}
+        now = now_ms()
+        for record in records:
+            self.counters["frames_in"] += 1
+            try:
+                frame = FrameRecord.from_kafka(record.value, record.headers)
+            except MessageError as exc:
+                self._dead_letter(record, str(exc))
+                continue
+            if now - frame.gateway_ts_ms > self.max_frame_age_ms:
+                self.counters["dropped_stale"] += 1
+                continue
+            prev = newest.get(frame.session_id)
+            if prev is not None:
+                self.counters["dropped_superseded"] += 1
+                if prev[0].seq > frame.seq:
+                    continue
+            newest[frame.session_id] = (frame, record)
+        batch = []
+        for frame, record in newest.values():
+            image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
+            if image is None:
+                self._dead_letter(record, "JPEG could not be decoded")
+                continue
+            batch.append(Decoded(frame, image))
+        return batch
+
+    def process(self, batch: list[Decoded]) -> list[KeypointFrame]:
+        if not batch:
+            return []
+        t0 = time.perf_counter()
+        people = self.backend.infer([d.image for d in batch], [d.frame.session_id for d in batch])
+        self.counters["infer_ms_total"] += int((time.perf_counter() - t0) * 1000)
+        self.counters["batches"] += 1
+        out = []
+        for d, found in zip(batch, people):
+            f = d.frame
+            person = self.trackers.setdefault(f.session_id, SubjectTracker()).choose(found)
+            kf = KeypointFrame(
+                session_id=f.session_id, seq=f.seq, capture_ts_ms=f.capture_ts_ms, gateway_ts_ms=f.gateway_ts_ms,
+                infer_ts_ms=now_ms(), model=self.backend.name, model_version=self.backend.version,
+                width=d.image.shape[1], height=d.image.shape[0],
+                keypoints=None if person is None else person.keypoints.round(2).tolist(),
+                box=None if person is None else [round(v, 2) for v in person.box],
+                reference_id=f.reference_id,
+            )
+            self.producer.send(self.topics.keypoints, key=f.session_id.encode(), value=kf.to_json())
+            out.append(kf)
+        self.counters["frames_out"] += len(out)
+        self.producer.flush()
+        return out
+
+    def run_once(self, timeout_ms: int = 100) -> list[KeypointFrame]:
+        polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=256)
+        records = [r for part in polled.values() for r in part]
+        batch = self.select(records)
+        out: list[KeypointFrame] = []
+        for i in range(0, len(batch), self.max_batch):
+            out += self.process(batch[i:i + self.max_batch])
+        return out
+
+    def run(self) -> None:
+        log.info("pose worker running: backend=%s %s", self.backend.name, self.backend.version)
+        last_report = time.monotonic()
+        while not self.stopping.is_set():
+            self.run_once()
+            if time.monotonic() - last_report > 10:
+                log.info("counters %s", dict(self.counters))
+                last_report = time.monotonic()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+def build_worker(settings) -> PoseWorker:
+    """The composition root for a worker process: Kafka clients and backend from settings."""
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from edge.backends import create_backend
+
+    topics = settings.topics
+    consumer = KafkaConsumer(
+        topics.frames, bootstrap_servers=settings.kafka_bootstrap, group_id=settings.worker_group,
+        auto_offset_reset="latest", enable_auto_commit=True, fetch_max_wait_ms=20,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0, acks=1)
+    backend = create_backend(settings.pose_backend, device=settings.pose_device, weights=settings.pose_weights)
+    return PoseWorker(consumer, producer, backend, topics, max_frame_age_ms=settings.worker_max_frame_age_ms)

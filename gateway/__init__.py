@@ -1,0 +1,1 @@
+"""The gateway (Starlette + aiortc): WebRTC ingest, REST, score push over WebSocket."""

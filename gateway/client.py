@@ -1,0 +1,139 @@
+"""A real WebRTC client: streams a video file to the gateway at the clip's frame rate (as a camera
+would) and yields the session's scores as they arrive over the WebSocket. ``rehab stream`` uses it."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import json
+import time
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+import av
+import httpx
+import websockets
+from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc.mediastreams import MediaStreamError
+
+from edge.video import frames as video_frames, probe
+from rehab.records import Score, now_ms
+
+VIDEO_CLOCK = 90_000
+PRELOAD_MAX_FRAMES = 600
+
+
+class FileCameraTrack(VideoStreamTrack):
+    """Plays a video file like a camera: frame i is "captured" at t0 + i / fps, never earlier."""
+
+    def __init__(self, path: str, max_side: int = 640, loops: int = 1):
+        super().__init__()
+        self.info = probe(path)
+        self.path, self.max_side, self.loops = path, max_side, loops
+        self._iter = self._frames()
+        self.index = 0
+        self.sent = self.skipped = 0
+        self.t0_mono: float | None = None
+        self.t0_ms: int | None = None
+        self.first_frame = asyncio.Event()
+
+    def _frames(self):
+        if 0 < self.info.frame_count <= PRELOAD_MAX_FRAMES:  # short clips: decode once, before t0
+            images = list(video_frames(self.path, self.max_side))
+            return (image for _ in range(self.loops) for image in images)
+        return (image for _ in range(self.loops) for image in video_frames(self.path, self.max_side))
+
+    async def recv(self) -> av.VideoFrame:
+        """Like a camera: frames are due at t0 + i / fps; a frame whose time has passed while the
+        encoder was busy is skipped (counted), never sent late."""
+        if self.t0_mono is None:
+            self.t0_mono, self.t0_ms = time.monotonic(), now_ms()
+            self.first_frame.set()
+        behind = int((time.monotonic() - self.t0_mono) * self.info.fps) - self.index
+        for _ in range(max(0, behind - 1)):  # one frame of slack, then skip
+            if next(self._iter, None) is None:
+                break
+            self.index += 1
+            self.skipped += 1
+        image = next(self._iter, None)
+        if image is None:
+            self.stop()
+            raise MediaStreamError
+        delay = self.t0_mono + self.index / self.info.fps - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+        frame.pts = round(self.index * VIDEO_CLOCK / self.info.fps)
+        frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        self.index += 1
+        self.sent += 1
+        return frame
+
+
+@dataclass
+class Received:
+    score: Score
+    received_ms: int
+
+    @property
+    def latency_ms(self) -> int:
+        """Glass to score: capture of the window's last frame to receipt here (same clock)."""
+        return self.received_ms - self.score.window_end_ts_ms
+
+
+@dataclass
+class StreamResult:
+    session_id: str
+    frames_sent: int
+    received: list[Received] = field(default_factory=list)
+
+
+async def create_session(gateway: str, reference_id: str, patient_id: str = "demo-patient") -> str:
+    async with httpx.AsyncClient(base_url=gateway, timeout=30) as http:
+        r = await http.post("/sessions", json={"reference_id": reference_id, "patient_id": patient_id})
+        if r.status_code != 201:
+            raise RuntimeError(f"gateway refused the session: {r.status_code} {r.text}")
+        return r.json()["session_id"]
+
+
+async def stream_file(gateway: str, session_id: str, path: str, loops: int = 1, max_side: int = 640,
+                      tail_s: float = 3.0) -> AsyncIterator[Received]:
+    """Streams ``path`` into ``session_id``; yields scores until ``tail_s`` after the last frame."""
+    ws_url = gateway.replace("http", "ws", 1) + f"/sessions/{session_id}/scores"
+    track = FileCameraTrack(path, max_side=max_side, loops=loops)
+    pc = RTCPeerConnection()
+    channel = pc.createDataChannel("control")
+
+    def send_clock() -> None:
+        if track.t0_ms is not None and channel.readyState == "open":
+            channel.send(json.dumps({"type": "clock", "t0_ms": track.t0_ms}))
+
+    channel.on("open", send_clock)
+    pc.addTrack(track)
+    async with websockets.connect(ws_url, open_timeout=15) as ws:
+        try:
+            await pc.setLocalDescription(await pc.createOffer())
+            async with httpx.AsyncClient(base_url=gateway, timeout=30) as http:
+                r = await http.post(f"/sessions/{session_id}/offer",
+                                    json={"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
+            if r.status_code != 200:
+                raise RuntimeError(f"gateway refused the offer: {r.status_code} {r.text}")
+            await pc.setRemoteDescription(RTCSessionDescription(**r.json()))
+            await asyncio.wait_for(track.first_frame.wait(), 30)
+            send_clock()
+            ended_at: float | None = None
+            while True:
+                if ended_at is None and track.readyState == "ended":
+                    ended_at = time.monotonic()
+                if ended_at is not None and time.monotonic() - ended_at > tail_s:
+                    break
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), 0.1)
+                except asyncio.TimeoutError:
+                    continue
+                yield Received(Score.from_json(raw), now_ms())
+        finally:
+            await pc.close()
+            with contextlib.suppress(Exception):
+                async with httpx.AsyncClient(base_url=gateway, timeout=10) as http:
+                    await http.delete(f"/sessions/{session_id}")

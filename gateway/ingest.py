@@ -1,0 +1,110 @@
+"""Camera frames in, JPEG frames on Kafka out, per session, latest frame only.
+
+The track reader overwrites a one-frame slot at camera pace; the publisher takes whatever is newest
+when it is free (and within the session's fps budget). When the pipeline is slower than the camera,
+frames are dropped, never queued, so latency cannot grow with time.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from rehab.records import FrameRecord, now_ms
+
+log = logging.getLogger("rehab.gateway.ingest")
+
+
+@dataclass
+class Pending:
+    frame: object  # av.VideoFrame (converted only if published)
+    seq: int
+    capture_ts_ms: int
+
+
+class LatestSlot:
+    """Holds one item; ``put`` replaces it (counting the drop), ``take`` waits for a new one."""
+
+    def __init__(self) -> None:
+        self._item: Pending | None = None
+        self._event = asyncio.Event()
+        self.dropped = 0
+
+    def put(self, item: Pending) -> None:
+        if self._item is not None:
+            self.dropped += 1
+        self._item = item
+        self._event.set()
+
+    async def take(self) -> Pending:
+        await self._event.wait()
+        self._event.clear()
+        item, self._item = self._item, None
+        return item
+
+
+def encode_jpeg(image: np.ndarray, max_side: int, quality: int) -> tuple[bytes, int, int]:
+    h, w = image.shape[:2]
+    scale = max_side / max(h, w)
+    if scale < 1.0:
+        image = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes(), image.shape[1], image.shape[0]
+
+
+class VideoIngest:
+    """One session's video: ``read_track`` and ``publish`` run as two tasks."""
+
+    def __init__(self, session_id: str, reference_id: str, producer, topic: str,
+                 max_side: int = 640, quality: int = 80, max_fps: float = 30.0):
+        self.session_id, self.reference_id = session_id, reference_id
+        self.producer, self.topic = producer, topic
+        self.max_side, self.quality, self.min_interval = max_side, quality, 1.0 / max_fps
+        self.slot = LatestSlot()
+        self.clock_t0_ms: int | None = None  # the client's capture time of pts 0, from the data channel
+        self.counters: Counter[str] = Counter()
+
+    def capture_ts(self, frame) -> int:
+        if self.clock_t0_ms is not None and frame.pts is not None and frame.time_base is not None:
+            return self.clock_t0_ms + round(float(frame.pts * frame.time_base) * 1000)
+        return now_ms()  # no client clock: the time the frame reached us
+
+    async def read_track(self, track) -> None:
+        from aiortc.mediastreams import MediaStreamError
+
+        seq = 0
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            self.counters["frames_received"] += 1
+            self.slot.put(Pending(frame, seq, self.capture_ts(frame)))
+            seq += 1
+
+    async def publish(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = 0.0
+        while True:
+            item = await self.slot.take()
+            wait = last + self.min_interval - time.monotonic()
+            if wait > 0:  # fps budget: wait, then take whatever is newest by then
+                await asyncio.sleep(wait)
+                if self.slot._event.is_set():
+                    self.counters["dropped_budget"] += 1
+                    item = await self.slot.take()
+            last = time.monotonic()
+            image = item.frame.to_ndarray(format="bgr24")
+            jpeg, w, h = await loop.run_in_executor(None, encode_jpeg, image, self.max_side, self.quality)
+            record = FrameRecord(self.session_id, item.seq, item.capture_ts_ms, now_ms(), w, h,
+                                 self.reference_id, jpeg)
+            key, value, headers = record.to_kafka()
+            await self.producer.send_and_wait(self.topic, value=value, key=key, headers=headers)
+            self.counters["frames_published"] += 1

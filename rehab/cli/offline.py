@@ -1,0 +1,162 @@
+"""rehab extract, rehab score, rehab reference add|list: recorded videos, no live pipeline."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from rehab.settings import Settings
+
+
+def _backend_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["blazepose", "keypoint_rcnn"], default=None,
+                   help="pose backend (default: REHAB_POSE_BACKEND or blazepose)")
+    p.add_argument("--device", default=None, help="torch device for keypoint_rcnn (cpu, cuda)")
+    p.add_argument("--weights", default=None, help="Keypoint R-CNN weights file for offline installs")
+    p.add_argument("--max-side", type=int, default=640, help="downscale so the long side is at most this")
+
+
+def add_commands(sub) -> None:
+    e = sub.add_parser("extract", help="keypoint frames of a video file or image")
+    e.add_argument("video")
+    e.add_argument("--jsonl", action="store_true", help="one KeypointFrame JSON per line (default: one JSON document)")
+    _backend_args(e)
+    e.set_defaults(func=run_extract)
+
+    s = sub.add_parser("score", help="score a recorded attempt against a reference")
+    s.add_argument("video")
+    s.add_argument("--reference", required=True, help="a reference video file, or a stored reference id/name")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--mirror", choices=["auto", "off"], default="auto")
+    _backend_args(s)
+    s.set_defaults(func=run_score)
+
+    r = sub.add_parser("reference", help="register and list guide recordings")
+    rsub = r.add_subparsers(dest="action", required=True)
+    add = rsub.add_parser("add", help="extract a guide video's keypoints and store them in MySQL")
+    add.add_argument("video")
+    add.add_argument("--name", required=True)
+    add.add_argument("--id", default=None, help="reference id (default: derived from the name)")
+    _backend_args(add)
+    add.set_defaults(func=run_reference_add)
+    ls = rsub.add_parser("list")
+    ls.set_defaults(func=run_reference_list)
+
+
+def _backend(args):
+    from edge.backends import create_backend
+
+    settings = Settings.from_env()
+    return create_backend(args.backend or settings.pose_backend, device=args.device or settings.pose_device,
+                          weights=args.weights or settings.pose_weights or None)
+
+
+def _frames(path: str, args, progress: bool = True):
+    from edge.extract import extract, progress_bar
+    from edge.video import probe
+
+    info = probe(path)
+    backend = _backend(args)
+    try:
+        return info, list(extract(path, backend, args.max_side,
+                                  on_progress=progress_bar(info.frame_count) if progress else None))
+    finally:
+        backend.close()
+
+
+def reference_from_video(path: str, name: str, args, ref_id: str | None = None):
+    from edge.extract import file_sha256
+    from rehab.reference import Reference, slug
+
+    info, frames = _frames(path, args)
+    return Reference(
+        id=ref_id or slug(name), name=name, fps=info.fps, width=frames[0].width, height=frames[0].height,
+        model=frames[0].model, model_version=frames[0].model_version, source_sha256=file_sha256(path),
+        frames=[f.keypoints for f in frames],
+    )
+
+
+def run_extract(args) -> int:
+    from edge.extract import extract, progress_bar
+    from edge.video import probe
+
+    info = probe(args.video)
+    backend = _backend(args)
+    try:
+        frames = extract(args.video, backend, args.max_side, on_progress=progress_bar(info.frame_count))
+        if args.jsonl:
+            for f in frames:
+                sys.stdout.write(f.to_json().decode() + "\n")
+        else:
+            out = [json.loads(f.to_json()) for f in frames]
+            json.dump({"video": str(args.video), "fps": info.fps, "frames": out}, sys.stdout)
+            sys.stdout.write("\n")
+    finally:
+        backend.close()
+    return 0
+
+
+async def _stored_reference(ref_id: str):
+    from rehab.storage.repository import Database
+
+    db = await Database.connect(Settings.from_env())
+    try:
+        return await db.get_reference(ref_id)
+    finally:
+        await db.close()
+
+
+def run_score(args) -> int:
+    from rehab.scoring import score_attempt
+
+    if Path(args.reference).is_file():
+        ref = reference_from_video(args.reference, Path(args.reference).stem, args, ref_id="file")
+    else:
+        ref = asyncio.run(_stored_reference(args.reference))
+        if ref is None:
+            raise ValueError(f"{args.reference!r} is neither a video file nor a stored reference id")
+    _, frames = _frames(args.video, args)
+    result = score_attempt(ref, frames, mirror_mode=args.mirror)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"similarity {result['similarity']:.3f}  repetitions {result['reps']}  "
+              f"phase coverage {result['phase_coverage']:.2f}")
+        for c in result["corrections"]:
+            print(f"  hint: {c['message']}")
+    return 0
+
+
+def run_reference_add(args) -> int:
+    from rehab.storage.repository import Database
+
+    ref = reference_from_video(args.video, args.name, args, ref_id=args.id)
+
+    async def save():
+        db = await Database.connect(Settings.from_env())
+        try:
+            await db.save_reference(ref)
+        finally:
+            await db.close()
+
+    asyncio.run(save())
+    print(json.dumps({"reference_id": ref.id, "name": ref.name, "frames": len(ref.frames),
+                      "frames_with_subject": sum(f is not None for f in ref.frames), "fps": ref.fps}))
+    return 0
+
+
+def run_reference_list(args) -> int:
+    from rehab.storage.repository import Database
+
+    async def listing():
+        db = await Database.connect(Settings.from_env())
+        try:
+            return await db.list_references()
+        finally:
+            await db.close()
+
+    for row in asyncio.run(listing()):
+        print(json.dumps(row))
+    return 0

@@ -1,0 +1,38 @@
+"""rehab stack up|down|status, rehab migrate."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+from rehab.settings import Settings
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("stack", help="start/stop the local Kafka broker and MariaDB")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.set_defaults(func=run_stack)
+    m = sub.add_parser("migrate", help="apply pending SQL migrations")
+    m.set_defaults(func=run_migrate)
+
+
+def run_stack(args) -> int:
+    from rehab.stack import local
+
+    settings = Settings.from_env()
+    if args.action == "up":
+        local.up(settings)
+    elif args.action == "down":
+        local.down(settings)
+    else:
+        state = local.status(settings)
+        print(json.dumps(state))
+        return 0 if all(state.values()) else 1
+    return 0
+
+
+def run_migrate(args) -> int:
+    from rehab.storage.migrate import migrate
+
+    applied = asyncio.run(migrate(Settings.from_env()))
+    print(f"applied migrations: {applied or 'none pending'}")
+    return 0

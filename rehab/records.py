@@ -1,0 +1,258 @@
+"""Every message that crosses Kafka, defined once. JSON on the wire (readable with kcat); frames carry
+their JPEG as the raw value and their metadata as a JSON header.
+
+Each record validates itself on construction, so a malformed message fails at the edge of the
+process that reads it, with a reason that goes to the dead-letter topic.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from rehab.coco import N_KEYPOINTS
+
+MAX_ID_LEN = 64
+FRAME_META_HEADER = "rehab-meta"
+
+
+class MessageError(ValueError):
+    """A message that cannot be decoded or fails validation. ``str(err)`` is the reason."""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _check_id(name: str, value: Any) -> None:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LEN:
+        raise MessageError(f"{name} must be a non-empty string of at most {MAX_ID_LEN} characters")
+
+
+def _check_int(name: str, value: Any, minimum: int = 0, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise MessageError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _decode_obj(raw: bytes | str, what: str) -> dict:
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MessageError(f"{what}: not JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise MessageError(f"{what}: expected a JSON object")
+    return obj
+
+
+def _build(cls, obj: dict, what: str):
+    names = {f.name for f in fields(cls)}
+    unknown = set(obj) - names
+    if unknown:
+        raise MessageError(f"{what}: unknown fields {sorted(unknown)}")
+    try:
+        return cls(**obj)
+    except TypeError as exc:  # missing required fields
+        raise MessageError(f"{what}: {exc}") from None
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    """One camera frame on ``rehab.frames.v1``: JPEG bytes plus the session's metadata."""
+
+    session_id: str
+    seq: int
+    capture_ts_ms: int
+    gateway_ts_ms: int
+    width: int
+    height: int
+    reference_id: str | None
+    jpeg: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        _check_id("session_id", self.session_id)
+        _check_int("seq", self.seq)
+        _check_int("capture_ts_ms", self.capture_ts_ms)
+        _check_int("gateway_ts_ms", self.gateway_ts_ms)
+        _check_int("width", self.width, 1)
+        _check_int("height", self.height, 1)
+        if self.reference_id is not None:
+            _check_id("reference_id", self.reference_id)
+        if not isinstance(self.jpeg, (bytes, bytearray)) or self.jpeg[:2] != b"\xff\xd8":
+            raise MessageError("frame value is not a JPEG image")
+
+    def to_kafka(self) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+        meta = {k: v for k, v in asdict(self).items() if k != "jpeg"}
+        return self.session_id.encode(), bytes(self.jpeg), [(FRAME_META_HEADER, _dumps(meta))]
+
+    @classmethod
+    def from_kafka(cls, value: bytes | None, headers) -> "FrameRecord":
+        meta_raw = dict(headers or []).get(FRAME_META_HEADER)
+        if meta_raw is None:
+            raise MessageError(f"frame has no {FRAME_META_HEADER} header")
+        meta = _decode_obj(meta_raw, "frame metadata")
+        meta.pop("jpeg", None)
+        return _build(cls, {**meta, "jpeg": value or b""}, "frame metadata")
+
+
+Keypoints = list[list[float]]  # 17 x [x, y, confidence] in pixels
+
+
+def validate_keypoints(kps: Any, width: int | None = None, height: int | None = None) -> None:
+    """17 rows of finite [x, y, confidence], confidence in [0, 1], points near the image."""
+    if not isinstance(kps, list) or len(kps) != N_KEYPOINTS:
+        raise MessageError(f"keypoints must be a list of {N_KEYPOINTS} [x, y, confidence] rows")
+    for i, row in enumerate(kps):
+        if not isinstance(row, list) or len(row) != 3 or not all(_finite(v) for v in row):
+            raise MessageError(f"keypoint {i} must be [x, y, confidence] of finite numbers")
+        if not 0.0 <= row[2] <= 1.0:
+            raise MessageError(f"keypoint {i} confidence {row[2]} outside [0, 1]")
+        if width and height:  # allow a margin: models extrapolate joints just outside the frame
+            if not (-width <= row[0] <= 2 * width and -height <= row[1] <= 2 * height):
+                raise MessageError(f"keypoint {i} at ({row[0]}, {row[1]}) is far outside the image")
+
+
+@dataclass(frozen=True)
+class KeypointFrame:
+    """The tracked subject's COCO-17 keypoints for one frame, on ``rehab.keypoints.v1``."""
+
+    session_id: str
+    seq: int
+    capture_ts_ms: int
+    gateway_ts_ms: int
+    infer_ts_ms: int
+    model: str
+    model_version: str
+    width: int
+    height: int
+    keypoints: Keypoints | None  # None: nobody visible
+    box: list[float] | None = None  # [x1, y1, x2, y2] pixels
+    reference_id: str | None = None
+    schema: str = "keypoint_frame.v1"
+
+    def __post_init__(self) -> None:
+        _check_id("session_id", self.session_id)
+        for name in ("seq", "capture_ts_ms", "gateway_ts_ms", "infer_ts_ms"):
+            _check_int(name, getattr(self, name))
+        _check_int("width", self.width, 1)
+        _check_int("height", self.height, 1)
+        if not isinstance(self.model, str) or not isinstance(self.model_version, str):
+            raise MessageError("model and model_version must be strings")
+        if self.keypoints is not None:
+            validate_keypoints(self.keypoints, self.width, self.height)
+        if self.box is not None and (
+            not isinstance(self.box, list) or len(self.box) != 4 or not all(_finite(v) for v in self.box)
+        ):
+            raise MessageError("box must be [x1, y1, x2, y2] of finite numbers")
+        if self.reference_id is not None:
+            _check_id("reference_id", self.reference_id)
+        if self.schema != "keypoint_frame.v1":
+            raise MessageError(f"unsupported schema {self.schema!r}")
+
+    def to_json(self) -> bytes:
+        return _dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> "KeypointFrame":
+        return _build(cls, _decode_obj(raw, "keypoint frame"), "keypoint frame")
+
+
+@dataclass(frozen=True)
+class Correction:
+    joint: str
+    direction: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Score:
+    """The similarity of one window of a session to its reference, on ``rehab.scores.v1``."""
+
+    session_id: str
+    window_start_seq: int
+    window_end_seq: int
+    window_start_ts_ms: int
+    window_end_ts_ms: int  # capture time of the window's last frame
+    similarity: float  # [0, 1]
+    joints: dict[str, float]  # per-joint similarity [0, 1]
+    corrections: list[dict]  # Correction as dicts, worst first
+    phase: float  # 0..1 reached in the reference
+    reps: int
+    scorer_version: str
+    gateway_ts_ms: int
+    infer_ts_ms: int
+    score_ts_ms: int
+    reference_id: str | None = None
+    session_similarity: float = 0.0  # mean of the session's window similarities so far
+    schema: str = "score.v1"
+
+    def __post_init__(self) -> None:
+        _check_id("session_id", self.session_id)
+        _check_int("window_start_seq", self.window_start_seq)
+        _check_int("window_end_seq", self.window_end_seq, self.window_start_seq)
+        for name in ("window_start_ts_ms", "window_end_ts_ms", "gateway_ts_ms", "infer_ts_ms", "score_ts_ms"):
+            _check_int(name, getattr(self, name))
+        _check_int("reps", self.reps)
+        for name in ("similarity", "phase", "session_similarity"):
+            v = getattr(self, name)
+            if not _finite(v) or not 0.0 <= v <= 1.0:
+                raise MessageError(f"{name} must be in [0, 1], got {v!r}")
+        if not isinstance(self.joints, dict) or not all(
+            _finite(v) and 0.0 <= v <= 1.0 for v in self.joints.values()
+        ):
+            raise MessageError("joints must map joint names to similarities in [0, 1]")
+        if self.schema != "score.v1":
+            raise MessageError(f"unsupported schema {self.schema!r}")
+
+    @property
+    def latency_ms(self) -> dict[str, int]:
+        """Per-hop latency of the window's last frame, capture to score."""
+        return {
+            "capture_to_gateway": self.gateway_ts_ms - self.window_end_ts_ms,
+            "gateway_to_infer": self.infer_ts_ms - self.gateway_ts_ms,
+            "infer_to_score": self.score_ts_ms - self.infer_ts_ms,
+            "capture_to_score": self.score_ts_ms - self.window_end_ts_ms,
+        }
+
+    def to_json(self) -> bytes:
+        return _dumps({**asdict(self), "latency_ms": self.latency_ms})
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> "Score":
+        obj = _decode_obj(raw, "score")
+        obj.pop("latency_ms", None)  # derived
+        return _build(cls, obj, "score")
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message a service could not use, with the reason; on ``rehab.deadletter.v1``."""
+
+    source_topic: str
+    partition: int
+    offset: int
+    reason: str
+    service: str
+    key: str | None = None
+    value_preview: str = ""  # first bytes, for a human to look at
+    ts_ms: int = field(default_factory=now_ms)
+
+    @classmethod
+    def of(cls, service: str, topic: str, partition: int, offset: int, key, value, reason: str) -> "DeadLetter":
+        k = key.decode("utf-8", "replace") if isinstance(key, (bytes, bytearray)) else key
+        v = value if isinstance(value, (bytes, bytearray)) else str(value).encode()
+        return cls(topic, partition, offset, reason[:500], service, k, v[:200].decode("utf-8", "replace"))
+
+    def to_json(self) -> bytes:
+        return _dumps(asdict(self))

@@ -1,0 +1,115 @@
+"""Settings, read from the environment first, then a default that works on a laptop (localhost).
+
+Every service reads the same variables (docker-compose.yml sets them); ``Settings.from_env()`` is
+the only place that touches ``os.environ``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from rehab.topics import Topics
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    topic_namespace: str = ""
+    mysql_host: str = "127.0.0.1"
+    mysql_port: int = 13306
+    mysql_user: str = "rehab"
+    mysql_password: str = field(default="rehab", repr=False)
+    mysql_db: str = "rehab"
+    state_dir: Path = REPO_ROOT / ".state"
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    gateway_url: str = "http://127.0.0.1:8080"
+    frame_max_side: int = 640
+    jpeg_quality: int = 80
+    pose_backend: str = "blazepose"
+    pose_device: str = "cpu"
+    pose_weights: str = ""
+    worker_max_frame_age_ms: int = 500
+    worker_group: str = "rehab-pose-workers"
+    processor_app_id: str = "rehab-stream-processor"
+    processor_window: int = 30
+    processor_web_port: int = 6066
+
+    ENV = {
+        "kafka_bootstrap": "REHAB_KAFKA_BOOTSTRAP",
+        "topic_namespace": "REHAB_TOPIC_NAMESPACE",
+        "mysql_host": "REHAB_MYSQL_HOST",
+        "mysql_port": "REHAB_MYSQL_PORT",
+        "mysql_user": "REHAB_MYSQL_USER",
+        "mysql_password": "REHAB_MYSQL_PASSWORD",
+        "mysql_db": "REHAB_MYSQL_DB",
+        "state_dir": "REHAB_STATE_DIR",
+        "gateway_host": "REHAB_GATEWAY_HOST",
+        "gateway_port": "REHAB_GATEWAY_PORT",
+        "gateway_url": "REHAB_GATEWAY_URL",
+        "frame_max_side": "REHAB_FRAME_MAX_SIDE",
+        "jpeg_quality": "REHAB_JPEG_QUALITY",
+        "pose_backend": "REHAB_POSE_BACKEND",
+        "pose_device": "REHAB_POSE_DEVICE",
+        "pose_weights": "REHAB_POSE_WEIGHTS",
+        "worker_max_frame_age_ms": "REHAB_WORKER_MAX_FRAME_AGE_MS",
+        "worker_group": "REHAB_WORKER_GROUP",
+        "processor_app_id": "REHAB_PROCESSOR_APP_ID",
+        "processor_window": "REHAB_PROCESSOR_WINDOW",
+        "processor_web_port": "REHAB_PROCESSOR_WEB_PORT",
+    }
+
+    def __post_init__(self) -> None:
+        if not 64 <= self.frame_max_side <= 4096:
+            raise SettingsError("REHAB_FRAME_MAX_SIDE must be between 64 and 4096")
+        if not 10 <= self.jpeg_quality <= 100:
+            raise SettingsError("REHAB_JPEG_QUALITY must be between 10 and 100")
+        if self.pose_backend not in ("blazepose", "keypoint_rcnn"):
+            raise SettingsError("REHAB_POSE_BACKEND must be 'blazepose' or 'keypoint_rcnn'")
+        if self.processor_window < 4:
+            raise SettingsError("REHAB_PROCESSOR_WINDOW must be at least 4 frames")
+        if not self.kafka_bootstrap:
+            raise SettingsError("REHAB_KAFKA_BOOTSTRAP must not be empty")
+
+    @classmethod
+    def env_names(cls) -> list[str]:
+        return list(cls.ENV.values())
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        kwargs = {}
+        for f in fields(cls):
+            var = cls.ENV.get(f.name)
+            if var is None or var not in env:
+                continue
+            raw = env[var]
+            try:
+                kwargs[f.name] = int(raw) if f.type in ("int", int) else Path(raw) if f.type in ("Path", Path) else raw
+            except ValueError:
+                raise SettingsError(f"{var} must be an integer, got {raw!r}") from None
+        return cls(**kwargs)
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_namespace)
+
+    def mysql_kwargs(self, db: bool = True) -> dict:
+        kw = dict(host=self.mysql_host, port=self.mysql_port, user=self.mysql_user, password=self.mysql_password)
+        if db:
+            kw["db"] = self.mysql_db
+        return kw
+
+    def as_env(self) -> dict[str, str]:
+        """The settings as environment variables, for child processes."""
+        return {var: str(getattr(self, name)) for name, var in self.ENV.items()}

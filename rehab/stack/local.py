@@ -1,0 +1,28 @@
+"""``rehab stack up|down|status``: the whole local stack in one call, safe to run twice."""
+from __future__ import annotations
+
+import asyncio
+
+from rehab.settings import Settings
+from rehab.stack.kafka import KafkaBroker
+from rehab.stack.mariadb import MariaDB
+from rehab.stack.topics import ensure_topics
+from rehab.storage.migrate import migrate
+
+
+def up(settings: Settings, log=print) -> None:
+    log(MariaDB(settings).up())
+    log(KafkaBroker(settings).up())
+    created = ensure_topics(settings.kafka_bootstrap, settings.topics)
+    log(f"topics ready ({len(created)} created): {', '.join(s.name for s in settings.topics.specs())}")
+    applied = asyncio.run(migrate(settings))
+    log(f"database `{settings.mysql_db}` ready ({len(applied)} migrations applied)")
+
+
+def down(settings: Settings, log=print) -> None:
+    log(KafkaBroker(settings).down())
+    log(MariaDB(settings).down())
+
+
+def status(settings: Settings) -> dict[str, bool]:
+    return {"kafka": KafkaBroker(settings).running(), "mariadb": MariaDB(settings).running()}

@@ -1,0 +1,114 @@
+"""The tables behind sessions, references and scores, through an asyncmy connection pool."""
+from __future__ import annotations
+
+import json
+
+import asyncmy
+
+from rehab.records import Score
+from rehab.reference import Reference
+from rehab.settings import Settings
+
+_REF_COLUMNS = "id, name, exercise_id, fps, width, height, model, model_version, source_sha256, keypoints"
+
+
+class Database:
+    """Constructed with a ready pool; ``await Database.connect(settings)`` builds one."""
+
+    def __init__(self, pool):
+        self.pool = pool
+
+    @classmethod
+    async def connect(cls, settings: Settings, maxsize: int = 5) -> "Database":
+        pool = await asyncmy.create_pool(**settings.mysql_kwargs(), minsize=1, maxsize=maxsize, autocommit=True)
+        return cls(pool)
+
+    async def close(self) -> None:
+        self.pool.close()
+        await self.pool.wait_closed()
+
+    async def _execute(self, sql: str, args=None, fetch: str | None = None):
+        async with self.pool.acquire() as conn:
+            async with conn.cursor() as cur:
+                await cur.execute(sql, args)
+                if fetch == "one":
+                    return await cur.fetchone()
+                if fetch == "all":
+                    return await cur.fetchall()
+                return cur.rowcount
+
+    # -- references ------------------------------------------------------------------------
+    async def save_reference(self, ref: Reference) -> None:
+        """Insert or replace a reference (same id) with its keypoints."""
+        await self._execute(
+            f"INSERT INTO reference_recordings ({_REF_COLUMNS}, n_frames) VALUES ({', '.join(['%s'] * 11)}) "
+            "ON DUPLICATE KEY UPDATE name=VALUES(name), exercise_id=VALUES(exercise_id), fps=VALUES(fps), "
+            "width=VALUES(width), height=VALUES(height), n_frames=VALUES(n_frames), model=VALUES(model), "
+            "model_version=VALUES(model_version), source_sha256=VALUES(source_sha256), keypoints=VALUES(keypoints)",
+            (ref.id, ref.name, ref.exercise_id, ref.fps, ref.width, ref.height, ref.model, ref.model_version,
+             ref.source_sha256, ref.frames_json(), len(ref.frames)),
+        )
+
+    async def get_reference(self, ref_id: str) -> Reference | None:
+        row = await self._execute(
+            f"SELECT {_REF_COLUMNS} FROM reference_recordings WHERE id=%s OR name=%s ORDER BY id=%s DESC LIMIT 1",
+            (ref_id, ref_id, ref_id), fetch="one",
+        )
+        if row is None:
+            return None
+        rid, name, ex, fps, w, h, model, ver, sha, kps = row
+        return Reference(rid, name, fps, w, h, model, ver, sha, json.loads(kps), ex)
+
+    async def list_references(self) -> list[dict]:
+        rows = await self._execute(
+            "SELECT id, name, fps, n_frames, model, created_at FROM reference_recordings ORDER BY created_at",
+            fetch="all",
+        )
+        return [dict(id=r[0], name=r[1], fps=r[2], n_frames=r[3], model=r[4], created_at=str(r[5])) for r in rows]
+
+    # -- sessions --------------------------------------------------------------------------
+    async def create_session(self, session_id: str, patient_id: str, reference_id: str, mode: str) -> None:
+        await self._execute(
+            "INSERT INTO sessions (id, patient_id, reference_id, mode) VALUES (%s, %s, %s, %s)",
+            (session_id, patient_id, reference_id, mode),
+        )
+
+    async def get_session(self, session_id: str) -> dict | None:
+        row = await self._execute(
+            "SELECT id, patient_id, reference_id, mode, started_at, ended_at FROM sessions WHERE id=%s",
+            (session_id,), fetch="one",
+        )
+        if row is None:
+            return None
+        keys = ("id", "patient_id", "reference_id", "mode", "started_at", "ended_at")
+        return dict(zip(keys, row))
+
+    async def end_session(self, session_id: str, summary: dict) -> None:
+        await self._execute(
+            "UPDATE sessions SET ended_at=COALESCE(ended_at, CURRENT_TIMESTAMP(3)), summary=%s WHERE id=%s",
+            (json.dumps(summary), session_id),
+        )
+
+    # -- scores ----------------------------------------------------------------------------
+    async def upsert_scores(self, scores: list[Score]) -> None:
+        if not scores:
+            return
+        rows = [
+            (s.session_id, s.window_start_seq, s.window_end_seq, s.window_start_ts_ms, s.window_end_ts_ms,
+             s.similarity, s.phase, s.reps, s.scorer_version, s.score_ts_ms, s.to_json().decode())
+            for s in scores
+        ]
+        async with self.pool.acquire() as conn:
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO scores (session_id, window_start_seq, window_end_seq, window_start_ts_ms, "
+                    "window_end_ts_ms, similarity, phase, reps, scorer_version, score_ts_ms, detail) "
+                    "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON DUPLICATE KEY UPDATE "
+                    "similarity=VALUES(similarity), phase=VALUES(phase), reps=VALUES(reps), "
+                    "scorer_version=VALUES(scorer_version), score_ts_ms=VALUES(score_ts_ms), detail=VALUES(detail)",
+                    rows,
+                )
+
+    async def count_scores(self, session_id: str) -> int:
+        row = await self._execute("SELECT COUNT(*) FROM scores WHERE session_id=%s", (session_id,), fetch="one")
+        return int(row[0])

@@ -1,0 +1,52 @@
+"""Kafka topic names: defined here once, versioned, optionally namespaced (tests use a namespace
+so each test gets topics of its own)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FRAMES = "rehab.frames.v1"
+KEYPOINTS = "rehab.keypoints.v1"
+SCORES = "rehab.scores.v1"
+DEAD_LETTER = "rehab.deadletter.v1"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    retention_ms: int  # -1 keeps forever
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The four topics of one deployment. ``namespace`` prefixes every name (``t1.rehab.frames.v1``)."""
+
+    namespace: str = ""
+
+    def _name(self, base: str) -> str:
+        return f"{self.namespace}.{base}" if self.namespace else base
+
+    @property
+    def frames(self) -> str:
+        return self._name(FRAMES)
+
+    @property
+    def keypoints(self) -> str:
+        return self._name(KEYPOINTS)
+
+    @property
+    def scores(self) -> str:
+        return self._name(SCORES)
+
+    @property
+    def dead_letter(self) -> str:
+        return self._name(DEAD_LETTER)
+
+    def specs(self, partitions: int = 4) -> list[TopicSpec]:
+        hour, month = 3_600_000, 30 * 24 * 3_600_000
+        return [
+            TopicSpec(self.frames, partitions, hour),  # frames are only useful live
+            TopicSpec(self.keypoints, partitions, -1),  # replayable forever
+            TopicSpec(self.scores, partitions, -1),
+            TopicSpec(self.dead_letter, 1, month),
+        ]

@@ -1,0 +1,86 @@
+"""The Faust app: ``score_windows`` consumes keypoints, publishes scores, upserts them into MySQL.
+
+Run with ``rehab serve processor`` (or ``python -m stream_processor``). Reads the settings in
+``rehab.settings`` (REHAB_KAFKA_BOOTSTRAP, REHAB_TOPIC_NAMESPACE, REHAB_MYSQL_*, REHAB_PROCESSOR_*).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import faust
+from mode import Service
+
+from rehab.records import DeadLetter, MessageError
+from rehab.settings import Settings
+from rehab.storage.repository import Database
+from stream_processor.processor import ScoringState, UnusableMessage
+
+log = logging.getLogger("rehab.stream_processor")
+
+
+def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
+    topics = settings.topics
+    app = faust.App(
+        settings.processor_app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        web_enabled=False,
+        topic_partitions=4,
+        topic_replication_factor=1,
+        key_serializer="raw",
+        value_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        producer_linger=0.0,
+        stream_buffer_maxsize=4096,
+    )
+    keypoints = app.topic(topics.keypoints, key_type=bytes, value_type=bytes)
+    scores = app.topic(topics.scores, key_type=bytes, value_type=bytes)
+    dead_letter = app.topic(topics.dead_letter, key_type=bytes, value_type=bytes)
+    holder: dict[str, Database] = {}
+
+    async def load_reference(reference_id: str):
+        return await holder["db"].get_reference(reference_id)
+
+    state = ScoringState(load_reference)
+
+    @app.service
+    class Storage(Service):
+        async def on_start(self) -> None:
+            holder["db"] = await Database.connect(settings)
+
+        async def on_stop(self) -> None:
+            db = holder.pop("db", None)
+            if db is not None:
+                await db.close()
+
+    @app.agent(keypoints)
+    async def score_windows(stream):
+        async for event in stream.events():
+            msg = event.message
+            try:
+                score = await state.handle(event.value)
+            except (MessageError, UnusableMessage) as exc:
+                letter = DeadLetter.of("stream-processor", msg.topic, msg.partition, msg.offset,
+                                       msg.key, event.value, str(exc))
+                await dead_letter.send(key=msg.key, value=letter.to_json())
+                continue
+            if score is None:
+                continue
+            await scores.send(key=score.session_id.encode(), value=score.to_json())
+            await holder["db"].upsert_scores([score])
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender, assigned, **kwargs) -> None:
+        if any(tp.topic == topics.keypoints for tp in assigned):
+            log.info("stream processor ready: %d keypoint partitions", len(assigned))
+            if ready_file is not None:
+                ready_file.write_text("ready")
+
+    return app
+
+
+def run(settings: Settings, ready_file: Path | None = None, loglevel: str = "WARNING") -> None:
+    app = create_app(settings, ready_file)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
