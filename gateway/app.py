@@ -195,10 +195,10 @@ def create_app(settings: Settings) -> Starlette:
 
     async def scores_ws(ws: WebSocket):
         sid = ws.path_params["session_id"]
+        await ws.accept()  # accept first, so the refusal carries a close code and a reason
         if await res["db"].get_session(sid) is None:
             await ws.close(code=4404, reason="unknown session")
             return
-        await ws.accept()
         q = fanout.subscribe(sid)
         try:
             receiver = asyncio.create_task(ws.receive_text())

@@ -22,7 +22,9 @@ SERVICES = ("processor", "worker", "gateway")
 class Services:
     settings: Settings
     log_dir: Path
+    names: tuple[str, ...] = SERVICES
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    logs: list = field(default_factory=list)
 
     def _ready_file(self, name: str) -> Path:
         return self.log_dir / f"{name}.ready"
@@ -30,16 +32,17 @@ class Services:
     def start(self, timeout: float = 120.0) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.settings.as_env(), "PYTHONUNBUFFERED": "1"}
-        for name in SERVICES:
+        for name in self.names:
             ready = self._ready_file(name)
             ready.unlink(missing_ok=True)
             log = open(self.log_dir / f"{name}.log", "ab")
+            self.logs.append(log)
             self.procs[name] = subprocess.Popen(
                 [sys.executable, "-m", "rehab.cli", "serve", name, "--ready-file", str(ready)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
             )
         deadline = time.monotonic() + timeout
-        for name in SERVICES:
+        for name in self.names:
             while not self._ready(name):
                 proc = self.procs[name]
                 if proc.poll() is not None:
@@ -72,6 +75,9 @@ class Services:
                 proc.kill()
                 codes[name] = proc.wait()
         self.procs.clear()
+        for log in self.logs:
+            log.close()
+        self.logs.clear()
         return codes
 
     def __enter__(self) -> "Services":

@@ -13,6 +13,8 @@ def add_commands(sub) -> None:
     p.set_defaults(func=run_stack)
     m = sub.add_parser("migrate", help="apply pending SQL migrations")
     m.set_defaults(func=run_migrate)
+    i = sub.add_parser("init", help="create the topics and apply migrations on an existing Kafka and MySQL")
+    i.set_defaults(func=run_init)
 
 
 def run_stack(args) -> int:
@@ -35,4 +37,15 @@ def run_migrate(args) -> int:
 
     applied = asyncio.run(migrate(Settings.from_env()))
     print(f"applied migrations: {applied or 'none pending'}")
+    return 0
+
+
+def run_init(args) -> int:
+    from rehab.stack.topics import ensure_topics
+    from rehab.storage.migrate import migrate
+
+    settings = Settings.from_env()
+    created = ensure_topics(settings.kafka_bootstrap, settings.topics)
+    applied = asyncio.run(migrate(settings))
+    print(json.dumps({"topics_created": created, "migrations_applied": applied}))
     return 0

@@ -1,0 +1,98 @@
+"""Shared fixtures. Integration and e2e tests use the real local stack (``rehab stack up``, which
+``./dev test`` runs first); each test gets topics and a database of its own."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from rehab.settings import REPO_ROOT, Settings
+
+DATA = REPO_ROOT / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def blazepose():
+    from edge.backends import create_backend
+
+    backend = create_backend("blazepose")
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def clip_keypoints(blazepose):
+    """BlazePose keypoint frames of the bundled clips, extracted once per test run."""
+    from edge.extract import extract
+
+    cache: dict[str, list] = {}
+
+    def get(name: str) -> list:
+        if name not in cache:
+            cache[name] = list(extract(DATA / name, blazepose))
+        return cache[name]
+
+    return get
+
+
+def _base_settings() -> Settings:
+    return Settings.from_env()
+
+
+@contextlib.contextmanager
+def isolated(**extra):
+    """Settings with a unique topic namespace and database, created on the real stack and removed after."""
+    from rehab.stack.topics import delete_topics, ensure_topics
+    from rehab.storage.migrate import migrate
+
+    tag = f"t{uuid.uuid4().hex[:10]}"
+    settings = _base_settings().with_(topic_namespace=tag, mysql_db=f"rehab_{tag}",
+                                      worker_group=f"{tag}-workers", processor_app_id=f"{tag}-processor",
+                                      state_dir=_base_settings().state_dir, **extra)
+    ensure_topics(settings.kafka_bootstrap, settings.topics, partitions=2)
+    asyncio.run(migrate(settings))
+    try:
+        yield settings
+    finally:
+        delete_topics(settings.kafka_bootstrap, [s.name for s in settings.topics.specs()])
+        asyncio.run(_drop_db(settings))
+
+
+@pytest.fixture
+def isolated_settings():
+    with isolated() as settings:
+        yield settings
+
+
+async def _drop_db(settings: Settings) -> None:
+    import asyncmy
+
+    conn = await asyncmy.connect(**settings.mysql_kwargs(db=False))
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(f"DROP DATABASE IF EXISTS `{settings.mysql_db}`")
+    finally:
+        conn.close()
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = str(item.fspath)
+        if f"{os.sep}integration{os.sep}" in path:
+            item.add_marker(pytest.mark.integration)
+        if f"{os.sep}e2e{os.sep}" in path:
+            item.add_marker(pytest.mark.e2e)
+    if "slow" not in (config.getoption("-m") or ""):
+        skip = pytest.mark.skip(reason="slow benchmark: run with pytest -m slow")
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(skip)

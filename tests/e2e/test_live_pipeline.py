@@ -1,0 +1,96 @@
+"""The whole live story on the real stack: a real aiortc client streams the patient clip into the
+gateway; the pose worker and the Faust processor run as their own processes; scores come back over
+the WebSocket and are in MySQL."""
+import asyncio
+import socket
+
+import httpx
+import pytest
+import websockets
+
+from gateway.client import create_session, stream_file
+from rehab.reference import Reference
+from rehab.services import Services
+from rehab.storage.repository import Database
+from tests.conftest import isolated
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live_stack(tmp_path_factory, clip_keypoints):
+    port = free_port()
+    with isolated(gateway_port=port, gateway_url=f"http://127.0.0.1:{port}") as settings:
+        frames = clip_keypoints("pose2sim_single_cam01.mp4")
+        ref = Reference("guide", "guide", 60.0, frames[0].width, frames[0].height, "blazepose", "v", "0" * 64,
+                        [f.keypoints for f in frames])
+
+        async def save():
+            db = await Database.connect(settings)
+            await db.save_reference(ref)
+            await db.close()
+
+        asyncio.run(save())
+        with Services(settings, tmp_path_factory.mktemp("services")):
+            yield settings
+
+
+async def _rows(settings, session_id):
+    db = await Database.connect(settings)
+    try:
+        return await db.count_scores(session_id)
+    finally:
+        await db.close()
+
+
+def test_patient_clip_gets_live_scores_over_websocket_and_in_mysql(live_stack, data_dir):
+    async def run():
+        session_id = await create_session(live_stack.gateway_url, "guide")
+        received = [r async for r in stream_file(live_stack.gateway_url, session_id,
+                                                 str(data_dir / "pose2sim_single_cam02.mp4"))]
+        await asyncio.sleep(1.0)
+        return session_id, received, await _rows(live_stack, session_id)
+
+    session_id, received, rows = asyncio.run(run())
+    assert len(received) >= 20, f"expected >= 20 live scores for the 100-frame clip, got {len(received)}"
+    assert all(r.score.session_id == session_id for r in received)
+    seqs = [r.score.window_end_seq for r in received]
+    assert seqs == sorted(seqs), "scores arrive in capture order"
+    lat = sorted(r.latency_ms for r in received)
+    assert 0 < lat[len(lat) // 2] < 1000, f"median glass-to-score latency {lat[len(lat) // 2]} ms"
+    gaps = [b.received_ms - a.received_ms for a, b in zip(received[3:], received[4:])]
+    assert max(gaps) <= 500, f"once warm, a score at least every 0.5 s; longest gap {max(gaps)} ms"
+    assert rows == len(received), f"MySQL holds {rows} rows for {len(received)} scores"
+
+
+def test_gateway_refuses_bad_requests_clearly(live_stack):
+    url = live_stack.gateway_url
+    with httpx.Client(base_url=url, timeout=10) as http:
+        assert http.get("/health").json()["status"] == "ok"
+        r = http.post("/sessions", json={"reference_id": "no-such-guide"})
+        assert r.status_code == 404 and "unknown reference" in r.json()["error"]
+        r = http.post("/sessions", content=b"{not json")
+        assert r.status_code == 400
+        r = http.post("/sessions", json={"reference_id": "guide", "mode": "telepathy"})
+        assert r.status_code == 422
+        sid = http.post("/sessions", json={"reference_id": "guide"}).json()["session_id"]
+        r = http.post(f"/sessions/{sid}/offer", json={"sdp": "v=0\r\nm=video 9 RTP/AVP 96\r\nbroken", "type": "offer"})
+        assert r.status_code == 400 and "bad offer" in r.json()["error"], r.text
+        r = http.post(f"/sessions/{sid}/offer", json={"type": "offer"})
+        assert r.status_code == 400 and "sdp" in r.json()["error"]
+        r = http.post("/sessions/nope/offer", json={"sdp": "v=0\r\nm=video 9 RTP/AVP 96\r\n", "type": "offer"})
+        assert r.status_code == 404
+        assert http.get(f"/sessions/{sid}").json()["reference_id"] == "guide"
+
+    async def ws_unknown():
+        ws_url = url.replace("http", "ws", 1) + "/sessions/nope/scores"
+        async with websockets.connect(ws_url) as ws:
+            await ws.recv()
+
+    with pytest.raises(websockets.ConnectionClosed) as err:
+        asyncio.run(ws_unknown())
+    assert err.value.rcvd.code == 4404

@@ -1,0 +1,60 @@
+"""The pose worker on the real Kafka broker: frames in, keypoints and dead letters out."""
+import json
+import time
+
+import cv2
+from kafka import KafkaConsumer, KafkaProducer
+
+from edge.worker import PoseWorker
+from rehab.records import FrameRecord, KeypointFrame, now_ms
+
+
+def _consume_all(settings, topic, expect, timeout=20.0):
+    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
+                             group_id=None, consumer_timeout_ms=500)
+    out, deadline = [], time.monotonic() + timeout
+    while len(out) < expect and time.monotonic() < deadline:
+        out += [m for m in consumer]
+    consumer.close()
+    return out
+
+
+def test_worker_publishes_keypoints_and_dead_letters_bad_frames(isolated_settings, blazepose, data_dir):
+    s = isolated_settings
+    topics = s.topics
+    jpeg = cv2.imencode(".jpg", cv2.imread(str(data_dir / "opencv_messi5.jpg")))[1].tobytes()
+    producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap)
+    consumer = KafkaConsumer(topics.frames, bootstrap_servers=s.kafka_bootstrap, group_id=s.worker_group,
+                             auto_offset_reset="earliest")
+    worker = PoseWorker(consumer, producer, blazepose, topics, max_frame_age_ms=60_000)
+
+    def send(record: FrameRecord):
+        key, value, headers = record.to_kafka()
+        producer.send(topics.frames, key=key, value=value, headers=headers)
+
+    send(FrameRecord("old", 0, now_ms() - 120_000, now_ms() - 120_000, 548, 342, "ref", jpeg))  # stale
+    producer.send(topics.frames, key=b"bad", value=b"\xff\xd8 no header")  # malformed
+    send(FrameRecord("corrupt", 0, now_ms(), now_ms(), 548, 342, "ref", b"\xff\xd8 not really a jpeg"))
+    for seq in range(3):  # same session, one poll: only the newest is worth inferring
+        send(FrameRecord("s1", seq, now_ms(), now_ms(), 548, 342, "ref", jpeg))
+    producer.flush()
+
+    deadline = time.monotonic() + 30
+    published = []
+    while worker.counters["frames_in"] < 6 and time.monotonic() < deadline:
+        published += worker.run_once(timeout_ms=500)
+    consumer.close()
+
+    assert worker.counters["frames_in"] == 6
+    assert worker.counters["dropped_stale"] == 1
+    assert worker.counters["dead_letter"] == 2
+    assert {k.session_id for k in published} == {"s1"}
+    assert published[-1].seq == 2, "the newest frame of the session is the one inferred"
+
+    out = [KeypointFrame.from_json(m.value) for m in _consume_all(s, topics.keypoints, len(published))]
+    assert len(out) == len(published) and out[-1].keypoints is not None and len(out[-1].keypoints) == 17
+    assert out[-1].infer_ts_ms >= out[-1].gateway_ts_ms
+    letters = [json.loads(m.value) for m in _consume_all(s, topics.dead_letter, 2)]
+    reasons = sorted(letter["reason"] for letter in letters)
+    assert reasons == ["JPEG could not be decoded", "frame has no rehab-meta header"], reasons
+    producer.close()

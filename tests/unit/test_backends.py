@@ -1,0 +1,88 @@
+"""Both pose backends through the one interface. Keypoint R-CNN runs with random weights (no
+internet here); BlazePose runs for real on the bundled photo."""
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from edge.backends import BackendError, create_backend
+from rehab.coco import INDEX
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 255, (120, 160, 3), dtype=np.uint8) for _ in range(2)]
+
+
+@pytest.fixture(scope="module")
+def rcnn():
+    torch.manual_seed(0)
+    return create_backend("keypoint_rcnn", weights="random", score_threshold=0.0, max_side=160)
+
+
+def test_keypoint_rcnn_outputs_coco17_pixels_and_confidences(rcnn, images):
+    people = rcnn.infer(images, [None, None])
+    assert len(people) == 2 and people[0], "random weights with threshold 0 still detect boxes"
+    p = people[0][0]
+    assert p.keypoints.shape == (17, 3) and p.keypoints.dtype == np.float32
+    assert ((p.keypoints[:, 2] >= 0) & (p.keypoints[:, 2] <= 1)).all()
+    assert (p.keypoints[:, 0] >= -1).all() and (p.keypoints[:, 0] <= 161).all()
+
+
+def test_keypoint_rcnn_batched_equals_one_by_one(rcnn, images):
+    batched = rcnn.infer(images, [None, None])
+    single = [rcnn.infer([im], [None])[0] for im in images]
+    for b, s in zip(batched, single):
+        assert len(b) == len(s)
+        top_b = np.stack([p.keypoints for p in b[:5]])
+        top_s = np.stack([p.keypoints for p in s[:5]])
+        assert np.allclose(top_b, top_s, atol=1e-3), "batching must not change results"
+
+
+def test_keypoint_rcnn_loads_a_weights_file(rcnn, images, tmp_path):
+    path = tmp_path / "keypointrcnn.pth"
+    torch.save(rcnn.model.state_dict(), path)
+    loaded = create_backend("keypoint_rcnn", weights=str(path), score_threshold=0.0, max_side=160)
+    a = rcnn.infer(images[:1], [None])[0][0].keypoints
+    b = loaded.infer(images[:1], [None])[0][0].keypoints
+    assert np.allclose(a, b, atol=1e-4) and path.name in loaded.version
+
+
+def test_keypoint_rcnn_weights_errors_name_the_file(tmp_path, monkeypatch):
+    with pytest.raises(BackendError, match="does not exist"):
+        create_backend("keypoint_rcnn", weights=str(tmp_path / "missing.pth"))
+    junk = tmp_path / "junk.pth"
+    torch.save({"not": torch.zeros(1)}, junk)
+    with pytest.raises(BackendError, match="not a keypointrcnn_resnet50_fpn state dict"):
+        create_backend("keypoint_rcnn", weights=str(junk))
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(BackendError) as err:
+        create_backend("keypoint_rcnn")
+    assert "keypointrcnn_resnet50_fpn_coco" in str(err.value) and "--weights" in str(err.value)
+
+
+def test_unknown_backend_and_missing_cuda_are_clear_errors():
+    with pytest.raises(BackendError, match="unknown pose backend"):
+        create_backend("openpose")
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendError, match="CUDA is not available"):
+            create_backend("keypoint_rcnn", device="cuda", weights="random")
+
+
+def test_blazepose_finds_an_anatomically_plausible_person(blazepose, data_dir):
+    image = cv2.imread(str(data_dir / "opencv_messi5.jpg"))
+    people = blazepose.infer([image], [None])[0]
+    assert len(people) == 1
+    k = people[0].keypoints
+    y = lambda name: k[INDEX[name], 1]  # noqa: E731
+    assert y("nose") < y("left_shoulder") < y("left_hip") < y("left_knee") < y("left_ankle")
+    assert y("nose") < y("right_shoulder") < y("right_hip") < y("right_knee") < y("right_ankle")
+    assert (k[:, 2] > 0.5).sum() >= 12, "most joints of a full-body photo are confidently found"
+    h, w = image.shape[:2]
+    assert (k[:, 0] > 0).all() and (k[:, 0] < w).all()

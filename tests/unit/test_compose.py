@@ -1,0 +1,46 @@
+"""docker-compose.yml parses, and every service gets the settings its code reads."""
+import yaml
+
+from rehab.cli import build_parser
+from rehab.settings import REPO_ROOT, Settings
+
+COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+APP_SERVICES = {"init": None, "gateway": "gateway", "edge-worker": "worker", "stream-processor": "processor"}
+NEEDS = {
+    "gateway": {"REHAB_KAFKA_BOOTSTRAP", "REHAB_MYSQL_HOST", "REHAB_MYSQL_PASSWORD", "REHAB_GATEWAY_HOST",
+                "REHAB_GATEWAY_PORT"},
+    "edge-worker": {"REHAB_KAFKA_BOOTSTRAP", "REHAB_POSE_BACKEND", "REHAB_POSE_DEVICE", "REHAB_POSE_WEIGHTS",
+                    "REHAB_WORKER_GROUP"},
+    "stream-processor": {"REHAB_KAFKA_BOOTSTRAP", "REHAB_MYSQL_HOST", "REHAB_MYSQL_DB", "REHAB_PROCESSOR_APP_ID"},
+    "init": {"REHAB_KAFKA_BOOTSTRAP", "REHAB_MYSQL_HOST", "REHAB_MYSQL_USER", "REHAB_MYSQL_PASSWORD"},
+}
+
+
+def test_compose_has_the_whole_deployment():
+    assert set(COMPOSE["services"]) >= {"kafka", "mysql", *APP_SERVICES}
+    assert COMPOSE["services"]["mysql"]["image"].startswith("mysql:8")
+    assert "controller" in COMPOSE["services"]["kafka"]["environment"]["KAFKA_PROCESS_ROLES"], "KRaft mode"
+    gpu = COMPOSE["services"]["edge-worker"]["deploy"]["resources"]["reservations"]["devices"][0]
+    assert gpu["driver"] == "nvidia" and "gpu" in gpu["capabilities"]
+
+
+def test_each_service_gets_the_settings_its_code_reads():
+    known = set(Settings.env_names())
+    for name, needed in NEEDS.items():
+        env = COMPOSE["services"][name]["environment"]
+        unknown = set(env) - known
+        assert not unknown, f"{name} sets variables no code reads: {unknown}"
+        assert needed <= set(env), f"{name} lacks {needed - set(env)}"
+
+
+def test_each_service_command_is_a_real_cli_command():
+    parser = build_parser()
+    for name in APP_SERVICES:
+        args = parser.parse_args(COMPOSE["services"][name]["command"])
+        assert callable(args.func), name
+
+
+def test_compose_settings_are_valid_values():
+    for name in APP_SERVICES:
+        env = {k: str(v) for k, v in COMPOSE["services"][name]["environment"].items() if "${" not in str(v)}
+        Settings.from_env(env)  # raises SettingsError on a bad value

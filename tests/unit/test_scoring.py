@@ -1,0 +1,140 @@
+"""Scoring maths on synthetic skeletons (the accuracy on real clips is in tests/integration)."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from rehab.records import KeypointFrame
+from rehab.reference import Reference
+from rehab.scoring import LiveScorer, ReferenceModel, score_attempt
+from rehab.scoring.align import subsequence_dtw
+from rehab.scoring.pose import mirror, normalize, to_array
+from rehab.scoring.scorer import RepCounter
+
+# A standing skeleton in pixels (COCO-17), y down.
+STAND = np.array([
+    [100, 40], [95, 35], [105, 35], [90, 38], [110, 38],
+    [80, 70], [120, 70], [75, 100], [125, 100], [72, 130], [128, 130],
+    [88, 140], [112, 140], [88, 180], [112, 180], [88, 220], [112, 220],
+], dtype=float)
+
+
+def pose_at(t: float) -> list:
+    """The exercise: the left arm swings up and down once per unit of t (one repetition), the right
+    arm a little: asymmetric, so a mirrored attempt is distinguishable."""
+    p = STAND.copy()
+    for sh, el, wr, side, amplitude in ((5, 7, 9, -1, 0.9), (6, 8, 10, 1, 0.15)):
+        angle = np.pi * amplitude * np.sin(np.pi * t) ** 2
+        for j, length in ((el, 30.0), (wr, 60.0)):
+            p[j] = p[sh] + length * np.array([side * np.sin(angle), np.cos(angle)])
+    return [[float(x), float(y), 0.95] for x, y in p]
+
+
+def frames(poses, fps=30.0, start_seq=0, shift=(0.0, 0.0), scale=1.0):
+    out = []
+    for i, kps in enumerate(poses):
+        moved = None if kps is None else [[x * scale + shift[0], y * scale + shift[1], c] for x, y, c in kps]
+        out.append(KeypointFrame("s", start_seq + i, round(i * 1000 / fps), 0, 0, "m", "v", 640, 480, moved))
+    return out
+
+
+def reference(n=60, fps=30.0) -> Reference:
+    return Reference("ref", "ref", fps, 640, 480, "m", "v", "0" * 64, [pose_at(i / n) for i in range(n)])
+
+
+def test_normalisation_removes_position_and_body_size():
+    a = to_array([pose_at(0.3)])
+    b = to_array([[[x * 2.5 + 200, y * 2.5 - 30, c] for x, y, c in pose_at(0.3)]])
+    na, _ = normalize(a)
+    nb, _ = normalize(b)
+    assert np.allclose(na, nb, atol=1e-9)
+
+
+def test_low_confidence_joints_are_left_out_not_zero_filled():
+    kps = pose_at(0.3)
+    kps[9][2] = 0.05
+    norm, w = normalize(to_array([kps]))
+    assert w[0, 9] == 0.0 and w[0, 10] > 0
+
+
+def test_mirroring_twice_is_identity():
+    norm, w = normalize(to_array([pose_at(0.2), pose_at(0.7)]))
+    n2, w2 = mirror(*mirror(norm, w))
+    assert np.allclose(n2, norm) and np.allclose(w2, w)
+
+
+def test_subsequence_dtw_finds_the_matching_stretch():
+    ref = np.sin(np.linspace(0, 6, 120))
+    window = ref[40:70]
+    cost, path = subsequence_dtw(np.abs(window[:, None] - ref[None, :]))
+    assert cost < 1e-9 and path[0] == 40 and path[-1] == 69
+
+
+def test_subsequence_dtw_bounds_the_slope():
+    ref = np.arange(50, dtype=float)
+    window = np.full(20, 10.0)  # frozen: must still advance at least one column per two rows
+    _, path = subsequence_dtw(np.abs(window[:, None] - ref[None, :]))
+    assert path[-1] - path[0] >= 9
+
+
+def test_same_movement_scores_high_and_is_deterministic():
+    ref = reference()
+    attempt = frames([pose_at(i / 60) for i in range(120)], shift=(150, 20), scale=1.3)
+    first, second = score_attempt(ref, attempt), score_attempt(ref, attempt)
+    assert first == second, "same keypoints must give the same scores"
+    assert first["similarity"] > 0.9, first
+
+
+def test_slower_attempt_still_matches():
+    attempt = frames([pose_at(i / 96) for i in range(192)])  # x0.625 speed
+    assert score_attempt(reference(), attempt)["similarity"] > 0.85
+
+
+def test_mirrored_attempt_matches_only_with_mirror_matching():
+    ref = reference()
+    mirrored = [[[640 - x, y, c] for x, y, c in [p[i] for i in (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15)]]
+                for p in (pose_at(i / 60) for i in range(120))]
+    matched = score_attempt(ref, frames(mirrored), mirror_mode="auto")["similarity"]
+    unmatched = score_attempt(ref, frames(mirrored), mirror_mode="off")["similarity"]
+    assert matched > 0.9 and unmatched < matched - 0.2, (matched, unmatched)
+
+
+def test_holding_still_scores_low():
+    held = frames([pose_at(0.5)] * 120)
+    result = score_attempt(reference(), held)
+    assert result["similarity"] < 0.35, result
+    assert result["reps"] == 0
+
+
+def test_nobody_in_view_scores_zero():
+    result = score_attempt(reference(), frames([None] * 90))
+    assert result["similarity"] == 0.0 and result["corrections"][0]["joint"] == "body"
+
+
+def test_three_repetitions_count_three():
+    attempt = frames([pose_at(i / 60) for i in range(180)])
+    assert score_attempt(reference(), attempt)["reps"] == 3
+
+
+def test_rep_counter_hysteresis_ignores_jitter():
+    counter = RepCounter()
+    for phase in (0.5, 0.9, 0.86, 0.9, 0.84, 0.9):  # jitter near the end: one count
+        counter.update(phase, 0.9)
+    assert counter.count == 1
+    for phase in (0.1, 0.95):  # the end without the middle: no count
+        counter.update(phase, 0.9)
+    assert counter.count == 1
+
+
+def test_live_scorer_ignores_duplicates_and_out_of_order_frames():
+    scorer = LiveScorer(ReferenceModel.build(reference()), "s")
+    fs = frames([pose_at(i / 60) for i in range(40)])
+    emitted = [scorer.update(f) for f in fs]
+    assert any(e is not None for e in emitted)
+    assert scorer.update(fs[10]) is None and scorer.update(dataclasses.replace(fs[-1])) is None
+
+
+@pytest.mark.parametrize("bad", [[None] * 5, [None, pose_at(0.1)]])
+def test_reference_needs_a_visible_person(bad):
+    with pytest.raises(ValueError, match="fewer than 2"):
+        Reference("r", "r", 30.0, 640, 480, "m", "v", "0" * 64, bad)

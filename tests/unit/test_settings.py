@@ -1,0 +1,42 @@
+import pytest
+
+from rehab.settings import Settings, SettingsError
+from rehab.topics import Topics
+
+
+def test_defaults_point_at_localhost():
+    s = Settings.from_env({})
+    assert s.kafka_bootstrap.startswith("127.0.0.1") and s.mysql_host == "127.0.0.1"
+
+
+def test_environment_overrides_defaults_with_types():
+    s = Settings.from_env({"REHAB_MYSQL_PORT": "3307", "REHAB_POSE_BACKEND": "keypoint_rcnn",
+                           "REHAB_TOPIC_NAMESPACE": "t1"})
+    assert s.mysql_port == 3307 and s.pose_backend == "keypoint_rcnn"
+    assert s.topics.keypoints == "t1.rehab.keypoints.v1"
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"REHAB_MYSQL_PORT": "abc"}, "REHAB_MYSQL_PORT"),
+    ({"REHAB_POSE_BACKEND": "openpose"}, "REHAB_POSE_BACKEND"),
+    ({"REHAB_FRAME_MAX_SIDE": "10"}, "REHAB_FRAME_MAX_SIDE"),
+])
+def test_bad_values_name_the_variable(env, message):
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(env)
+
+
+def test_password_is_hidden_in_repr():
+    s = Settings.from_env({"REHAB_MYSQL_PASSWORD": "s3cret"})
+    assert "s3cret" not in repr(s) and s.mysql_password == "s3cret"
+
+
+def test_as_env_round_trips():
+    s = Settings.from_env({"REHAB_MYSQL_PORT": "3307", "REHAB_TOPIC_NAMESPACE": "x"})
+    assert Settings.from_env(s.as_env()) == s
+
+
+def test_topic_names_are_versioned():
+    names = [spec.name for spec in Topics().specs()]
+    assert names == ["rehab.frames.v1", "rehab.keypoints.v1", "rehab.scores.v1", "rehab.deadletter.v1"]
+    assert Topics().specs()[1].retention_ms == -1, "keypoints must be kept for replay"
