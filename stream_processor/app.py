@@ -5,9 +5,11 @@ Run with ``rehab serve processor`` (or ``python -m stream_processor``). Reads th
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
+import asyncmy
 import faust
 from mode import Service
 
@@ -38,21 +40,39 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
     scores = app.topic(topics.scores, key_type=bytes, value_type=bytes)
     dead_letter = app.topic(topics.dead_letter, key_type=bytes, value_type=bytes)
     holder: dict[str, Database] = {}
+    db_lock = asyncio.Lock()
+
+    async def db() -> Database:
+        """The connection pool, opened on first use (agents may start before any service hook)."""
+        if "db" not in holder:
+            async with db_lock:
+                if "db" not in holder:
+                    holder["db"] = await Database.connect(settings)
+        return holder["db"]
 
     async def load_reference(reference_id: str):
-        return await holder["db"].get_reference(reference_id)
+        return await (await db()).get_reference(reference_id)
+
+    async def store(score) -> None:
+        """Upserts a score; a database outage is retried, never turned into a lost row."""
+        delay = 0.5
+        while True:
+            try:
+                await (await db()).upsert_scores([score])
+                return
+            except (OSError, asyncmy.errors.OperationalError) as exc:
+                log.warning("MySQL unavailable (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     state = ScoringState(load_reference)
 
     @app.service
     class Storage(Service):
-        async def on_start(self) -> None:
-            holder["db"] = await Database.connect(settings)
-
         async def on_stop(self) -> None:
-            db = holder.pop("db", None)
-            if db is not None:
-                await db.close()
+            pool = holder.pop("db", None)
+            if pool is not None:
+                await pool.close()
 
     @app.agent(keypoints)
     async def score_windows(stream):
@@ -68,7 +88,7 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
             if score is None:
                 continue
             await scores.send(key=score.session_id.encode(), value=score.to_json())
-            await holder["db"].upsert_scores([score])
+            await store(score)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender, assigned, **kwargs) -> None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 import numpy as np
 
 
-def subsequence_dtw(cost: np.ndarray) -> tuple[float, np.ndarray]:
+def subsequence_dtw(cost: np.ndarray, end_penalty: np.ndarray | None = None) -> tuple[float, np.ndarray]:
     """Aligns every row (patient samples) to a contiguous stretch of columns (reference samples).
 
     Steps: (1,1) same speed; (1,2) the patient is faster (one reference sample skipped); (2,1) the
     patient is slower (two patient samples on one reference sample). Each patient sample is charged
-    once, so ``total / rows`` is the mean cost. Open begin and end on the reference.
-    Returns (mean cost, matched reference column of each row).
+    once, so ``total / rows`` is the mean cost. Open begin and end on the reference; ``end_penalty``
+    (per column, in mean-cost units) makes some ends less likely, e.g. phases the patient cannot
+    have reached since the last window.
+    Returns (mean cost, matched reference column of each row); the penalty is not in the cost.
     """
     n, m = cost.shape
     inf = np.inf
@@ -29,7 +31,8 @@ def subsequence_dtw(cost: np.ndarray) -> tuple[float, np.ndarray]:
         best = np.argmin(stacked, axis=0)
         acc[i] = stacked[best, np.arange(m)] + cost[i]
         move[i] = best + 1
-    end = int(np.argmin(acc[-1]))
+    ranked = acc[-1] / n if end_penalty is None else acc[-1] / n + end_penalty
+    end = int(np.argmin(ranked))
     total = float(acc[-1, end])
     if not np.isfinite(total):
         return inf, np.zeros(n, dtype=int)

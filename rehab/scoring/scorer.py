@@ -21,9 +21,12 @@ from rehab.scoring.pose import limb_directions, mirror, normalize, resample, to_
 
 SCORER_VERSION = "limbdtw-1.0.0"
 RATE_HZ = 30.0
-COS_FLOOR = 0.5  # limb cosine at or below this counts as 0 similarity, 1.0 as 1
+COS_FLOOR = 0.0  # limb cosine at or below this counts as 0 similarity, 1.0 as 1
 MIN_VALID_FRACTION = 0.5
-MIN_WINDOW_FRACTION = 0.5  # the first score comes once half a window has been seen
+MOVE_TAU = 0.5
+VEL_OFFSET, VEL_GAIN = 0.7, 1.0
+PHASE_SLACK, PHASE_PENALTY = 3.0, 1.0
+MIN_WINDOW_FRACTION = 0.3  # the first score comes once 30% of a window has been seen
 LIMB_NAMES = tuple(f"{b}" if a.split("_")[0] == b.split("_")[0] else f"{a}-{b}" for a, b in LIMBS)
 
 
@@ -79,6 +82,23 @@ class ReferenceModel:
         return len(self.poses.norm)
 
 
+def velocity_agreement(p: Poses, r: Poses, path: np.ndarray, chunk: int = 5) -> float:
+    """How well the patient's joint motion points the same way as the guide's along the alignment:
+    the cosine of joint displacements over short chunks, weighted by how much the guide moves there.
+    Near 1 for the same movement, near 0 for an unrelated one (walking past), whatever the posture."""
+    rn, rw = r.norm[path], r.w[path]
+    dp, dr = np.diff(p.norm, axis=0), np.diff(rn, axis=0)
+    w = p.w[1:] * p.w[:-1] * rw[1:] * rw[:-1]
+    n = len(dp) // chunk
+    if n == 0:
+        return 0.0
+    cp = (dp[:n * chunk] * w[:n * chunk, :, None]).reshape(n, chunk, *dp.shape[1:]).sum(axis=1)
+    cr = (dr[:n * chunk] * w[:n * chunk, :, None]).reshape(n, chunk, *dr.shape[1:]).sum(axis=1)
+    norm_p, norm_r = np.linalg.norm(cp, axis=-1), np.linalg.norm(cr, axis=-1)
+    cos = np.divide((cp * cr).sum(axis=-1), norm_p * norm_r, out=np.zeros_like(norm_r), where=norm_p * norm_r > 1e-12)
+    return float((cos * norm_r).sum() / norm_r.sum()) if norm_r.sum() > 1e-12 else 0.0
+
+
 @dataclass(frozen=True)
 class WindowResult:
     similarity: float
@@ -124,7 +144,21 @@ def _corrections(p: Poses, r: Poses, path: np.ndarray, limbs: dict[str, float], 
     return out
 
 
-def score_poses(p: Poses, ref: ReferenceModel, mirror_mode: str = "auto") -> WindowResult:
+def phase_prior(ref_len: int, prev_phase_idx: int | None, advanced: float) -> np.ndarray | None:
+    """End penalty over the doubled reference's columns: after ``advanced`` samples at 0.5x-2x speed
+    the phase should have moved on by 0.5*advanced .. 2*advanced (+ slack) from the last window's."""
+    if prev_phase_idx is None:
+        return None
+    cols = np.arange(2 * ref_len)
+    ahead = (cols - prev_phase_idx) % ref_len
+    lo, hi = 0.5 * advanced - PHASE_SLACK, 2.0 * advanced + PHASE_SLACK
+    outside = np.where(ahead < lo, np.minimum(lo - ahead, ref_len - ahead + lo), np.maximum(ahead - hi, 0))
+    outside = np.minimum(outside, ref_len - outside)
+    return PHASE_PENALTY * np.clip(outside, 0, None) / ref_len
+
+
+def score_poses(p: Poses, ref: ReferenceModel, mirror_mode: str = "auto",
+                prior: np.ndarray | None = None) -> WindowResult:
     """Scores one resampled window of patient poses against the cyclic reference."""
     if len(p.norm) < 4 or p.valid.mean() < MIN_VALID_FRACTION:
         return EMPTY
@@ -132,7 +166,7 @@ def score_poses(p: Poses, ref: ReferenceModel, mirror_mode: str = "auto") -> Win
     best = None
     for cand, is_mirror in candidates:
         sim = _similarity_matrix(cand, ref.cyclic)
-        cost, path = subsequence_dtw(1.0 - sim)
+        cost, path = subsequence_dtw(1.0 - sim, prior)
         if best is None or cost < best[0]:
             best = (cost, path, cand, is_mirror, sim)
     cost, path, cand, is_mirror, _ = best
@@ -140,13 +174,16 @@ def score_poses(p: Poses, ref: ReferenceModel, mirror_mode: str = "auto") -> Win
     j0, j1 = int(path[0]), int(path[-1])
     ref_len = path_length(ref.cyclic.norm[j0:j1 + 1], ref.cyclic.w[j0:j1 + 1])
     own_len = path_length(cand.norm, cand.w)
-    movement = min(own_len, ref_len) / max(own_len, ref_len, 1e-6)
+    # Moving at least MOVE_TAU as much as the matched stretch of the guide earns the full factor;
+    # moving more is not rewarded here (it shows as a pose mismatch instead).
+    movement = float(np.clip(own_len / max(MOVE_TAU * ref_len, 1e-6), 0.0, 1.0))
     r = ref.cyclic
     limb_cos = np.clip((np.einsum("tld,tld->tl", cand.dirs, r.dirs[path]) - COS_FLOOR) / (1 - COS_FLOOR), 0, 1)
     lw = cand.lw * r.lw[path]
     limbs = {LIMB_NAMES[i]: round(float((limb_cos[:, i] * lw[:, i]).sum() / lw[:, i].sum()), 4)
              for i in range(len(LIMB_NAMES)) if lw[:, i].sum() > 0}
-    similarity = pose_sim * float(np.sqrt(movement))
+    agreement = velocity_agreement(cand, r, path)
+    similarity = pose_sim * movement * float(np.clip(VEL_OFFSET + VEL_GAIN * agreement, 0.0, 1.0))
     corrections = _corrections(cand, r, path, limbs, is_mirror)
     if movement < 0.5:
         corrections.insert(0, {"joint": "body", "direction": "move", "message": "follow the guide's movement"})
@@ -159,7 +196,7 @@ class RepCounter:
     """Counts repetitions from the phase reached: armed in the middle of the movement, counted near
     its end; hysteresis means jitter around a threshold never counts twice."""
 
-    def __init__(self, arm: tuple[float, float] = (0.35, 0.65), done: float = 0.85, min_similarity: float = 0.4):
+    def __init__(self, arm: tuple[float, float] = (0.35, 0.65), done: float = 0.85, min_similarity: float = 0.55):
         self.arm, self.done, self.min_similarity = arm, done, min_similarity
         self.count = 0
         self.armed = False
@@ -187,6 +224,8 @@ class LiveScorer:
     reps: RepCounter = field(default_factory=RepCounter)
     total: float = 0.0
     n_scores: int = 0
+    last_phase_idx: int | None = None
+    last_ts_ms: int | None = None
 
     def update(self, f: KeypointFrame, score_ts_ms: int | None = None) -> Score | None:
         if self.frames and f.seq <= self.frames[-1].seq:
@@ -199,7 +238,13 @@ class LiveScorer:
             return None
         ts = np.array([x.capture_ts_ms for x in self.frames], dtype=np.float64)
         kps = resample(ts, to_array([x.keypoints for x in self.frames]), RATE_HZ, ts[0], ts[-1])
-        result = score_poses(Poses.of(*normalize(kps)), self.ref, self.mirror_mode)
+        prior = None
+        if self.last_ts_ms is not None:
+            advanced = (f.capture_ts_ms - self.last_ts_ms) * RATE_HZ / 1000.0
+            prior = phase_prior(self.ref.length, self.last_phase_idx, advanced)
+        result = score_poses(Poses.of(*normalize(kps)), self.ref, self.mirror_mode, prior)
+        if result.similarity > 0:
+            self.last_phase_idx, self.last_ts_ms = result.ref_span[1] % self.ref.length, f.capture_ts_ms
         reps = self.reps.update(result.phase, result.similarity)
         self.total += result.similarity
         self.n_scores += 1

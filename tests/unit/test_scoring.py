@@ -138,3 +138,26 @@ def test_live_scorer_ignores_duplicates_and_out_of_order_frames():
 def test_reference_needs_a_visible_person(bad):
     with pytest.raises(ValueError, match="fewer than 2"):
         Reference("r", "r", 30.0, 640, 480, "m", "v", "0" * 64, bad)
+
+
+def test_velocity_agreement_tells_the_direction_of_movement():
+    from rehab.scoring.pose import normalize as norm_fn
+    from rehab.scoring.scorer import Poses, velocity_agreement
+
+    seq = Poses.of(*norm_fn(to_array([pose_at(i / 60) for i in range(30)])))
+    backwards = Poses.of(*norm_fn(to_array([pose_at(i / 60) for i in range(29, -1, -1)])))
+    path = np.arange(30)
+    assert velocity_agreement(seq, seq, path) > 0.99
+    assert velocity_agreement(backwards, seq, path) < 0, "moving against the guide's direction"
+
+
+def test_phase_prior_only_penalises_phases_out_of_reach():
+    from rehab.scoring.scorer import PHASE_SLACK, phase_prior
+
+    assert phase_prior(50, None, 2.0) is None
+    prior = phase_prior(50, 10, 2.0)
+    assert prior.shape == (100,)
+    reachable = [10 + k for k in range(0, int(4 + PHASE_SLACK))]
+    assert all(prior[j] == 0 for j in reachable) and all(prior[j + 50] == 0 for j in reachable)
+    assert prior[35] > 0.3, "half a cycle away after two samples is implausible"
+
