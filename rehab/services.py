@@ -62,6 +62,12 @@ class Services:
                 return False
         return self._ready_file(name).exists()
 
+    def kill(self, name: str) -> None:
+        """SIGKILL one service, as a crash would (no graceful shutdown, no final commit)."""
+        proc = self.procs.pop(name)
+        proc.kill()
+        proc.wait()
+
     def stop(self, timeout: float = 20.0) -> dict[str, int | None]:
         for proc in self.procs.values():
             if proc.poll() is None:

@@ -39,7 +39,8 @@ class Settings:
     worker_max_frame_age_ms: int = 500
     worker_group: str = "rehab-pose-workers"
     processor_app_id: str = "rehab-stream-processor"
-    processor_window: int = 30
+    processor_window_ms: int = 1000
+    processor_min_interval_ms: int = 30
     processor_web_port: int = 6066
 
     ENV = {
@@ -62,7 +63,8 @@ class Settings:
         "worker_max_frame_age_ms": "REHAB_WORKER_MAX_FRAME_AGE_MS",
         "worker_group": "REHAB_WORKER_GROUP",
         "processor_app_id": "REHAB_PROCESSOR_APP_ID",
-        "processor_window": "REHAB_PROCESSOR_WINDOW",
+        "processor_window_ms": "REHAB_PROCESSOR_WINDOW_MS",
+        "processor_min_interval_ms": "REHAB_PROCESSOR_MIN_INTERVAL_MS",
         "processor_web_port": "REHAB_PROCESSOR_WEB_PORT",
     }
 
@@ -73,8 +75,10 @@ class Settings:
             raise SettingsError("REHAB_JPEG_QUALITY must be between 10 and 100")
         if self.pose_backend not in ("blazepose", "keypoint_rcnn"):
             raise SettingsError("REHAB_POSE_BACKEND must be 'blazepose' or 'keypoint_rcnn'")
-        if self.processor_window < 4:
-            raise SettingsError("REHAB_PROCESSOR_WINDOW must be at least 4 frames")
+        if not 200 <= self.processor_window_ms <= 10_000:
+            raise SettingsError("REHAB_PROCESSOR_WINDOW_MS must be between 200 and 10000")
+        if not 0 <= self.processor_min_interval_ms <= 5_000:
+            raise SettingsError("REHAB_PROCESSOR_MIN_INTERVAL_MS must be between 0 and 5000")
         if not self.kafka_bootstrap:
             raise SettingsError("REHAB_KAFKA_BOOTSTRAP must not be empty")
 

@@ -1,11 +1,14 @@
-"""The Faust app: ``score_windows`` consumes keypoints, publishes scores, upserts them into MySQL.
+"""The Faust app: agent ``score_windows`` consumes keypoints, publishes scores and upserts them into
+MySQL; a timer scores frames left pending; table ``session_to_state`` keeps each session's counters
+(repetitions, running similarity, last frame scored) so a restarted processor resumes where it stopped.
 
-Run with ``rehab serve processor`` (or ``python -m stream_processor``). Reads the settings in
-``rehab.settings`` (REHAB_KAFKA_BOOTSTRAP, REHAB_TOPIC_NAMESPACE, REHAB_MYSQL_*, REHAB_PROCESSOR_*).
+Run with ``rehab serve processor``. Reads REHAB_KAFKA_BOOTSTRAP, REHAB_TOPIC_NAMESPACE, REHAB_MYSQL_*,
+REHAB_PROCESSOR_APP_ID, REHAB_PROCESSOR_WINDOW_MS, REHAB_PROCESSOR_MIN_INTERVAL_MS.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 
@@ -13,12 +16,13 @@ import asyncmy
 import faust
 from mode import Service
 
-from rehab.records import DeadLetter, MessageError
+from rehab.records import DeadLetter, MessageError, Score
 from rehab.settings import Settings
 from rehab.storage.repository import Database
 from stream_processor.processor import ScoringState, UnusableMessage
 
 log = logging.getLogger("rehab.stream_processor")
+TIMER_INTERVAL_S = 0.1
 
 
 def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
@@ -35,10 +39,14 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_linger=0.0,
         stream_buffer_maxsize=4096,
+        broker_session_timeout=10.0,  # a crashed processor's partitions move on after 10 s, not 60
+        broker_heartbeat_interval=2.0,
     )
     keypoints = app.topic(topics.keypoints, key_type=bytes, value_type=bytes)
     scores = app.topic(topics.scores, key_type=bytes, value_type=bytes)
     dead_letter = app.topic(topics.dead_letter, key_type=bytes, value_type=bytes)
+    session_to_state = app.Table("session_to_state", default=None, key_type=bytes, value_type=bytes,
+                                 partitions=4)
     holder: dict[str, Database] = {}
     db_lock = asyncio.Lock()
 
@@ -53,7 +61,11 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
     async def load_reference(reference_id: str):
         return await (await db()).get_reference(reference_id)
 
-    async def store(score) -> None:
+    def load_snapshot(session_id: str) -> dict | None:
+        raw = session_to_state.get(session_id.encode())
+        return None if raw is None else json.loads(raw)
+
+    async def store(score: Score) -> None:
         """Upserts a score; a database outage is retried, never turned into a lost row."""
         delay = 0.5
         while True:
@@ -65,7 +77,14 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    state = ScoringState(load_reference)
+    async def emit(scorer, score: Score) -> None:
+        key = score.session_id.encode()
+        await scores.send(key=key, value=score.to_json())
+        await store(score)
+        session_to_state[key] = json.dumps(scorer.snapshot()).encode()
+
+    state = ScoringState(load_reference, load_snapshot, window_ms=settings.processor_window_ms,
+                         min_interval_ms=settings.processor_min_interval_ms)
 
     @app.service
     class Storage(Service):
@@ -79,16 +98,20 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
         async for event in stream.events():
             msg = event.message
             try:
-                score = await state.handle(event.value)
+                scorer, score = await state.handle(event.value)
             except (MessageError, UnusableMessage) as exc:
                 letter = DeadLetter.of("stream-processor", msg.topic, msg.partition, msg.offset,
                                        msg.key, event.value, str(exc))
                 await dead_letter.send(key=msg.key, value=letter.to_json())
                 continue
-            if score is None:
-                continue
-            await scores.send(key=score.session_id.encode(), value=score.to_json())
-            await store(score)
+            if score is not None:
+                await emit(scorer, score)
+
+    @app.timer(interval=TIMER_INTERVAL_S)
+    async def flush_pending():
+        """Frames that arrived within the minimum interval are scored once the session goes quiet."""
+        for scorer, score in state.flush_due(quiet_s=settings.processor_min_interval_ms / 1000.0):
+            await emit(scorer, score)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender, assigned, **kwargs) -> None:

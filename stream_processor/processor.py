@@ -1,12 +1,16 @@
-"""What the processor does with one keypoint message, independent of Faust (so tests can drive it).
+"""What the processor does with keypoint messages, independent of Faust (so tests can drive it).
 
-Decodes the message (malformed ones go to the dead-letter topic), finds the session's scorer
-(building it from the reference stored in MySQL on first sight), and returns the Score, if any.
+Decodes a message (malformed ones go to the dead-letter topic), finds the session's scorer (built
+from the reference stored in MySQL on first sight, its counters restored from the last snapshot),
+and returns the Score, if any. ``flush_due`` gives the scores a timer owes to sessions whose newest
+frame is still unscored.
 """
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
+from typing import Awaitable, Callable
 
 from rehab.records import KeypointFrame, MessageError, Score
 from rehab.reference import Reference
@@ -21,32 +25,62 @@ class UnusableMessage(Exception):
 
 @dataclass
 class ScoringState:
-    """Scorers per session and references by id. ``load_reference`` is an async callable (the DB)."""
+    """Scorers per session and reference models by id.
 
-    load_reference: object
+    ``load_reference(id)`` is async (MySQL); ``load_snapshot(session_id)`` returns the last saved
+    ``LiveScorer.snapshot()`` or None (a Faust table)."""
+
+    load_reference: Callable[[str], Awaitable[Reference | None]]
+    load_snapshot: Callable[[str], dict | None] = lambda _sid: None
     window_ms: int = 1000
+    min_interval_ms: int = 50
+    idle_evict_s: float = 300.0
     scorers: dict[str, LiveScorer] = field(default_factory=dict)
     models: dict[str, ReferenceModel] = field(default_factory=dict)
+    last_seen: dict[str, float] = field(default_factory=dict)
 
     async def _model(self, reference_id: str) -> ReferenceModel:
         model = self.models.get(reference_id)
         if model is None:
-            ref: Reference | None = await self.load_reference(reference_id)
+            ref = await self.load_reference(reference_id)
             if ref is None:
                 raise UnusableMessage(f"unknown reference {reference_id!r}")
             model = self.models[reference_id] = ReferenceModel.build(ref)
         return model
 
-    async def handle(self, raw: bytes) -> Score | None:
-        """Raises MessageError / UnusableMessage for the dead-letter topic."""
-        frame = KeypointFrame.from_json(raw)
+    async def scorer_for(self, frame: KeypointFrame) -> LiveScorer:
         scorer = self.scorers.get(frame.session_id)
         if scorer is None:
             if frame.reference_id is None:
                 raise UnusableMessage("keypoint frame names no reference_id")
-            scorer = LiveScorer(await self._model(frame.reference_id), frame.session_id, window_ms=self.window_ms)
+            scorer = LiveScorer(await self._model(frame.reference_id), frame.session_id,
+                                window_ms=self.window_ms, min_interval_ms=self.min_interval_ms)
+            snap = self.load_snapshot(frame.session_id)
+            if snap is not None:
+                scorer.restore(snap)
+                log.info("session %s resumed at seq %d, %d reps", frame.session_id, scorer.last_seq, scorer.reps.count)
             self.scorers[frame.session_id] = scorer
-        return scorer.update(frame)
+        return scorer
+
+    async def handle(self, raw: bytes) -> tuple[LiveScorer, Score | None]:
+        """Raises MessageError / UnusableMessage for the dead-letter topic."""
+        frame = KeypointFrame.from_json(raw)
+        scorer = await self.scorer_for(frame)
+        self.last_seen[frame.session_id] = time.monotonic()
+        return scorer, scorer.update(frame)
+
+    def flush_due(self, quiet_s: float) -> list[tuple[LiveScorer, Score]]:
+        """Scores for sessions whose newest frame is unscored and who sent nothing for ``quiet_s``;
+        forgets sessions idle for ``idle_evict_s`` (their snapshot stays in the table)."""
+        now, out = time.monotonic(), []
+        for sid, scorer in list(self.scorers.items()):
+            seen = self.last_seen.get(sid, now)
+            if now - seen >= self.idle_evict_s:
+                del self.scorers[sid]
+                self.last_seen.pop(sid, None)
+            elif now - seen >= quiet_s and (score := scorer.flush()) is not None:
+                out.append((scorer, score))
+        return out
 
 
 __all__ = ["MessageError", "ScoringState", "UnusableMessage"]

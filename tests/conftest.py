@@ -58,7 +58,7 @@ def isolated(**extra):
     settings = _base_settings().with_(topic_namespace=tag, mysql_db=f"rehab_{tag}",
                                       worker_group=f"{tag}-workers", processor_app_id=f"{tag}-processor",
                                       state_dir=_base_settings().state_dir, **extra)
-    ensure_topics(settings.kafka_bootstrap, settings.topics, partitions=2)
+    ensure_topics(settings.kafka_bootstrap, settings.topics)
     asyncio.run(migrate(settings))
     try:
         yield settings

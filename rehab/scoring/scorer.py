@@ -8,13 +8,11 @@ reference), so that holding a posture, or nobody in view, scores low.
 """
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from rehab.coco import LIMBS
-from rehab.records import KeypointFrame, Score, now_ms
 from rehab.reference import Reference
 from rehab.scoring.align import subsequence_dtw
 from rehab.scoring.pose import limb_directions, mirror, normalize, resample, to_array
@@ -25,7 +23,8 @@ COS_FLOOR = 0.0  # limb cosine at or below this counts as 0 similarity, 1.0 as 1
 MIN_VALID_FRACTION = 0.5
 MOVE_TAU = 0.5
 VEL_OFFSET, VEL_GAIN = 0.7, 1.0
-PHASE_SLACK, PHASE_PENALTY = 3.0, 1.0
+PHASE_SLACK, PHASE_PENALTY = 6.0, 0.2
+PHASE_ANCHOR_MIN = 0.6
 MIN_WINDOW_FRACTION = 0.3  # the first score comes once 30% of a window has been seen
 LIMB_NAMES = tuple(f"{b}" if a.split("_")[0] == b.split("_")[0] else f"{a}-{b}" for a, b in LIMBS)
 
@@ -190,100 +189,3 @@ def score_poses(p: Poses, ref: ReferenceModel, mirror_mode: str = "auto",
     phase = (j1 % ref.length) / max(ref.length - 1, 1)
     return WindowResult(round(similarity, 4), round(pose_sim, 4), round(movement, 4), limbs, corrections,
                         round(float(phase), 4), is_mirror, (j0, j1))
-
-
-class RepCounter:
-    """Counts repetitions from the phase reached: armed in the middle of the movement, counted near
-    its end; hysteresis means jitter around a threshold never counts twice."""
-
-    def __init__(self, arm: tuple[float, float] = (0.35, 0.65), done: float = 0.85, min_similarity: float = 0.55):
-        self.arm, self.done, self.min_similarity = arm, done, min_similarity
-        self.count = 0
-        self.armed = False
-
-    def update(self, phase: float, similarity: float) -> int:
-        if similarity < self.min_similarity:
-            return self.count
-        if self.arm[0] <= phase <= self.arm[1]:
-            self.armed = True
-        elif self.armed and phase >= self.done:
-            self.count += 1
-            self.armed = False
-        return self.count
-
-
-@dataclass
-class LiveScorer:
-    """Per-session scorer: feed keypoint frames in order; every frame after the first window yields a Score."""
-
-    ref: ReferenceModel
-    session_id: str
-    window_ms: int = 1000
-    mirror_mode: str = "auto"
-    frames: deque = field(default_factory=deque)
-    reps: RepCounter = field(default_factory=RepCounter)
-    total: float = 0.0
-    n_scores: int = 0
-    last_phase_idx: int | None = None
-    last_ts_ms: int | None = None
-
-    def update(self, f: KeypointFrame, score_ts_ms: int | None = None) -> Score | None:
-        if self.frames and f.seq <= self.frames[-1].seq:
-            return None  # a duplicate or out-of-order frame: already accounted for
-        self.frames.append(f)
-        while self.frames and self.frames[0].capture_ts_ms < f.capture_ts_ms - self.window_ms:
-            self.frames.popleft()
-        first = self.frames[0]
-        if f.capture_ts_ms - first.capture_ts_ms < self.window_ms * MIN_WINDOW_FRACTION:
-            return None
-        ts = np.array([x.capture_ts_ms for x in self.frames], dtype=np.float64)
-        kps = resample(ts, to_array([x.keypoints for x in self.frames]), RATE_HZ, ts[0], ts[-1])
-        prior = None
-        if self.last_ts_ms is not None:
-            advanced = (f.capture_ts_ms - self.last_ts_ms) * RATE_HZ / 1000.0
-            prior = phase_prior(self.ref.length, self.last_phase_idx, advanced)
-        result = score_poses(Poses.of(*normalize(kps)), self.ref, self.mirror_mode, prior)
-        if result.similarity > 0:
-            self.last_phase_idx, self.last_ts_ms = result.ref_span[1] % self.ref.length, f.capture_ts_ms
-        reps = self.reps.update(result.phase, result.similarity)
-        self.total += result.similarity
-        self.n_scores += 1
-        return Score(
-            session_id=self.session_id, window_start_seq=first.seq, window_end_seq=f.seq,
-            window_start_ts_ms=first.capture_ts_ms, window_end_ts_ms=f.capture_ts_ms,
-            similarity=result.similarity, joints=result.limbs, corrections=result.corrections,
-            phase=result.phase, reps=reps, scorer_version=SCORER_VERSION,
-            gateway_ts_ms=f.gateway_ts_ms, infer_ts_ms=f.infer_ts_ms,
-            score_ts_ms=now_ms() if score_ts_ms is None else score_ts_ms,
-            reference_id=self.ref.reference_id, session_similarity=round(self.total / self.n_scores, 4),
-        )
-
-
-def score_attempt(ref: Reference, frames: list[KeypointFrame], mirror_mode: str = "auto") -> dict:
-    """Offline: the same live scorer run over a whole recording; the session similarity is the mean of
-    its window scores, exactly what the live pipeline reports last for the same frames."""
-    scorer = LiveScorer(ReferenceModel.build(ref), frames[0].session_id if frames else "offline",
-                        mirror_mode=mirror_mode)
-    scores = [s for f in frames if (s := scorer.update(f, score_ts_ms=0)) is not None]
-    last = scores[-1] if scores else None
-    phases = sorted({round(s.phase, 1) for s in scores})
-    return {
-        "similarity": last.session_similarity if last else 0.0,
-        "reps": last.reps if last else 0,
-        "windows": len(scores),
-        "phase_coverage": round(len(phases) / 11, 3),
-        "joints": _mean_joints(scores),
-        "corrections": last.corrections if last else EMPTY.corrections,
-        "scorer_version": SCORER_VERSION,
-        "reference_id": ref.id,
-        "frames": len(frames),
-        "frames_with_subject": sum(f.keypoints is not None for f in frames),
-    }
-
-
-def _mean_joints(scores: list[Score]) -> dict[str, float]:
-    acc: dict[str, list[float]] = {}
-    for s in scores:
-        for k, v in s.joints.items():
-            acc.setdefault(k, []).append(v)
-    return {k: round(float(np.mean(v)), 4) for k, v in acc.items()}

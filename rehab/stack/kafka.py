@@ -5,7 +5,6 @@ import base64
 import shutil
 import subprocess
 import uuid
-from pathlib import Path
 
 from rehab.settings import REPO_ROOT, Settings
 from rehab.stack.proc import StackError, port_open, read_pid, spawn, stop_pid, wait_until

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 from rehab.settings import Settings
 from rehab.stack.proc import StackError, port_open, read_pid, spawn, stop_pid, wait_until

@@ -1,26 +1,38 @@
-"""The Faust stream processor on the real broker and database: scores out, rows upserted, malformed
-messages dead-lettered, a replay by a new consumer group duplicates nothing."""
+"""The Faust stream processor on the real broker and database: scores out (the same as the offline
+scorer's for the same keypoints), rows upserted, malformed messages dead-lettered, a crash resumes
+the repetition count, and a replay by a new consumer group duplicates nothing."""
 import asyncio
 import dataclasses
 import json
+import threading
 import time
 
+import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from rehab.records import Score
 from rehab.reference import Reference
+from rehab.scoring import LiveScorer, ReferenceModel, replay_scores
 from rehab.services import Services
 from rehab.storage.repository import Database
 
 
-def _consume(settings, topic, expect, timeout=60.0):
+def _consume(settings, topic, until, timeout=60.0):
+    """Messages of ``topic`` from the start, until ``until(messages)`` holds or the timeout."""
     consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
-                             group_id=None, consumer_timeout_ms=500)
+                             group_id=None)
     out, deadline = [], time.monotonic() + timeout
-    while len(out) < expect and time.monotonic() < deadline:
-        out += [m for m in consumer]
+    while not until(out) and time.monotonic() < deadline:
+        for batch in consumer.poll(timeout_ms=200).values():
+            out += batch
     consumer.close()
     return out
+
+
+def _scores(settings, until, timeout=60.0) -> list[Score]:
+    return [Score.from_json(m.value) for m in _consume(settings, settings.topics.scores,
+                                                       lambda ms: until([Score.from_json(m.value) for m in ms]),
+                                                       timeout)]
 
 
 async def _db_call(settings, fn):
@@ -31,15 +43,32 @@ async def _db_call(settings, fn):
         await db.close()
 
 
-def test_processor_scores_upserts_and_survives_bad_messages(isolated_settings, clip_keypoints, tmp_path):
-    s = isolated_settings
-    ref_frames = clip_keypoints("pose2sim_single_cam01.mp4")
-    ref = Reference("guide", "guide", 60.0, ref_frames[0].width, ref_frames[0].height, "blazepose", "v",
-                    "0" * 64, [f.keypoints for f in ref_frames])
-    asyncio.run(_db_call(s, lambda db: db.save_reference(ref)))
-    attempt = [dataclasses.replace(f, session_id="patient-1", reference_id="guide")
-               for f in clip_keypoints("pose2sim_single_cam02.mp4")]
+@pytest.fixture
+def guide(isolated_settings, clip_keypoints):
+    frames = clip_keypoints("pose2sim_single_cam01.mp4")
+    ref = Reference("guide", "guide", 60.0, frames[0].width, frames[0].height, "blazepose", "v", "0" * 64,
+                    [f.keypoints for f in frames])
+    asyncio.run(_db_call(isolated_settings, lambda db: db.save_reference(ref)))
+    return ref
 
+
+def _attempt(clip_keypoints, session_id: str, loops: int = 1, fps: float = 60.0):
+    frames = clip_keypoints("pose2sim_single_cam02.mp4") * loops
+    t0 = frames[0].capture_ts_ms
+    return [dataclasses.replace(f, session_id=session_id, reference_id="guide", seq=i,
+                                capture_ts_ms=t0 + round(i * 1000 / fps)) for i, f in enumerate(frames)]
+
+
+def _offline(ref, frames, settings) -> list[Score]:
+    scorer = LiveScorer(ReferenceModel.build(ref), frames[0].session_id, window_ms=settings.processor_window_ms,
+                        min_interval_ms=settings.processor_min_interval_ms)
+    return replay_scores(scorer, frames)
+
+
+def test_processor_scores_like_offline_and_dead_letters_bad_messages(isolated_settings, guide, clip_keypoints,
+                                                                      tmp_path):
+    s = isolated_settings
+    attempt = _attempt(clip_keypoints, "patient-1")
     producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap)
     bad = attempt[0].to_json().replace(b'"seq":0,', b'"seq":"x",')
     assert bad != attempt[0].to_json()
@@ -49,24 +78,70 @@ def test_processor_scores_upserts_and_survives_bad_messages(isolated_settings, c
     for f in attempt:
         producer.send(s.topics.keypoints, key=b"patient-1", value=f.to_json())
     producer.flush()
+    offline = _offline(guide, attempt, s)
 
     with Services(s, tmp_path / "run1", names=("processor",)):
-        scores = [Score.from_json(m.value) for m in _consume(s, s.topics.scores, 40)]
-        letters = [json.loads(m.value) for m in _consume(s, s.topics.dead_letter, 2, timeout=20)]
-        time.sleep(1.0)
+        live = _scores(s, lambda sc: sc and sc[-1].window_end_seq == attempt[-1].seq)
+        letters = [json.loads(m.value) for m in _consume(s, s.topics.dead_letter, lambda ms: len(ms) >= 2, 20)]
+        time.sleep(0.5)
     rows = asyncio.run(_db_call(s, lambda db: db.count_scores("patient-1")))
 
-    assert len(scores) >= 40, f"one score per frame once half a window is seen; got {len(scores)}"
-    assert all(sc.session_id == "patient-1" and sc.reference_id == "guide" for sc in scores)
-    assert rows == len({(sc.window_start_seq, sc.window_end_seq) for sc in scores}) == len(scores)
+    assert len(live) >= 20 and rows == len({sc.window_end_seq for sc in live}) == len(live)
+    by_end = {sc.window_end_seq: sc for sc in offline}
+    matched = [(sc, by_end[sc.window_end_seq]) for sc in live if sc.window_end_seq in by_end]
+    assert len(matched) >= 0.9 * len(live), "live windows are the offline scorer's windows"
+    close = [abs(a.similarity - b.similarity) <= 0.02 for a, b in matched]
+    assert sum(close) >= 0.95 * len(matched), "same keypoints, same scores"
+    assert abs(live[-1].session_similarity - offline[-1].session_similarity) <= 0.02
     reasons = " | ".join(letter["reason"] for letter in letters)
     assert "seq must be an integer" in reasons and "unknown reference 'nope'" in reasons, reasons
+    producer.close()
 
-    # A replay: a processor with a new consumer group re-reads the topic from the start.
+
+def test_a_crashed_processor_resumes_the_count_and_a_replay_duplicates_nothing(isolated_settings, guide,
+                                                                               clip_keypoints, tmp_path):
+    s = isolated_settings
+    attempt = _attempt(clip_keypoints, "patient-2", loops=3)
+    expected_reps = _offline(guide, attempt, s)[-1].reps
+    assert expected_reps == 3, "the clip three times back to back is three repetitions"
+    producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, linger_ms=0)
+
+    def camera():  # at the clip's pace, like the pose worker would publish them
+        start = time.monotonic()
+        for i, f in enumerate(attempt):
+            time.sleep(max(0.0, start + i / 60 - time.monotonic()))
+            producer.send(s.topics.keypoints, key=b"patient-2", value=f.to_json())
+        producer.flush()
+
+    sender = threading.Thread(target=camera)
+    services = Services(s, tmp_path / "run1", names=("processor",))
+    services.start()
+    sender.start()
+    before = _scores(s, lambda sc: any(x.window_end_seq >= 120 for x in sc))
+    services.kill("processor")  # a crash: no graceful shutdown, no final offset commit
+    services.stop()
+    assert before and max(x.window_end_seq for x in before) < len(attempt) - 1, "killed mid-session"
+    sender.join()
+    with Services(s, tmp_path / "run2", names=("processor",)):
+        after = _scores(s, lambda sc: sc and sc[-1].window_end_seq == attempt[-1].seq, timeout=90)
+        time.sleep(0.5)
+    rows = asyncio.run(_db_call(s, lambda db: db.count_scores("patient-2")))
+    assert after[-1].reps == expected_reps, f"the restarted processor counted {after[-1].reps} repetitions"
+    assert rows == len({x.window_end_seq for x in after}), "one row per scored window, none duplicated"
+
+    # A replay: a new consumer group re-scores the whole session from the keypoints topic. It scores
+    # the same windows (they depend only on the frames), so its rows overwrite the crashed run's;
+    # the only new rows are the windows the restarted processor could not score while its window refilled.
     replay = s.with_(processor_app_id=s.processor_app_id + "-replay")
-    with Services(replay, tmp_path / "run2", names=("processor",)):
-        _consume(s, s.topics.scores, 2 * len(scores))
-        time.sleep(1.0)
-    rows_after = asyncio.run(_db_call(s, lambda db: db.count_scores("patient-1")))
-    assert rows_after == rows, "replaying the keypoints topic must not duplicate score rows"
+    n_published = len(after)
+    with Services(replay, tmp_path / "run3", names=("processor",)):
+        replayed = _scores(s, lambda sc: len(sc) > n_published and sc[-1].window_end_seq == attempt[-1].seq)
+        time.sleep(0.5)
+    replayed = replayed[n_published:]
+    ends_live, ends_replay = {x.window_end_seq for x in after}, {x.window_end_seq for x in replayed}
+    rows_after = asyncio.run(_db_call(s, lambda db: db.count_scores("patient-2")))
+    assert rows_after == len(ends_live | ends_replay) < len(ends_live) + len(ends_replay), \
+        "a replayed window updates its row, never adds a second one"
+    assert len(ends_replay - ends_live) <= 12, "a restart loses at most the windows of one window refill"
+    assert replayed[-1].reps == expected_reps
     producer.close()

@@ -6,10 +6,10 @@ import pytest
 
 from rehab.records import KeypointFrame
 from rehab.reference import Reference
-from rehab.scoring import LiveScorer, ReferenceModel, score_attempt
+from rehab.scoring import LiveScorer, ReferenceModel, replay_scores, score_attempt
 from rehab.scoring.align import subsequence_dtw
 from rehab.scoring.pose import mirror, normalize, to_array
-from rehab.scoring.scorer import RepCounter
+from rehab.scoring import RepCounter
 
 # A standing skeleton in pixels (COCO-17), y down.
 STAND = np.array([
@@ -159,5 +159,36 @@ def test_phase_prior_only_penalises_phases_out_of_reach():
     assert prior.shape == (100,)
     reachable = [10 + k for k in range(0, int(4 + PHASE_SLACK))]
     assert all(prior[j] == 0 for j in reachable) and all(prior[j + 50] == 0 for j in reachable)
-    assert prior[35] > 0.3, "half a cycle away after two samples is implausible"
+    assert prior[35] > prior[25] > 0, "the further out of reach, the less plausible"
 
+
+
+def test_min_interval_scores_the_first_frame_of_each_slot_whatever_came_before():
+    fs = frames([pose_at(i / 60) for i in range(120)], fps=60.0)
+    model = ReferenceModel.build(reference())
+    full = [sc.window_end_seq for sc in replay_scores(LiveScorer(model, "s", min_interval_ms=50), fs)]
+    late = [sc.window_end_seq for sc in replay_scores(LiveScorer(model, "s", min_interval_ms=50), fs[40:])]
+    assert len(full) < len(fs) / 2, "at most one score per 50 ms slot"
+    assert set(late[:-1]) <= set(full), "a scorer started later scores the same windows"
+
+
+def test_a_restored_scorer_continues_the_repetition_count():
+    fs = frames([pose_at(i / 60) for i in range(180)])
+    model = ReferenceModel.build(reference())
+    first = LiveScorer(model, "s")
+    replay_scores(first, fs[:100])
+    resumed = LiveScorer(model, "s")
+    resumed.restore(first.snapshot())
+    assert resumed.update(fs[50]) is None, "frames already scored are skipped after a restart"
+    rest = replay_scores(resumed, fs[100:])
+    assert rest[-1].reps == 3 and rest[-1].reps >= first.reps.count
+
+
+def test_rep_counter_counts_a_jump_over_the_middle_but_not_a_jump_backwards():
+    counter = RepCounter()
+    for phase in (0.1, 0.3, 0.9):  # frames around the middle lost: 0.3 -> 0.9 is still progress
+        counter.update(phase, 0.9)
+    assert counter.count == 1
+    for phase in (0.95, 0.2, 0.1, 0.05, 0.9):  # backwards, then a jump too big to be progress: no count
+        counter.update(phase, 0.9)
+    assert counter.count == 1

@@ -1,0 +1,189 @@
+"""Per-session scoring over time: the sliding window, the phase tracked from window to window,
+repetitions, and the running session similarity. The live processor and the offline CLI both use
+``LiveScorer``, so the same keypoints always give the same scores."""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rehab.records import KeypointFrame, Score, now_ms
+from rehab.reference import Reference
+from rehab.scoring.pose import normalize, resample, to_array
+from rehab.scoring.scorer import (
+    EMPTY, MIN_WINDOW_FRACTION, PHASE_ANCHOR_MIN, RATE_HZ, SCORER_VERSION, Poses, ReferenceModel, phase_prior, score_poses,
+)
+
+
+class RepCounter:
+    """Counts repetitions from the phase reached: armed once the movement passes its middle, counted
+    near its end. Hysteresis means jitter around a threshold never counts twice, and half a movement
+    never counts. A forward jump over the middle (frames dropped, a processor restarted) still arms."""
+
+    MAX_JUMP = 0.75  # a forward phase step larger than this is a different position, not progress
+
+    def __init__(self, arm: tuple[float, float] = (0.35, 0.65), done: float = 0.85, min_similarity: float = 0.55,
+                 min_mean: float = 0.5):
+        self.arm, self.done, self.min_similarity, self.min_mean = arm, done, min_similarity, min_mean
+        self.count = 0
+        self.armed = False
+        self.prev_phase: float | None = None
+        self.sim_sum, self.sim_n = 0.0, 0  # since the last count: a poor movement overall never counts
+
+    def _counted(self) -> None:
+        if self.sim_n and self.sim_sum / self.sim_n >= self.min_mean:
+            self.count += 1
+        self.armed = False
+        self.sim_sum, self.sim_n = 0.0, 0
+
+    def update(self, phase: float, similarity: float) -> int:
+        self.sim_sum += similarity
+        self.sim_n += 1
+        if similarity < self.min_similarity:
+            return self.count
+        prev, self.prev_phase = self.prev_phase, phase
+        step = None if prev is None else (phase - prev) % 1.0
+        forward = step is not None and step < self.MAX_JUMP
+        over_middle = forward and prev < 0.5 <= prev + step
+        over_end = forward and prev + step >= 1.0  # wrapped past the end into the next repetition
+        if (self.armed or over_middle) and (phase >= self.done or over_end):
+            self._counted()  # (over_middle: the middle and the end in one step)
+        elif self.arm[0] <= phase <= self.arm[1] or over_middle:
+            self.armed = True
+        return self.count
+
+
+@dataclass
+class LiveScorer:
+    """Feed a session's keypoint frames in order. A frame is scored when it is the first of its
+    ``min_interval_ms`` slot of capture time (so the cost per session is bounded however fast frames
+    come, and which frames are scored depends only on the frames: a replay or a restarted processor
+    scores the same windows); otherwise it is pending until ``flush()`` or the next frame."""
+
+    ref: ReferenceModel
+    session_id: str
+    window_ms: int = 1000
+    min_interval_ms: int = 0
+    mirror_mode: str = "auto"
+    frames: deque = field(default_factory=deque)
+    reps: RepCounter = field(default_factory=RepCounter)
+    total: float = 0.0
+    n_scores: int = 0
+    last_phase_idx: int | None = None
+    last_ts_ms: int | None = None
+    last_seq: int = -1
+    last_scored_seq: int = -1
+    last_scored_ts_ms: int | None = None
+    last_frame_ts_ms: int | None = None
+
+    # -- state that survives a restart (kept in a Faust table) --------------------------------
+    def snapshot(self) -> dict:
+        return {"reps": self.reps.count, "armed": self.reps.armed, "prev_phase": self.reps.prev_phase,
+                "rep_sim": [self.reps.sim_sum, self.reps.sim_n], "total": self.total, "n_scores": self.n_scores,
+                "last_phase_idx": self.last_phase_idx, "last_ts_ms": self.last_ts_ms,
+                "last_seq": self.last_scored_seq, "last_scored_ts_ms": self.last_scored_ts_ms}
+
+    def restore(self, snap: dict) -> None:
+        self.reps.count, self.reps.armed = int(snap["reps"]), bool(snap["armed"])
+        self.reps.prev_phase = snap.get("prev_phase")
+        self.reps.sim_sum, self.reps.sim_n = snap.get("rep_sim", (0.0, 0))
+        self.total, self.n_scores = float(snap["total"]), int(snap["n_scores"])
+        self.last_phase_idx, self.last_ts_ms = snap["last_phase_idx"], snap["last_ts_ms"]
+        self.last_seq = self.last_scored_seq = int(snap["last_seq"])
+        # frames after the last scored one are re-read after a restart: resume from that one
+        self.last_scored_ts_ms = self.last_frame_ts_ms = snap["last_scored_ts_ms"]
+
+    # -- scoring ---------------------------------------------------------------------------
+    @property
+    def pending(self) -> bool:
+        return bool(self.frames) and self.frames[-1].seq > self.last_scored_seq and self._window_ready()
+
+    def _window_ready(self) -> bool:
+        span = self.frames[-1].capture_ts_ms - self.frames[0].capture_ts_ms
+        return span >= self.window_ms * MIN_WINDOW_FRACTION
+
+    def update(self, f: KeypointFrame, score_ts_ms: int | None = None) -> Score | None:
+        if f.seq <= self.last_seq:
+            # a duplicate, re-delivered or out-of-order frame: never scored twice, but after a restart
+            # the frames re-read before the last scored one refill the window
+            if not self.frames or f.seq > self.frames[-1].seq:
+                self.frames.append(f)
+            return None
+        prev_ts, self.last_seq, self.last_frame_ts_ms = self.last_frame_ts_ms, f.seq, f.capture_ts_ms
+        self.frames.append(f)
+        while self.frames[0].capture_ts_ms < f.capture_ts_ms - self.window_ms:
+            self.frames.popleft()
+        if not self._window_ready():
+            return None
+        if self.min_interval_ms and prev_ts is not None and \
+                f.capture_ts_ms // self.min_interval_ms == prev_ts // self.min_interval_ms:
+            return None  # not the first frame of its slot
+        return self._score(score_ts_ms)
+
+    def flush(self, score_ts_ms: int | None = None) -> Score | None:
+        """Scores the newest frame if it is pending (the processor's timer calls this)."""
+        return self._score(score_ts_ms) if self.pending else None
+
+    def _score(self, score_ts_ms: int | None) -> Score:
+        f, first = self.frames[-1], self.frames[0]
+        ts = np.array([x.capture_ts_ms for x in self.frames], dtype=np.float64)
+        kps = resample(ts, to_array([x.keypoints for x in self.frames]), RATE_HZ, ts[0], ts[-1])
+        prior = None
+        if self.last_ts_ms is not None:
+            advanced = (f.capture_ts_ms - self.last_ts_ms) * RATE_HZ / 1000.0
+            prior = phase_prior(self.ref.length, self.last_phase_idx, advanced)
+        result = score_poses(Poses.of(*normalize(kps)), self.ref, self.mirror_mode, prior)
+        if result.similarity >= PHASE_ANCHOR_MIN:  # only a confident match anchors the phase; a weak one
+            # leaves the old anchor, whose band of reachable phases widens with time, so tracking recovers
+            self.last_phase_idx, self.last_ts_ms = result.ref_span[1] % self.ref.length, f.capture_ts_ms
+        reps = self.reps.update(result.phase, result.similarity)
+        self.total += result.similarity
+        self.n_scores += 1
+        self.last_scored_seq, self.last_scored_ts_ms = f.seq, f.capture_ts_ms
+        return Score(
+            session_id=self.session_id, window_start_seq=first.seq, window_end_seq=f.seq,
+            window_start_ts_ms=first.capture_ts_ms, window_end_ts_ms=f.capture_ts_ms,
+            similarity=result.similarity, joints=result.limbs, corrections=result.corrections,
+            phase=result.phase, reps=reps, scorer_version=SCORER_VERSION,
+            gateway_ts_ms=f.gateway_ts_ms, infer_ts_ms=f.infer_ts_ms,
+            score_ts_ms=now_ms() if score_ts_ms is None else score_ts_ms,
+            reference_id=self.ref.reference_id, session_similarity=round(self.total / self.n_scores, 4),
+        )
+
+
+def replay_scores(scorer: LiveScorer, frames: list[KeypointFrame]) -> list[Score]:
+    """Every score the live scorer gives for these frames, the final pending one flushed."""
+    scores = [s for f in frames if (s := scorer.update(f, score_ts_ms=0)) is not None]
+    last = scorer.flush(score_ts_ms=0)
+    return scores + ([last] if last is not None else [])
+
+
+def summarize(scores: list[Score], reference_id: str, frames: list[KeypointFrame]) -> dict:
+    last = scores[-1] if scores else None
+    phases = {round(s.phase, 1) for s in scores if s.similarity > 0}
+    joints: dict[str, list[float]] = {}
+    for s in scores:
+        for k, v in s.joints.items():
+            joints.setdefault(k, []).append(v)
+    return {
+        "similarity": last.session_similarity if last else 0.0,
+        "reps": last.reps if last else 0,
+        "windows": len(scores),
+        "phase_coverage": round(len(phases) / 11, 3),
+        "joints": {k: round(float(np.mean(v)), 4) for k, v in joints.items()},
+        "corrections": last.corrections if last else EMPTY.corrections,
+        "scorer_version": SCORER_VERSION,
+        "reference_id": reference_id,
+        "frames": len(frames),
+        "frames_with_subject": sum(f.keypoints is not None for f in frames),
+    }
+
+
+def score_attempt(ref: Reference, frames: list[KeypointFrame], mirror_mode: str = "auto",
+                  min_interval_ms: int = 0) -> dict:
+    """Offline: the live scorer run over a whole recording. ``similarity`` is the session similarity
+    (the mean of the window scores), which is what the live pipeline reports last for the same frames."""
+    scorer = LiveScorer(ReferenceModel.build(ref), frames[0].session_id if frames else "offline",
+                        mirror_mode=mirror_mode, min_interval_ms=min_interval_ms)
+    return summarize(replay_scores(scorer, frames), ref.id, frames)
