@@ -1,0 +1,59 @@
+"""Scoring quality on the bundled clips: the reference is pose2sim_single_cam01.mp4; every variant is
+extracted with BlazePose and scored with the same code as `rehab score` and the live processor.
+Prints one JSON object: the table, the separation and which targets are met.
+
+    ./dev bench scoring_eval            (about a minute on 2 cores)
+"""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.variants import build  # noqa: E402
+from edge.backends import create_backend  # noqa: E402
+from edge.extract import extract  # noqa: E402
+from rehab.reference import Reference  # noqa: E402
+from rehab.scoring import score_attempt  # noqa: E402
+from rehab.settings import REPO_ROOT, Settings  # noqa: E402
+
+
+def evaluate(data: Path, workdir: Path, min_interval_ms: int) -> dict:
+    backend = create_backend("blazepose")
+    guide = list(extract(data / "pose2sim_single_cam01.mp4", backend))
+    ref = Reference("guide", "guide", 60.0, guide[0].width, guide[0].height, backend.name, backend.version,
+                    "0" * 64, [f.keypoints for f in guide])
+    rows = []
+    for name, (path, expect) in build(data, workdir).items():
+        t0 = time.perf_counter()
+        frames = list(extract(path, backend))
+        result = score_attempt(ref, frames, min_interval_ms=min_interval_ms)
+        rows.append({"variant": name, "expect": expect, "similarity": result["similarity"], "reps": result["reps"],
+                     "frames": result["frames"], "frames_with_subject": result["frames_with_subject"],
+                     "seconds": round(time.perf_counter() - t0, 1)})
+    backend.close()
+    pos = [r["similarity"] for r in rows if r["expect"] == "same" and "three" not in r["variant"]]
+    neg = [r["similarity"] for r in rows if r["expect"] == "different"]
+    reps = {r["variant"]: r["reps"] for r in rows}
+    return {
+        "reference": "pose2sim_single_cam01.mp4", "backend": "blazepose", "scorer_min_interval_ms": min_interval_ms,
+        "table": rows,
+        "lowest_positive": min(pos), "highest_negative": max(neg), "separation": round(min(pos) - max(neg), 4),
+        "targets": {
+            "positives_ge_0.75": min(pos) >= 0.75,
+            "negatives_le_0.35": max(neg) <= 0.35,
+            "separation_ge_0.3": min(pos) - max(neg) >= 0.3,
+            "three_times_counts_3": reps["cam02 three times"] == 3,
+            "frozen_counts_0": reps["cam02 frozen frame"] == 0,
+        },
+    }
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory() as tmp:
+        report = evaluate(REPO_ROOT / "data", Path(tmp), Settings.from_env().processor_min_interval_ms)
+    print(json.dumps(report, indent=2))
