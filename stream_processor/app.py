@@ -23,6 +23,7 @@ from stream_processor.processor import ScoringState, UnusableMessage
 
 log = logging.getLogger("rehab.stream_processor")
 TIMER_INTERVAL_S = 0.1
+WINDOW_SNAPSHOT_MS = 500
 
 
 def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
@@ -47,6 +48,10 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
     dead_letter = app.topic(topics.dead_letter, key_type=bytes, value_type=bytes)
     session_to_state = app.Table("session_to_state", default=None, key_type=bytes, value_type=bytes,
                                  partitions=4)
+    # the window's frames, saved at most every WINDOW_SNAPSHOT_MS of capture time (they are larger)
+    session_to_window = app.Table("session_to_window", default=None, key_type=bytes, value_type=bytes,
+                                  partitions=4)
+    window_saved_at: dict[str, int] = {}
     holder: dict[str, Database] = {}
     db_lock = asyncio.Lock()
 
@@ -63,6 +68,10 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
 
     def load_snapshot(session_id: str) -> dict | None:
         raw = session_to_state.get(session_id.encode())
+        return None if raw is None else json.loads(raw)
+
+    def load_window(session_id: str) -> list | None:
+        raw = session_to_window.get(session_id.encode())
         return None if raw is None else json.loads(raw)
 
     async def store(score: Score) -> None:
@@ -82,8 +91,11 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
         await scores.send(key=key, value=score.to_json())
         await store(score)
         session_to_state[key] = json.dumps(scorer.snapshot()).encode()
+        if score.window_end_ts_ms - window_saved_at.get(score.session_id, 0) >= WINDOW_SNAPSHOT_MS:
+            session_to_window[key] = json.dumps(scorer.window_snapshot()).encode()
+            window_saved_at[score.session_id] = score.window_end_ts_ms
 
-    state = ScoringState(load_reference, load_snapshot, window_ms=settings.processor_window_ms,
+    state = ScoringState(load_reference, load_snapshot, load_window, window_ms=settings.processor_window_ms,
                          min_interval_ms=settings.processor_min_interval_ms)
 
     @app.service

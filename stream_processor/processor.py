@@ -32,6 +32,7 @@ class ScoringState:
 
     load_reference: Callable[[str], Awaitable[Reference | None]]
     load_snapshot: Callable[[str], dict | None] = lambda _sid: None
+    load_window: Callable[[str], list | None] = lambda _sid: None
     window_ms: int = 1000
     min_interval_ms: int = 50
     idle_evict_s: float = 300.0
@@ -58,6 +59,7 @@ class ScoringState:
             snap = self.load_snapshot(frame.session_id)
             if snap is not None:
                 scorer.restore(snap)
+                scorer.restore_window(self.load_window(frame.session_id) or [], frame)
                 log.info("session %s resumed at seq %d, %d reps", frame.session_id, scorer.last_seq, scorer.reps.count)
             self.scorers[frame.session_id] = scorer
         return scorer

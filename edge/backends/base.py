@@ -32,6 +32,7 @@ class Person:
 class PoseBackend(ABC):
     name: str
     version: str
+    multi_person: bool = False  # True: infer() returns everyone in view; False: the most prominent only
 
     @abstractmethod
     def infer(self, images: Sequence[np.ndarray], streams: Sequence[str | None]) -> list[list[Person]]:

@@ -84,6 +84,19 @@ class LiveScorer:
                 "last_phase_idx": self.last_phase_idx, "last_ts_ms": self.last_ts_ms,
                 "last_seq": self.last_scored_seq, "last_scored_ts_ms": self.last_scored_ts_ms}
 
+    def window_snapshot(self) -> list:
+        """The frames of the current window, compactly: [seq, capture_ts_ms, keypoints or None]."""
+        return [[f.seq, f.capture_ts_ms, None if f.keypoints is None else
+                 [[round(v, 1) for v in row] for row in f.keypoints]] for f in self.frames]
+
+    def restore_window(self, rows: list, template: KeypointFrame) -> None:
+        """Refills the window after a restart (frames older than the restored counters only)."""
+        restored = [KeypointFrame(self.session_id, int(seq), int(ts), template.gateway_ts_ms, template.infer_ts_ms,
+                                  template.model, template.model_version, template.width, template.height, kps,
+                                  reference_id=template.reference_id)
+                    for seq, ts, kps in rows if int(seq) <= self.last_seq]
+        self.frames = deque(restored + [f for f in self.frames if f.seq > (restored[-1].seq if restored else -1)])
+
     def restore(self, snap: dict) -> None:
         self.reps.count, self.reps.armed = int(snap["reps"]), bool(snap["armed"])
         self.reps.prev_phase = snap.get("prev_phase")

@@ -192,3 +192,16 @@ def test_rep_counter_counts_a_jump_over_the_middle_but_not_a_jump_backwards():
     for phase in (0.95, 0.2, 0.1, 0.05, 0.9):  # backwards, then a jump too big to be progress: no count
         counter.update(phase, 0.9)
     assert counter.count == 1
+
+
+def test_a_restored_window_scores_like_the_uninterrupted_one():
+    fs = frames([pose_at(i / 60) for i in range(90)])
+    model = ReferenceModel.build(reference())
+    first = LiveScorer(model, "s")
+    replay_scores(first, fs[:60])
+    resumed = LiveScorer(model, "s")
+    resumed.restore(first.snapshot())
+    resumed.restore_window(first.window_snapshot(), fs[60])
+    a, b = first.update(fs[60], score_ts_ms=0), resumed.update(fs[60], score_ts_ms=0)
+    assert a is not None and b is not None
+    assert abs(a.similarity - b.similarity) < 1e-3 and a.window_start_seq == b.window_start_seq

@@ -1,0 +1,178 @@
+"""Which person is the patient, frame after frame.
+
+Policy (documented in the README):
+1. **Acquire** (the first ``acquire_ms`` of a session, and again after the patient was lost): find
+   everyone in view, follow each candidate by box overlap, and measure how much each one moves (joint
+   displacement in torso lengths per second). The patient is the one performing the exercise: the
+   candidate that moves most, not the largest or nearest (a relative or therapist often stands closer
+   to the camera). Until the window is over, the current leader is reported.
+2. **Lock**: follow that person only. A backend that sees one person at a time (BlazePose) runs on a
+   crop around the patient's last box, so a bystander elsewhere in the picture cannot take over; a
+   backend that sees everyone (Keypoint R-CNN) picks the detection overlapping the last box most.
+3. **Lost**: when the patient is not found for ``lost_after`` frames, report nobody (never someone
+   else) and acquire again; the patient is re-acquired when they return.
+
+Finding everyone with a single-person backend: run it on the whole picture, grey out the person found,
+run it again, up to ``max_people`` times.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.backends.base import Person, PoseBackend
+from edge.smoothing import OneEuroFilter
+
+MIN_CONF = 0.5
+
+
+def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def expand(box: tuple[float, ...], factor: float, width: int, height: int) -> tuple[int, int, int, int]:
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    half = max(box[2] - box[0], box[3] - box[1]) * factor / 2
+    return (max(0, int(cx - half)), max(0, int(cy - half)), min(width, int(cx + half)), min(height, int(cy + half)))
+
+
+def shifted(p: Person, dx: int, dy: int) -> Person:
+    kps = p.keypoints.copy()
+    kps[:, 0] += dx
+    kps[:, 1] += dy
+    b = p.box
+    return Person(kps, (b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy), p.score)
+
+
+def body_scale(p: Person) -> float:
+    return max(p.box[3] - p.box[1], p.box[2] - p.box[0], 1.0)
+
+
+@dataclass
+class Candidate:
+    last: Person
+    last_ts_ms: float
+    first_ts_ms: float
+    motion: float = 0.0  # body heights travelled by the confident joints
+    seen: int = 1
+
+    def observe(self, p: Person, ts_ms: float) -> None:
+        both = (p.keypoints[:, 2] >= MIN_CONF) & (self.last.keypoints[:, 2] >= MIN_CONF)
+        if both.any():
+            step = np.linalg.norm(p.keypoints[both, :2] - self.last.keypoints[both, :2], axis=1).mean()
+            self.motion += float(step) / body_scale(p)
+        self.last, self.last_ts_ms = p, ts_ms
+        self.seen += 1
+
+    @property
+    def rate(self) -> float:
+        span = max(self.last_ts_ms - self.first_ts_ms, 1.0) / 1000.0
+        return self.motion / span if self.seen >= 3 else 0.0
+
+    @property
+    def prominence(self) -> float:
+        b = self.last.box
+        return (b[2] - b[0]) * (b[3] - b[1]) * self.last.score
+
+
+@dataclass
+class SubjectSelector:
+    backend: PoseBackend
+    stream: str
+    acquire_ms: float = 1000.0
+    max_people: int = 3
+    lost_after: int = 8
+    crop_factor: float = 1.6
+    min_iou: float = 0.1
+    smoothing: float = 0.0
+    candidates: list[Candidate] = field(default_factory=list)
+    locked: Person | None = None
+    acquire_since: float | None = None
+    missed: int = 0
+
+    def __post_init__(self) -> None:
+        self.filter = OneEuroFilter(self.smoothing)
+
+    # -- finding people ---------------------------------------------------------------------
+    def find_people(self, image: np.ndarray) -> list[Person]:
+        if self.backend.multi_person:
+            return self.backend.infer([image], [None])[0]
+        found: list[Person] = []
+        work = image.copy()
+        h, w = image.shape[:2]
+        fill = tuple(int(v) for v in image.reshape(-1, 3).mean(axis=0))
+        for _ in range(self.max_people):
+            people = self.backend.infer([work], [None])[0]
+            if not people or any(iou(people[0].box, f.box) > 0.3 for f in found):
+                break
+            found.append(people[0])
+            x1, y1, x2, y2 = expand(people[0].box, 1.25, w, h)
+            work[y1:y2, x1:x2] = fill
+        return found
+
+    def _follow(self, image: np.ndarray, people: list[Person] | None) -> Person | None:
+        """The locked patient in this frame, or None."""
+        last = self.locked
+        if people is None and not self.backend.multi_person:
+            h, w = image.shape[:2]
+            x1, y1, x2, y2 = expand(last.box, self.crop_factor, w, h)
+            found = self.backend.infer([image[y1:y2, x1:x2]], [f"{self.stream}#roi"])[0]
+            people = [shifted(p, x1, y1) for p in found]
+        elif people is None:
+            people = self.backend.infer([image], [None])[0]
+        best = max(people, key=lambda p: iou(p.box, last.box), default=None)
+        return best if best is not None and iou(best.box, last.box) >= self.min_iou else None
+
+    # -- the policy ---------------------------------------------------------------------------
+    def step(self, image: np.ndarray, ts_ms: float, people: list[Person] | None = None) -> Person | None:
+        """The patient in ``image`` (pixels of ``image``), or None. ``people``: everyone detected, when
+        the caller already ran a multi-person backend on a batch."""
+        if self.locked is not None:
+            person = self._follow(image, people)
+            if person is None:
+                self.missed += 1
+                if self.missed >= self.lost_after:
+                    self._reset()
+                return None
+            self.locked, self.missed = person, 0
+            return self._smooth(person, ts_ms)
+        return self._acquire(image, ts_ms, people)
+
+    def _acquire(self, image: np.ndarray, ts_ms: float, people: list[Person] | None) -> Person | None:
+        if self.acquire_since is None:
+            self.acquire_since = ts_ms
+        found = self.find_people(image) if people is None or not self.backend.multi_person else people
+        for p in found:
+            match = max(self.candidates, key=lambda c: iou(c.last.box, p.box), default=None)
+            if match is not None and iou(match.last.box, p.box) >= self.min_iou:
+                match.observe(p, ts_ms)
+            else:
+                self.candidates.append(Candidate(p, ts_ms, ts_ms))
+        self.candidates = [c for c in self.candidates if ts_ms - c.last_ts_ms <= 500]
+        if not self.candidates:
+            return None
+        leader = max(self.candidates, key=lambda c: (c.rate, c.prominence))
+        if leader.last_ts_ms != ts_ms:
+            return None  # the leader is not in this frame
+        if ts_ms - self.acquire_since >= self.acquire_ms:
+            self.locked, self.candidates, self.acquire_since = leader.last, [], None
+            self.backend.end_stream(f"{self.stream}#roi")
+        return self._smooth(leader.last, ts_ms)
+
+    def _smooth(self, p: Person, ts_ms: float) -> Person:
+        if self.smoothing == 0.0:
+            return p
+        return Person(self.filter(p.keypoints, ts_ms), p.box, p.score)
+
+    def _reset(self) -> None:
+        self.locked, self.missed, self.candidates, self.acquire_since = None, 0, [], None
+        self.filter.reset()
+        self.backend.end_stream(f"{self.stream}#roi")
+
+    def close(self) -> None:
+        self.backend.end_stream(f"{self.stream}#roi")
