@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from edge.backends.base import PoseBackend
-from edge.tracking import SubjectTracker
+from edge.subject import SubjectSelector
 from edge.video import VideoInfo, frames, probe
 from rehab.records import KeypointFrame, now_ms
 
@@ -41,18 +41,17 @@ def progress_bar(total: int) -> Callable[[int], None]:
 
 
 def extract(path: str | Path, backend: PoseBackend, max_side: int = 640, session_id: str | None = None,
-            on_progress: Callable[[int], None] | None = None) -> Iterator[KeypointFrame]:
+            on_progress: Callable[[int], None] | None = None, smoothing: float = 0.0) -> Iterator[KeypointFrame]:
     """Keypoint frames of the tracked subject, one per video frame, timestamps from the video's clock."""
     info: VideoInfo = probe(path)
     stream = session_id or f"extract-{uuid.uuid4().hex[:12]}"
-    tracker = SubjectTracker()
+    selector = SubjectSelector(backend, stream, smoothing=smoothing)
     t0 = now_ms()
     try:
         for seq, image in enumerate(frames(path, max_side)):
             h, w = image.shape[:2]
-            people = backend.infer([image], [stream if info.frame_count != 1 else None])[0]
-            person = tracker.choose(people)
             ts = t0 + round(seq * 1000 / info.fps)
+            person = selector.step(image, ts)
             yield KeypointFrame(
                 session_id=stream, seq=seq, capture_ts_ms=ts, gateway_ts_ms=ts, infer_ts_ms=now_ms(),
                 model=backend.name, model_version=backend.version, width=w, height=h,
@@ -62,4 +61,4 @@ def extract(path: str | Path, backend: PoseBackend, max_side: int = 640, session
             if on_progress:
                 on_progress(seq + 1)
     finally:
-        backend.end_stream(stream)
+        selector.close()

@@ -3,9 +3,15 @@
 Policy (documented in the README):
 1. **Acquire** (the first ``acquire_ms`` of a session, and again after the patient was lost): find
    everyone in view, follow each candidate by box overlap, and measure how much each one moves (joint
-   displacement in torso lengths per second). The patient is the one performing the exercise: the
+   displacement in body heights per second). The patient is the one performing the exercise: the
    candidate that moves most, not the largest or nearest (a relative or therapist often stands closer
-   to the camera). Until the window is over, the current leader is reported.
+   to the camera). Until the window is over, with several candidates the leader is reported only if
+   it moves (>= 0.5 body heights/s; a still person's keypoint jitter is ~0.1): nobody rather than
+   perhaps the wrong person; a lone candidate is reported at the start of a session (a guide
+   recording keeps its first frames), but after the patient was lost only someone moving is.
+   A lone moving candidate seen in 6 frames is locked at once; at the end of the window the leader is
+   locked even if nobody moved (then the most prominent person).
+   Limit: a person too small for the backend's detector (BlazePose: under ~120 px) may be found late.
 2. **Lock**: follow that person only. A backend that sees one person at a time (BlazePose) runs on a
    crop around the patient's last box, so a bystander elsewhere in the picture cannot take over; a
    backend that sees everyone (Keypoint R-CNN) picks the detection overlapping the last box most.
@@ -25,6 +31,9 @@ from edge.backends.base import Person, PoseBackend
 from edge.smoothing import OneEuroFilter
 
 MIN_CONF = 0.5
+EARLY_LOCK_FRAMES = 6  # one moving candidate only, seen this often: nobody else to choose from, lock now
+ROI_MARGIN = 0.08  # the crop moves when the patient's box comes this close (fraction) to its edge
+MIN_RATE = 0.5  # body heights per second: a still person's keypoint jitter is ~0.1
 
 
 def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
@@ -39,6 +48,11 @@ def expand(box: tuple[float, ...], factor: float, width: int, height: int) -> tu
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     half = max(box[2] - box[0], box[3] - box[1]) * factor / 2
     return (max(0, int(cx - half)), max(0, int(cy - half)), min(width, int(cx + half)), min(height, int(cy + half)))
+
+
+def inside(box: tuple[float, ...], roi: tuple[int, ...], margin: float) -> bool:
+    mx, my = (roi[2] - roi[0]) * margin, (roi[3] - roi[1]) * margin
+    return box[0] >= roi[0] + mx and box[1] >= roi[1] + my and box[2] <= roi[2] - mx and box[3] <= roi[3] - my
 
 
 def shifted(p: Person, dx: int, dy: int) -> Person:
@@ -72,7 +86,7 @@ class Candidate:
     @property
     def rate(self) -> float:
         span = max(self.last_ts_ms - self.first_ts_ms, 1.0) / 1000.0
-        return self.motion / span if self.seen >= 3 else 0.0
+        return self.motion / span if self.seen >= 2 else 0.0
 
     @property
     def prominence(self) -> float:
@@ -94,6 +108,8 @@ class SubjectSelector:
     locked: Person | None = None
     acquire_since: float | None = None
     missed: int = 0
+    was_locked: bool = False
+    roi: tuple[int, int, int, int] | None = None
 
     def __post_init__(self) -> None:
         self.filter = OneEuroFilter(self.smoothing)
@@ -120,7 +136,12 @@ class SubjectSelector:
         last = self.locked
         if people is None and not self.backend.multi_person:
             h, w = image.shape[:2]
-            x1, y1, x2, y2 = expand(last.box, self.crop_factor, w, h)
+            if self.roi is None or not inside(last.box, self.roi, ROI_MARGIN):
+                # a crop that moves every frame would defeat the backend's own tracking: move it only
+                # when the patient nears its edge
+                self.roi = expand(last.box, self.crop_factor, w, h)
+                self.backend.end_stream(f"{self.stream}#roi")
+            x1, y1, x2, y2 = self.roi
             found = self.backend.infer([image[y1:y2, x1:x2]], [f"{self.stream}#roi"])[0]
             people = [shifted(p, x1, y1) for p in found]
         elif people is None:
@@ -157,10 +178,17 @@ class SubjectSelector:
         if not self.candidates:
             return None
         leader = max(self.candidates, key=lambda c: (c.rate, c.prominence))
-        if leader.last_ts_ms != ts_ms:
-            return None  # the leader is not in this frame
-        if ts_ms - self.acquire_since >= self.acquire_ms:
-            self.locked, self.candidates, self.acquire_since = leader.last, [], None
+        moving = leader.rate >= MIN_RATE
+        done = ts_ms - self.acquire_since >= self.acquire_ms
+        alone = len(self.candidates) == 1
+        lone_at_start = alone and not self.was_locked  # after a loss, a lone still person is not the patient
+        if leader.last_ts_ms != ts_ms or not (moving or done or lone_at_start):
+            return None  # the leader is not in this frame, or several people and nobody moves yet
+        if done and self.was_locked and not moving:
+            self.acquire_since = ts_ms  # re-acquiring: wait for someone who moves
+            return None
+        if done or (alone and moving and leader.seen >= EARLY_LOCK_FRAMES):
+            self.locked, self.candidates, self.acquire_since, self.was_locked = leader.last, [], None, True
             self.backend.end_stream(f"{self.stream}#roi")
         return self._smooth(leader.last, ts_ms)
 
@@ -170,7 +198,7 @@ class SubjectSelector:
         return Person(self.filter(p.keypoints, ts_ms), p.box, p.score)
 
     def _reset(self) -> None:
-        self.locked, self.missed, self.candidates, self.acquire_since = None, 0, [], None
+        self.locked, self.missed, self.candidates, self.acquire_since, self.roi = None, 0, [], None, None
         self.filter.reset()
         self.backend.end_stream(f"{self.stream}#roi")
 

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from edge.backends.base import PoseBackend
-from edge.tracking import SubjectTracker
+from edge.subject import SubjectSelector
 from rehab.records import DeadLetter, FrameRecord, KeypointFrame, MessageError, now_ms
 from rehab.topics import Topics
 
@@ -33,10 +33,14 @@ class PoseWorker:
     """Takes ready parts: a kafka-python consumer (subscribed) and producer, and a backend."""
 
     def __init__(self, consumer, producer, backend: PoseBackend, topics: Topics,
-                 max_frame_age_ms: int = 500, max_batch: int = 16):
+                 max_frame_age_ms: int = 500, max_batch: int = 16, smoothing: float = 0.0,
+                 max_fps_per_session: float = 30.0):
         self.consumer, self.producer, self.backend, self.topics = consumer, producer, backend, topics
         self.max_frame_age_ms, self.max_batch = max_frame_age_ms, max_batch
-        self.trackers: dict[str, SubjectTracker] = {}
+        self.smoothing = smoothing
+        self.min_interval_ms = 1000.0 / max_fps_per_session
+        self.selectors: dict[str, SubjectSelector] = {}
+        self.last_taken_ms: dict[str, int] = {}
         self.counters: Counter[str] = Counter()
         self.stopping = threading.Event()
 
@@ -60,6 +64,10 @@ class PoseWorker:
             if now - frame.gateway_ts_ms > self.max_frame_age_ms:
                 self.counters["dropped_stale"] += 1
                 continue
+            # (0.75: capture times are whole milliseconds; 30 fps arrives 33 or 34 ms apart)
+            if frame.capture_ts_ms - self.last_taken_ms.get(frame.session_id, -10**12) < 0.75 * self.min_interval_ms:
+                self.counters["dropped_budget"] += 1  # the session's frame budget: no starving the others
+                continue
             prev = newest.get(frame.session_id)
             if prev is not None:
                 self.counters["dropped_superseded"] += 1
@@ -73,19 +81,29 @@ class PoseWorker:
                 self._dead_letter(record, "JPEG could not be decoded")
                 continue
             batch.append(Decoded(frame, image))
+            self.last_taken_ms[frame.session_id] = frame.capture_ts_ms
         return batch
 
     def process(self, batch: list[Decoded]) -> list[KeypointFrame]:
         if not batch:
             return []
         t0 = time.perf_counter()
-        people = self.backend.infer([d.image for d in batch], [d.frame.session_id for d in batch])
+        people: list = [None] * len(batch)
+        if self.backend.multi_person:  # one batched call across sessions; the selectors choose from it
+            people = self.backend.infer([d.image for d in batch], [d.frame.session_id for d in batch])
+        chosen = []
+        for d, found in zip(batch, people):
+            sid = d.frame.session_id
+            selector = self.selectors.get(sid)
+            if selector is None:
+                selector = self.selectors[sid] = SubjectSelector(self.backend, sid, smoothing=self.smoothing)
+            chosen.append(selector.step(d.image, d.frame.capture_ts_ms, found))
         self.counters["infer_ms_total"] += int((time.perf_counter() - t0) * 1000)
         self.counters["batches"] += 1
+        self.counters["batch_frames"] += len(batch)
         out = []
-        for d, found in zip(batch, people):
+        for d, person in zip(batch, chosen):
             f = d.frame
-            person = self.trackers.setdefault(f.session_id, SubjectTracker()).choose(found)
             kf = KeypointFrame(
                 session_id=f.session_id, seq=f.seq, capture_ts_ms=f.capture_ts_ms, gateway_ts_ms=f.gateway_ts_ms,
                 infer_ts_ms=now_ms(), model=self.backend.name, model_version=self.backend.version,
@@ -136,4 +154,5 @@ def build_worker(settings) -> PoseWorker:
     )
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0, acks=1)
     backend = create_backend(settings.pose_backend, device=settings.pose_device, weights=settings.pose_weights)
-    return PoseWorker(consumer, producer, backend, topics, max_frame_age_ms=settings.worker_max_frame_age_ms)
+    return PoseWorker(consumer, producer, backend, topics, max_frame_age_ms=settings.worker_max_frame_age_ms,
+                      smoothing=settings.pose_smoothing, max_fps_per_session=settings.worker_max_fps)

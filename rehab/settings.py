@@ -18,6 +18,10 @@ class SettingsError(ValueError):
     pass
 
 
+def _parse(type_name: str, raw: str):
+    return {"int": int, "float": float, "Path": Path}.get(type_name, str)(raw)
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap: str = "127.0.0.1:19092"
@@ -37,6 +41,8 @@ class Settings:
     pose_device: str = "cpu"
     pose_weights: str = ""
     worker_max_frame_age_ms: int = 500
+    worker_max_fps: int = 30
+    pose_smoothing: float = 0.0
     worker_group: str = "rehab-pose-workers"
     processor_app_id: str = "rehab-stream-processor"
     processor_window_ms: int = 1000
@@ -61,6 +67,8 @@ class Settings:
         "pose_device": "REHAB_POSE_DEVICE",
         "pose_weights": "REHAB_POSE_WEIGHTS",
         "worker_max_frame_age_ms": "REHAB_WORKER_MAX_FRAME_AGE_MS",
+        "worker_max_fps": "REHAB_WORKER_MAX_FPS",
+        "pose_smoothing": "REHAB_POSE_SMOOTHING",
         "worker_group": "REHAB_WORKER_GROUP",
         "processor_app_id": "REHAB_PROCESSOR_APP_ID",
         "processor_window_ms": "REHAB_PROCESSOR_WINDOW_MS",
@@ -79,6 +87,10 @@ class Settings:
             raise SettingsError("REHAB_PROCESSOR_WINDOW_MS must be between 200 and 10000")
         if not 0 <= self.processor_min_interval_ms <= 5_000:
             raise SettingsError("REHAB_PROCESSOR_MIN_INTERVAL_MS must be between 0 and 5000")
+        if not 0.0 <= self.pose_smoothing <= 1.0:
+            raise SettingsError("REHAB_POSE_SMOOTHING must be between 0 (off) and 1 (strongest)")
+        if not 1 <= self.worker_max_fps <= 240:
+            raise SettingsError("REHAB_WORKER_MAX_FPS must be between 1 and 240")
         if not self.kafka_bootstrap:
             raise SettingsError("REHAB_KAFKA_BOOTSTRAP must not be empty")
 
@@ -96,9 +108,10 @@ class Settings:
                 continue
             raw = env[var]
             try:
-                kwargs[f.name] = int(raw) if f.type in ("int", int) else Path(raw) if f.type in ("Path", Path) else raw
+                kwargs[f.name] = _parse(f.type, raw)
             except ValueError:
-                raise SettingsError(f"{var} must be an integer, got {raw!r}") from None
+                raise SettingsError(f"{var} must be {'an integer' if f.type == 'int' else 'a number'}, "
+                                    f"got {raw!r}") from None
         return cls(**kwargs)
 
     def with_(self, **changes) -> "Settings":

@@ -4,13 +4,34 @@ import sys
 import numpy as np
 import pytest
 
-from edge.backends.base import Person
-from edge.tracking import SubjectTracker, iou
+from edge.backends.base import Person, PoseBackend
+from edge.subject import SubjectSelector, iou
 from edge.video import VideoError, frames, probe
 
 
-def person(x1, y1, x2, y2, score=0.9) -> Person:
-    return Person(np.zeros((17, 3), np.float32), (x1, y1, x2, y2), score)
+class ScriptedBackend(PoseBackend):
+    """Sees everyone (like Keypoint R-CNN); returns the people scripted for each call."""
+
+    name, version, multi_person = "scripted", "1", True
+
+    def __init__(self, script):
+        self.script = iter(script)
+
+    def infer(self, images, streams):
+        return [next(self.script) for _ in images]
+
+
+def person(x: float, y: float, h: float, wiggle: float = 0.0) -> Person:
+    """A stick figure of height h at (x, y), its wrists displaced by ``wiggle`` pixels."""
+    kps = np.zeros((17, 3), np.float32)
+    kps[:, 0] = x + np.linspace(-h / 6, h / 6, 17)
+    kps[:, 1] = y + np.linspace(0, h, 17)
+    kps[:, 2] = 0.9
+    kps[9:11, 1] -= wiggle
+    return Person(kps, (x - h / 4, y, x + h / 4, y + h), 0.9)
+
+
+IMAGE = np.zeros((480, 640, 3), np.uint8)
 
 
 def test_iou():
@@ -19,21 +40,33 @@ def test_iou():
     assert abs(iou((0, 0, 10, 10), (5, 0, 15, 10)) - 1 / 3) < 1e-9
 
 
-def test_tracker_stays_on_the_locked_person_when_a_bigger_one_appears():
-    tracker = SubjectTracker()
-    patient = person(100, 100, 200, 300)
-    assert tracker.choose([patient]) is patient
-    bystander = person(300, 50, 600, 470)  # bigger, nearer the camera
-    moved = person(105, 100, 205, 300)
-    assert tracker.choose([bystander, moved]) is moved
+def test_the_patient_is_the_one_moving_not_the_bigger_bystander():
+    frames = [[person(500, 20, 440), person(150, 200, 200, wiggle=30.0 * (i % 2))] for i in range(60)]
+    sel = SubjectSelector(ScriptedBackend(frames), "s", acquire_ms=1000)
+    chosen = [sel.step(IMAGE, i * 33.3) for i in range(60)]
+    assert chosen[0] is None, "two people and one frame cannot tell who moves: nobody rather than a guess"
+    assert all(c is None or c.box[0] < 300 for c in chosen), "never the bystander"
+    assert sel.locked is not None and sel.locked.box[0] < 300
 
 
-def test_tracker_reports_nobody_rather_than_someone_else_then_reacquires():
-    tracker = SubjectTracker(lost_after=3)
-    tracker.choose([person(100, 100, 200, 300)])
-    other = person(400, 100, 500, 300)
-    assert tracker.choose([other]) is None and tracker.choose([other]) is None
-    assert tracker.choose([other]) is other, "after lost_after misses it re-acquires"
+def test_nobody_rather_than_someone_else_when_the_patient_leaves_then_reacquired():
+    moving = [[person(150, 200, 200, wiggle=30.0 * (i % 2))] for i in range(40)]
+    gone = [[person(500, 20, 440)] for _ in range(10)]
+    back = [[person(500, 20, 440), person(150, 200, 200, wiggle=30.0 * (i % 2))] for i in range(40)]
+    sel = SubjectSelector(ScriptedBackend(moving + gone + back), "s", acquire_ms=500, lost_after=5)
+    out = [sel.step(IMAGE, i * 33.3) for i in range(90)]
+    assert out[39] is not None and out[39].box[0] < 300
+    assert all(o is None for o in out[40:50]), "while the patient is away, no keypoints at all"
+    assert out[-1] is not None and out[-1].box[0] < 300, "the patient is re-acquired"
+
+
+def test_a_lone_still_person_is_reported_at_once_and_locked_at_the_end_of_acquisition():
+    sel = SubjectSelector(ScriptedBackend([[person(300, 100, 300)]] * 40), "s", acquire_ms=1000)
+    out = [sel.step(IMAGE, i * 33.3) for i in range(29)]
+    assert all(o is not None for o in out) and sel.locked is None
+    for i in range(29, 40):
+        sel.step(IMAGE, i * 33.3)
+    assert sel.locked is not None
 
 
 def test_missing_empty_and_corrupt_videos_get_clear_errors(tmp_path):

@@ -40,3 +40,11 @@ def test_topic_names_are_versioned():
     names = [spec.name for spec in Topics().specs()]
     assert names == ["rehab.frames.v1", "rehab.keypoints.v1", "rehab.scores.v1", "rehab.deadletter.v1"]
     assert Topics().specs()[1].retention_ms == -1, "keypoints must be kept for replay"
+
+
+def test_float_settings_parse_and_validate():
+    assert Settings.from_env({"REHAB_POSE_SMOOTHING": "0.4"}).pose_smoothing == 0.4
+    with pytest.raises(SettingsError, match="a number"):
+        Settings.from_env({"REHAB_POSE_SMOOTHING": "lots"})
+    with pytest.raises(SettingsError, match="REHAB_POSE_SMOOTHING"):
+        Settings.from_env({"REHAB_POSE_SMOOTHING": "3"})
