@@ -153,6 +153,9 @@ def build_worker(settings) -> PoseWorker:
         max_partition_fetch_bytes=8 * 1024 * 1024,
     )
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0, acks=1)
-    backend = create_backend(settings.pose_backend, device=settings.pose_device, weights=settings.pose_weights)
+    from rehab.settings import backend_options
+
+    backend = create_backend(settings.pose_backend, device=settings.pose_device, weights=settings.pose_weights,
+                             **backend_options(settings))
     return PoseWorker(consumer, producer, backend, topics, max_frame_age_ms=settings.worker_max_frame_age_ms,
                       smoothing=settings.pose_smoothing, max_fps_per_session=settings.worker_max_fps)

@@ -43,6 +43,8 @@ class Settings:
     worker_max_frame_age_ms: int = 500
     worker_max_fps: int = 30
     pose_smoothing: float = 0.0
+    pose_complexity: int = 1
+    pose_score_threshold: float = 0.85
     worker_group: str = "rehab-pose-workers"
     processor_app_id: str = "rehab-stream-processor"
     processor_window_ms: int = 1000
@@ -69,6 +71,8 @@ class Settings:
         "worker_max_frame_age_ms": "REHAB_WORKER_MAX_FRAME_AGE_MS",
         "worker_max_fps": "REHAB_WORKER_MAX_FPS",
         "pose_smoothing": "REHAB_POSE_SMOOTHING",
+        "pose_complexity": "REHAB_POSE_COMPLEXITY",
+        "pose_score_threshold": "REHAB_POSE_SCORE_THRESHOLD",
         "worker_group": "REHAB_WORKER_GROUP",
         "processor_app_id": "REHAB_PROCESSOR_APP_ID",
         "processor_window_ms": "REHAB_PROCESSOR_WINDOW_MS",
@@ -89,6 +93,10 @@ class Settings:
             raise SettingsError("REHAB_PROCESSOR_MIN_INTERVAL_MS must be between 0 and 5000")
         if not 0.0 <= self.pose_smoothing <= 1.0:
             raise SettingsError("REHAB_POSE_SMOOTHING must be between 0 (off) and 1 (strongest)")
+        if self.pose_complexity not in (0, 1, 2):
+            raise SettingsError("REHAB_POSE_COMPLEXITY must be 0 (lite), 1 (full) or 2 (heavy)")
+        if not 0.0 <= self.pose_score_threshold <= 1.0:
+            raise SettingsError("REHAB_POSE_SCORE_THRESHOLD must be between 0 and 1")
         if not 1 <= self.worker_max_fps <= 240:
             raise SettingsError("REHAB_WORKER_MAX_FPS must be between 1 and 240")
         if not self.kafka_bootstrap:
@@ -130,3 +138,10 @@ class Settings:
     def as_env(self) -> dict[str, str]:
         """The settings as environment variables, for child processes."""
         return {var: str(getattr(self, name)) for name, var in self.ENV.items()}
+
+
+def backend_options(settings: Settings) -> dict:
+    """The pose backend's options from the settings (the worker and the CLI pass them to create_backend)."""
+    if settings.pose_backend == "blazepose":
+        return {"complexity": settings.pose_complexity}
+    return {"score_threshold": settings.pose_score_threshold, "max_side": settings.frame_max_side}

@@ -29,6 +29,12 @@ class BlazePoseBackend(PoseBackend):
             raise BackendError(f"mediapipe is not installed ({exc}); pip install mediapipe==0.10.21") from None
         if complexity not in (0, 1, 2):
             raise BackendError("BlazePose complexity must be 0 (lite), 1 (full) or 2 (heavy)")
+        if complexity != 1:
+            from edge.backends.blazepose_models import missing
+
+            if missing():
+                raise BackendError(f"BlazePose {'lite' if complexity == 0 else 'heavy'} is not installed "
+                                   "(the wheel ships only full); run: python -m edge.backends.blazepose_models")
         self._mp_pose = mp.solutions.pose
         self.version = f"mediapipe-{mp.__version__}-c{complexity}"
         self.complexity = complexity

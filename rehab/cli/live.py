@@ -133,7 +133,8 @@ async def _demo_reference(settings: Settings, guide: Path) -> str:
             return existing.id
         print(f"registering {guide.name} as reference pose2sim-lunge (BlazePose on CPU) ...", flush=True)
         ns = Namespace(backend=settings.pose_backend, device=settings.pose_device,
-                       weights=settings.pose_weights or None, max_side=settings.frame_max_side)
+                       weights=settings.pose_weights or None, max_side=settings.frame_max_side,
+                       complexity=None, score_threshold=None)
         ref = await asyncio.to_thread(reference_from_video, str(guide), "pose2sim-lunge", ns)
         await db.save_reference(ref)
         return ref.id

