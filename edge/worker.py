@@ -127,6 +127,12 @@ class PoseWorker:
             out += self.process(batch[i:i + self.max_batch])
         return out
 
+    def warm_up(self) -> None:
+        """One inference on a blank frame, so the first patient frame does not pay for model set-up."""
+        blank = np.zeros((640, 360, 3), np.uint8)
+        self.backend.infer([blank], ["warm-up"])
+        self.backend.end_stream("warm-up")
+
     def run(self) -> None:
         log.info("pose worker running: backend=%s %s", self.backend.name, self.backend.version)
         last_report = time.monotonic()

@@ -64,6 +64,7 @@ def _serve_worker(settings: Settings, ready_file: Path | None) -> None:
     deadline = time.monotonic() + 60
     while not worker.consumer.assignment() and time.monotonic() < deadline and not worker.stopping.is_set():
         worker.run_once(timeout_ms=200)  # joins the group
+    worker.warm_up()  # the model's first call builds its graph: not on a patient's frame
     if ready_file is not None:
         ready_file.write_text("ready")
     try:
@@ -125,8 +126,7 @@ async def _demo_reference(settings: Settings, guide: Path) -> str:
     from rehab.cli.offline import reference_from_video
     from rehab.storage.repository import Database
 
-    db = await Database.connect(settings)
-    try:
+    async with Database.opened(settings) as db:
         existing = await db.get_reference("pose2sim-lunge")
         if existing is not None and existing.source_sha256 == file_sha256(guide):
             print(f"reference pose2sim-lunge already registered ({len(existing.frames)} frames)")
@@ -138,18 +138,13 @@ async def _demo_reference(settings: Settings, guide: Path) -> str:
         ref = await asyncio.to_thread(reference_from_video, str(guide), "pose2sim-lunge", ns)
         await db.save_reference(ref)
         return ref.id
-    finally:
-        await db.close()
 
 
 async def _count_rows(settings: Settings, session_id: str) -> int:
     from rehab.storage.repository import Database
 
-    db = await Database.connect(settings)
-    try:
+    async with Database.opened(settings) as db:
         return await db.count_scores(session_id)
-    finally:
-        await db.close()
 
 
 def run_demo(args) -> int:
@@ -168,6 +163,7 @@ def run_demo(args) -> int:
         ref_id = asyncio.run(_demo_reference(settings, guide))
         print("starting gateway, pose worker (BlazePose, CPU) and stream processor ...", flush=True)
         with Services(settings, settings.state_dir / "logs"):
+            time.sleep(1.0)  # let the services' start-up work (imports, rebalances) finish on 2 cores
             print(f"ready after {time.monotonic() - t_start:.1f}s; streaming the patient clip", flush=True)
             session_id, received = asyncio.run(
                 _stream(settings.gateway_url, ref_id, str(patient), args.loops, as_json=False))

@@ -111,11 +111,8 @@ def run_extract(args) -> int:
 async def _stored_reference(ref_id: str):
     from rehab.storage.repository import Database
 
-    db = await Database.connect(Settings.from_env())
-    try:
+    async with Database.opened(Settings.from_env()) as db:
         return await db.get_reference(ref_id)
-    finally:
-        await db.close()
 
 
 def run_score(args) -> int:
@@ -145,11 +142,8 @@ def run_reference_add(args) -> int:
     ref = reference_from_video(args.video, args.name, args, ref_id=args.id)
 
     async def save():
-        db = await Database.connect(Settings.from_env())
-        try:
+        async with Database.opened(Settings.from_env()) as db:
             await db.save_reference(ref)
-        finally:
-            await db.close()
 
     asyncio.run(save())
     print(json.dumps({"reference_id": ref.id, "name": ref.name, "frames": len(ref.frames),
@@ -161,11 +155,8 @@ def run_reference_list(args) -> int:
     from rehab.storage.repository import Database
 
     async def listing():
-        db = await Database.connect(Settings.from_env())
-        try:
+        async with Database.opened(Settings.from_env()) as db:
             return await db.list_references()
-        finally:
-            await db.close()
 
     for row in asyncio.run(listing()):
         print(json.dumps(row))

@@ -1,6 +1,7 @@
 """The tables behind sessions, references and scores, through an asyncmy connection pool."""
 from __future__ import annotations
 
+import contextlib
 import json
 
 import asyncmy
@@ -22,6 +23,16 @@ class Database:
     async def connect(cls, settings: Settings, maxsize: int = 5) -> "Database":
         pool = await asyncmy.create_pool(**settings.mysql_kwargs(), minsize=1, maxsize=maxsize, autocommit=True)
         return cls(pool)
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def opened(cls, settings: Settings, maxsize: int = 2):
+        """``async with Database.opened(settings) as db:`` for one-off commands and tests."""
+        db = await cls.connect(settings, maxsize=maxsize)
+        try:
+            yield db
+        finally:
+            await db.close()
 
     async def close(self) -> None:
         self.pool.close()

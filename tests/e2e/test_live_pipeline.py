@@ -30,9 +30,8 @@ def live_stack(tmp_path_factory, clip_keypoints):
                         [f.keypoints for f in frames])
 
         async def save():
-            db = await Database.connect(settings)
-            await db.save_reference(ref)
-            await db.close()
+            async with Database.opened(settings) as db:
+                await db.save_reference(ref)
 
         asyncio.run(save())
         with Services(settings, tmp_path_factory.mktemp("services")):
@@ -40,11 +39,8 @@ def live_stack(tmp_path_factory, clip_keypoints):
 
 
 async def _rows(settings, session_id):
-    db = await Database.connect(settings)
-    try:
+    async with Database.opened(settings) as db:
         return await db.count_scores(session_id)
-    finally:
-        await db.close()
 
 
 def test_patient_clip_gets_live_scores_over_websocket_and_in_mysql(live_stack, data_dir):

@@ -7,16 +7,7 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from edge.worker import PoseWorker
 from rehab.records import FrameRecord, KeypointFrame, now_ms
-
-
-def _consume_all(settings, topic, expect, timeout=20.0):
-    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
-                             group_id=None, consumer_timeout_ms=500)
-    out, deadline = [], time.monotonic() + timeout
-    while len(out) < expect and time.monotonic() < deadline:
-        out += [m for m in consumer]
-    consumer.close()
-    return out
+from tests.kafka_helpers import consume
 
 
 def test_worker_publishes_keypoints_and_dead_letters_bad_frames(isolated_settings, blazepose, data_dir):
@@ -51,10 +42,10 @@ def test_worker_publishes_keypoints_and_dead_letters_bad_frames(isolated_setting
     assert {k.session_id for k in published} == {"s1"}
     assert published[-1].seq == 2, "the newest frame of the session is the one inferred"
 
-    out = [KeypointFrame.from_json(m.value) for m in _consume_all(s, topics.keypoints, len(published))]
+    out = [KeypointFrame.from_json(m.value) for m in consume(s, topics.keypoints, lambda ms: len(ms) >= len(published), 20)]
     assert len(out) == len(published) and out[-1].keypoints is not None and len(out[-1].keypoints) == 17
     assert out[-1].infer_ts_ms >= out[-1].gateway_ts_ms
-    letters = [json.loads(m.value) for m in _consume_all(s, topics.dead_letter, 2)]
+    letters = [json.loads(m.value) for m in consume(s, topics.dead_letter, lambda ms: len(ms) >= 2, 20)]
     reasons = sorted(letter["reason"] for letter in letters)
     assert reasons == ["JPEG could not be decoded", "frame has no rehab-meta header"], reasons
     producer.close()

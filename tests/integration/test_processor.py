@@ -8,39 +8,25 @@ import threading
 import time
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
 from rehab.records import Score, now_ms
 from rehab.reference import Reference
 from rehab.scoring import LiveScorer, ReferenceModel, replay_scores
 from rehab.services import Services
 from rehab.storage.repository import Database
-
-
-def _consume(settings, topic, until, timeout=60.0):
-    """Messages of ``topic`` from the start, until ``until(messages)`` holds or the timeout."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
-                             group_id=None)
-    out, deadline = [], time.monotonic() + timeout
-    while not until(out) and time.monotonic() < deadline:
-        for batch in consumer.poll(timeout_ms=200).values():
-            out += batch
-    consumer.close()
-    return out
+from tests.kafka_helpers import consume
 
 
 def _scores(settings, until, timeout=60.0) -> list[Score]:
-    return [Score.from_json(m.value) for m in _consume(settings, settings.topics.scores,
+    return [Score.from_json(m.value) for m in consume(settings, settings.topics.scores,
                                                        lambda ms: until([Score.from_json(m.value) for m in ms]),
                                                        timeout)]
 
 
 async def _db_call(settings, fn):
-    db = await Database.connect(settings)
-    try:
+    async with Database.opened(settings) as db:
         return await fn(db)
-    finally:
-        await db.close()
 
 
 @pytest.fixture
@@ -82,7 +68,7 @@ def test_processor_scores_like_offline_and_dead_letters_bad_messages(isolated_se
 
     with Services(s, tmp_path / "run1", names=("processor",)):
         live = _scores(s, lambda sc: sc and sc[-1].window_end_seq == attempt[-1].seq)
-        letters = [json.loads(m.value) for m in _consume(s, s.topics.dead_letter, lambda ms: len(ms) >= 2, 20)]
+        letters = [json.loads(m.value) for m in consume(s, s.topics.dead_letter, lambda ms: len(ms) >= 2, 20)]
         time.sleep(0.5)
     rows = asyncio.run(_db_call(s, lambda db: db.count_scores("patient-1")))
 

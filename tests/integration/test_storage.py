@@ -31,8 +31,7 @@ def _score(similarity: float) -> Score:
 
 def test_scores_are_upserted_never_duplicated(isolated_settings):
     async def run():
-        db = await Database.connect(isolated_settings)
-        try:
+        async with Database.opened(isolated_settings) as db:
             await db.save_reference(Reference("ref", "Ref", 30.0, 640, 480, "m", "v", "0" * 64, [KPS, KPS]))
             await db.create_session("s1", "p1", "ref", "cloud")
             await db.upsert_scores([_score(0.4)])
@@ -41,8 +40,6 @@ def test_scores_are_upserted_never_duplicated(isolated_settings):
             ref = await db.get_reference("Ref")  # by name too
             session = await db.get_session("s1")
             return count, ref, session
-        finally:
-            await db.close()
 
     count, ref, session = asyncio.run(run())
     assert count == 1
