@@ -37,6 +37,14 @@ def add_commands(sub) -> None:
     _backend_args(s)
     s.set_defaults(func=run_score)
 
+    rp = sub.add_parser("replay", help="re-score a stored session from the keypoints topic with the current scorer")
+    rp.add_argument("--session", required=True)
+    rp.add_argument("--since-ms", type=int, default=None, help="only frames captured at or after (epoch ms)")
+    rp.add_argument("--until-ms", type=int, default=None, help="only frames captured at or before (epoch ms)")
+    rp.add_argument("--csv", type=Path, default=None, help="write keypoints.csv and scores.csv into this folder")
+    rp.add_argument("--plot", type=Path, default=None, help="write a score-over-time PNG with repetition marks")
+    rp.set_defaults(func=run_replay)
+
     r = sub.add_parser("reference", help="register and list guide recordings")
     rsub = r.add_subparsers(dest="action", required=True)
     add = rsub.add_parser("add", help="extract a guide video's keypoints and store them in MySQL")
@@ -160,4 +168,29 @@ def run_reference_list(args) -> int:
 
     for row in asyncio.run(listing()):
         print(json.dumps(row))
+    return 0
+
+
+def run_replay(args) -> int:
+    from rehab.replay import export_csv, plot, read_session
+    from rehab.scoring import LiveScorer, ReferenceModel, replay_scores, summarize
+
+    settings = Settings.from_env()
+    frames = read_session(settings.kafka_bootstrap, settings.topics.keypoints, args.session,
+                          args.since_ms, args.until_ms)
+    if not frames:
+        raise ValueError(f"no keypoint frames of session {args.session!r} in {settings.topics.keypoints}")
+    ref_id = next((f.reference_id for f in frames if f.reference_id), None)
+    ref = asyncio.run(_stored_reference(ref_id)) if ref_id else None
+    if ref is None:
+        raise ValueError(f"the session's reference {ref_id!r} is not stored")
+    scorer = LiveScorer(ReferenceModel.build(ref), args.session, window_ms=settings.processor_window_ms,
+                        min_interval_ms=settings.processor_min_interval_ms)
+    scores = replay_scores(scorer, frames)
+    result = summarize(scores, ref.id, frames)
+    if args.csv:
+        result["csv"] = [str(p) for p in export_csv(args.csv, frames, scores)]
+    if args.plot:
+        result["plot"] = str(plot(args.plot, scores, f"session {args.session} vs {ref.id}"))
+    print(json.dumps(result))
     return 0

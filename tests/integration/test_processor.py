@@ -134,3 +134,33 @@ def test_a_crashed_processor_resumes_the_count_and_a_replay_duplicates_nothing(i
     assert len(ends_replay - ends_live) <= 12, "a restart loses at most the windows of one window refill"
     assert replayed[-1].reps == expected_reps
     producer.close()
+
+
+def test_replay_rescores_a_session_from_the_topic_and_exports_it(isolated_settings, guide, clip_keypoints, tmp_path,
+                                                                  monkeypatch, capsys):
+    from rehab.cli import main
+
+    s = isolated_settings
+    attempt = _attempt(clip_keypoints, "patient-3")
+    producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap)
+    for f in attempt + attempt[:10]:  # the first ten re-delivered, as after a producer retry
+        producer.send(s.topics.keypoints, key=b"patient-3", value=f.to_json())
+    producer.send(s.topics.keypoints, key=b"someone-else", value=dataclasses.replace(
+        attempt[0], session_id="someone-else").to_json())
+    producer.flush()
+    producer.close()
+    for name, value in s.as_env().items():
+        monkeypatch.setenv(name, value)
+
+    code = main(["replay", "--session", "patient-3", "--csv", str(tmp_path / "out"), "--plot",
+                 str(tmp_path / "plot.png")])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0
+    offline = _offline(guide, attempt, s)
+    assert result["frames"] == len(attempt), "each frame once, only the session's"
+    assert result["similarity"] == offline[-1].session_similarity and result["reps"] == offline[-1].reps
+    rows = (tmp_path / "out" / "scores.csv").read_text().splitlines()
+    assert len(rows) == 1 + len(offline)
+    assert len((tmp_path / "out" / "keypoints.csv").read_text().splitlines()) == 1 + len(attempt)
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["replay", "--session", "nobody"]) == 2, "an unknown session is a clear error"
