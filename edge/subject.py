@@ -2,11 +2,11 @@
 
 Policy (documented in the README):
 1. **Acquire** (the first ``acquire_ms`` of a session, and again after the patient was lost): find
-   everyone in view, follow each candidate by box overlap, and measure how much each one moves (joint
-   displacement in body heights per second). The patient is the one performing the exercise: the
+   everyone in view, follow each candidate by box overlap, and measure how much each one moves (how
+   far its joints travel, in body heights, over the last 30 frames). The patient is the one performing the exercise: the
    candidate that moves most, not the largest or nearest (a relative or therapist often stands closer
    to the camera). Until the window is over, with several candidates the leader is reported only if
-   it moves (>= 0.5 body heights/s; a still person's keypoint jitter is ~0.1): nobody rather than
+   it moves (>= 0.08 body heights; a still person's keypoints wander ~0.02-0.05): nobody rather than
    perhaps the wrong person; a lone candidate is reported at the start of a session (a guide
    recording keeps its first frames), but after the patient was lost only someone moving is.
    A lone moving candidate seen in 6 frames is locked at once; at the end of the window the leader is
@@ -33,7 +33,9 @@ from edge.smoothing import OneEuroFilter
 MIN_CONF = 0.5
 EARLY_LOCK_FRAMES = 6  # one moving candidate only, seen this often: nobody else to choose from, lock now
 ROI_MARGIN = 0.08  # the crop moves when the patient's box comes this close (fraction) to its edge
-MIN_RATE = 0.5  # body heights per second: a still person's keypoint jitter is ~0.1
+MIN_MOTION = 0.12  # body heights: a still person's keypoints wander ~0.02-0.08, an exercise 0.2 or more
+HISTORY = 30  # frames of a candidate kept to judge its motion
+MIN_RELATIVE_HEIGHT = 0.25
 
 
 def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
@@ -71,27 +73,51 @@ def body_scale(p: Person) -> float:
 class Candidate:
     last: Person
     last_ts_ms: float
-    first_ts_ms: float
-    motion: float = 0.0  # body heights travelled by the confident joints
-    seen: int = 1
+    first_frame: int
+    history: list = field(default_factory=list)  # keypoints seen, newest last (at most HISTORY)
+
+    def __post_init__(self) -> None:
+        self.history.append(self.last.keypoints)
 
     def observe(self, p: Person, ts_ms: float) -> None:
-        both = (p.keypoints[:, 2] >= MIN_CONF) & (self.last.keypoints[:, 2] >= MIN_CONF)
-        if both.any():
-            step = np.linalg.norm(p.keypoints[both, :2] - self.last.keypoints[both, :2], axis=1).mean()
-            self.motion += float(step) / body_scale(p)
         self.last, self.last_ts_ms = p, ts_ms
-        self.seen += 1
+        self.history = (self.history + [p.keypoints])[-HISTORY:]
 
     @property
-    def rate(self) -> float:
-        span = max(self.last_ts_ms - self.first_ts_ms, 1.0) / 1000.0
-        return self.motion / span if self.seen >= 2 else 0.0
+    def seen(self) -> int:
+        return len(self.history)
+
+    @property
+    def motion(self) -> float:
+        """How far the confident joints travelled, in body heights: over joints, the
+        extent (bounding-box diagonal) of each joint's positions, the 90th percentile over joints. Jitter stays small however many
+        frames there are, unlike a sum of frame-to-frame steps; a performed movement does not."""
+        if self.seen < 2:
+            return 0.0
+        kps = np.stack(self.history)
+        conf = (kps[:, :, 2] >= MIN_CONF).all(axis=0)
+        if not conf.any():
+            return 0.0
+        xy = kps[:, conf, :2]
+        extent = np.hypot(*(xy.max(axis=0) - xy.min(axis=0)).T)
+        # the 90th percentile: an exercise may move only the arms (4 of 17 joints)
+        return float(np.percentile(extent, 90)) / body_scale(self.last)
 
     @property
     def prominence(self) -> float:
         b = self.last.box
         return (b[2] - b[0]) * (b[3] - b[1]) * self.last.score
+
+    def height(self) -> float:
+        return self.last.box[3] - self.last.box[1]
+
+    def rank(self, tallest: float) -> tuple:
+        """Moving people first (most motion first), then the most prominent. Someone under a quarter
+        of the tallest candidate's height, or seen in fewer than 3 frames, does not count as moving: a
+        tiny background figure's keypoints jump about and would look like motion."""
+        reliable = self.seen >= 3 and self.height() >= MIN_RELATIVE_HEIGHT * tallest
+        moving = reliable and self.motion >= MIN_MOTION
+        return (moving, self.motion if moving else 0.0, self.prominence)
 
 
 @dataclass
@@ -110,6 +136,7 @@ class SubjectSelector:
     missed: int = 0
     was_locked: bool = False
     roi: tuple[int, int, int, int] | None = None
+    frame_no: int = 0
 
     def __post_init__(self) -> None:
         self.filter = OneEuroFilter(self.smoothing)
@@ -165,6 +192,7 @@ class SubjectSelector:
         return self._acquire(image, ts_ms, people)
 
     def _acquire(self, image: np.ndarray, ts_ms: float, people: list[Person] | None) -> Person | None:
+        self.frame_no += 1
         if self.acquire_since is None:
             self.acquire_since = ts_ms
         found = self.find_people(image) if people is None or not self.backend.multi_person else people
@@ -173,14 +201,16 @@ class SubjectSelector:
             if match is not None and iou(match.last.box, p.box) >= self.min_iou:
                 match.observe(p, ts_ms)
             else:
-                self.candidates.append(Candidate(p, ts_ms, ts_ms))
+                self.candidates.append(Candidate(p, ts_ms, self.frame_no))
         self.candidates = [c for c in self.candidates if ts_ms - c.last_ts_ms <= 500]
         if not self.candidates:
             return None
-        leader = max(self.candidates, key=lambda c: (c.rate, c.prominence))
-        moving = leader.rate >= MIN_RATE
+        tallest = max(c.height() for c in self.candidates)
+        leader = max(self.candidates, key=lambda c: c.rank(tallest))
+        moving = leader.rank(tallest)[0]
         done = ts_ms - self.acquire_since >= self.acquire_ms
-        alone = len(self.candidates) == 1
+        rivals = [c for c in self.candidates if c.height() >= MIN_RELATIVE_HEIGHT * tallest]
+        alone = len(rivals) == 1  # tiny background figures are no rivals
         lone_at_start = alone and not self.was_locked  # after a loss, a lone still person is not the patient
         if leader.last_ts_ms != ts_ms or not (moving or done or lone_at_start):
             return None  # the leader is not in this frame, or several people and nobody moves yet

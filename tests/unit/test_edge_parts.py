@@ -22,12 +22,12 @@ class ScriptedBackend(PoseBackend):
 
 
 def person(x: float, y: float, h: float, wiggle: float = 0.0) -> Person:
-    """A stick figure of height h at (x, y), its wrists displaced by ``wiggle`` pixels."""
+    """A stick figure of height h at (x, y), its elbows and wrists raised by ``wiggle`` pixels."""
     kps = np.zeros((17, 3), np.float32)
     kps[:, 0] = x + np.linspace(-h / 6, h / 6, 17)
     kps[:, 1] = y + np.linspace(0, h, 17)
     kps[:, 2] = 0.9
-    kps[9:11, 1] -= wiggle
+    kps[7:11, 1] -= wiggle  # elbows and wrists: an arm exercise
     return Person(kps, (x - h / 4, y, x + h / 4, y + h), 0.9)
 
 
