@@ -172,13 +172,19 @@ def test_min_interval_scores_the_first_frame_of_each_slot_whatever_came_before()
     assert set(late[:-1]) <= set(full), "a scorer started later scores the same windows"
 
 
-def test_a_restored_scorer_continues_the_repetition_count():
-    fs = frames([pose_at(i / 60) for i in range(180)])
+def _scored_then_resumed(n_frames: int, split: int):
+    """A scorer fed the first ``split`` frames, and a second one restored from its snapshot."""
+    fs = frames([pose_at(i / 60) for i in range(n_frames)])
     model = ReferenceModel.build(reference())
     first = LiveScorer(model, "s")
-    replay_scores(first, fs[:100])
+    replay_scores(first, fs[:split])
     resumed = LiveScorer(model, "s")
     resumed.restore(first.snapshot())
+    return fs, first, resumed
+
+
+def test_a_restored_scorer_continues_the_repetition_count():
+    fs, first, resumed = _scored_then_resumed(180, 100)
     assert resumed.update(fs[50]) is None, "frames already scored are skipped after a restart"
     rest = replay_scores(resumed, fs[100:])
     assert rest[-1].reps == 3 and rest[-1].reps >= first.reps.count
@@ -195,12 +201,7 @@ def test_rep_counter_counts_a_jump_over_the_middle_but_not_a_jump_backwards():
 
 
 def test_a_restored_window_scores_like_the_uninterrupted_one():
-    fs = frames([pose_at(i / 60) for i in range(90)])
-    model = ReferenceModel.build(reference())
-    first = LiveScorer(model, "s")
-    replay_scores(first, fs[:60])
-    resumed = LiveScorer(model, "s")
-    resumed.restore(first.snapshot())
+    fs, first, resumed = _scored_then_resumed(90, 60)
     resumed.restore_window(first.window_snapshot(), fs[60])
     a, b = first.update(fs[60], score_ts_ms=0), resumed.update(fs[60], score_ts_ms=0)
     assert a is not None and b is not None
