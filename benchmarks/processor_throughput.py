@@ -28,7 +28,7 @@ from rehab.reference import Reference  # noqa: E402
 from rehab.services import Services  # noqa: E402
 from rehab.settings import REPO_ROOT, Settings  # noqa: E402
 from rehab.stack.topics import delete_topics, ensure_topics  # noqa: E402
-from rehab.storage.migrate import migrate  # noqa: E402
+from rehab.storage.migrate import drop_database, migrate  # noqa: E402
 from rehab.storage.repository import Database  # noqa: E402
 
 
@@ -36,15 +36,6 @@ async def _prepare(settings: Settings, ref: Reference) -> None:
     await migrate(settings)
     async with Database.opened(settings) as db:
         await db.save_reference(ref)
-
-
-async def _drop(settings: Settings) -> None:
-    import asyncmy
-
-    conn = await asyncmy.connect(**settings.mysql_kwargs(db=False))
-    async with conn.cursor() as cur:
-        await cur.execute(f"DROP DATABASE IF EXISTS `{settings.mysql_db}`")
-    conn.close()
 
 
 def main() -> None:
@@ -97,7 +88,7 @@ def main() -> None:
         }, indent=2))
     finally:
         delete_topics(settings.kafka_bootstrap, [s.name for s in settings.topics.specs()])
-        asyncio.run(_drop(settings))
+        asyncio.run(drop_database(settings))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ Policy (documented in the README):
    far its joints travel, in body heights, over the last 30 frames). The patient is the one performing the exercise: the
    candidate that moves most, not the largest or nearest (a relative or therapist often stands closer
    to the camera). Until the window is over, with several candidates the leader is reported only if
-   it moves (>= 0.08 body heights; a still person's keypoints wander ~0.02-0.05): nobody rather than
+   it moves (>= 0.12 body heights; a still person's keypoints wander ~0.02-0.08): nobody rather than
    perhaps the wrong person; a lone candidate is reported at the start of a session (a guide
    recording keeps its first frames), but after the patient was lost only someone moving is.
    A lone moving candidate seen in 6 frames is locked at once; at the end of the window the leader is
@@ -73,7 +73,6 @@ def body_scale(p: Person) -> float:
 class Candidate:
     last: Person
     last_ts_ms: float
-    first_frame: int
     history: list = field(default_factory=list)  # keypoints seen, newest last (at most HISTORY)
 
     def __post_init__(self) -> None:
@@ -89,9 +88,9 @@ class Candidate:
 
     @property
     def motion(self) -> float:
-        """How far the confident joints travelled, in body heights: over joints, the
-        extent (bounding-box diagonal) of each joint's positions, the 90th percentile over joints. Jitter stays small however many
-        frames there are, unlike a sum of frame-to-frame steps; a performed movement does not."""
+        """How far the confident joints travelled, in body heights: the extent (bounding-box diagonal)
+        of each joint's positions, 90th percentile over joints. Jitter stays small however many frames
+        there are, unlike a sum of frame-to-frame steps; a performed movement does not."""
         if self.seen < 2:
             return 0.0
         kps = np.stack(self.history)
@@ -136,7 +135,6 @@ class SubjectSelector:
     missed: int = 0
     was_locked: bool = False
     roi: tuple[int, int, int, int] | None = None
-    frame_no: int = 0
 
     def __post_init__(self) -> None:
         self.filter = OneEuroFilter(self.smoothing)
@@ -192,7 +190,6 @@ class SubjectSelector:
         return self._acquire(image, ts_ms, people)
 
     def _acquire(self, image: np.ndarray, ts_ms: float, people: list[Person] | None) -> Person | None:
-        self.frame_no += 1
         if self.acquire_since is None:
             self.acquire_since = ts_ms
         found = self.find_people(image) if people is None or not self.backend.multi_person else people
@@ -201,7 +198,7 @@ class SubjectSelector:
             if match is not None and iou(match.last.box, p.box) >= self.min_iou:
                 match.observe(p, ts_ms)
             else:
-                self.candidates.append(Candidate(p, ts_ms, self.frame_no))
+                self.candidates.append(Candidate(p, ts_ms))
         self.candidates = [c for c in self.candidates if ts_ms - c.last_ts_ms <= 500]
         if not self.candidates:
             return None

@@ -41,6 +41,10 @@ class LatestSlot:
         self._item = item
         self._event.set()
 
+    @property
+    def has_new(self) -> bool:
+        return self._event.is_set()
+
     async def take(self) -> Pending:
         await self._event.wait()
         self._event.clear()
@@ -97,7 +101,7 @@ class VideoIngest:
             wait = last + self.min_interval - time.monotonic()
             if wait > 0:  # fps budget: wait, then take whatever is newest by then
                 await asyncio.sleep(wait)
-                if self.slot._event.is_set():
+                if self.slot.has_new:
                     self.counters["dropped_budget"] += 1
                     item = await self.slot.take()
             last = time.monotonic()

@@ -52,7 +52,7 @@ def _base_settings() -> Settings:
 def isolated(**extra):
     """Settings with a unique topic namespace and database, created on the real stack and removed after."""
     from rehab.stack.topics import delete_topics, ensure_topics
-    from rehab.storage.migrate import migrate
+    from rehab.storage.migrate import drop_database, migrate
 
     tag = f"t{uuid.uuid4().hex[:10]}"
     settings = _base_settings().with_(topic_namespace=tag, mysql_db=f"rehab_{tag}",
@@ -64,24 +64,13 @@ def isolated(**extra):
         yield settings
     finally:
         delete_topics(settings.kafka_bootstrap, [s.name for s in settings.topics.specs()])
-        asyncio.run(_drop_db(settings))
+        asyncio.run(drop_database(settings))
 
 
 @pytest.fixture
 def isolated_settings():
     with isolated() as settings:
         yield settings
-
-
-async def _drop_db(settings: Settings) -> None:
-    import asyncmy
-
-    conn = await asyncmy.connect(**settings.mysql_kwargs(db=False))
-    try:
-        async with conn.cursor() as cur:
-            await cur.execute(f"DROP DATABASE IF EXISTS `{settings.mysql_db}`")
-    finally:
-        conn.close()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -122,7 +122,7 @@ def _similarity_matrix(p: Poses, r: Poses) -> np.ndarray:
     return (sim * w).sum(axis=2) / np.maximum(w.sum(axis=2), 1e-9)
 
 
-def _corrections(p: Poses, r: Poses, path: np.ndarray, limbs: dict[str, float], mirrored: bool) -> list[dict]:
+def _corrections(p: Poses, r: Poses, path: np.ndarray, limbs: dict[str, float]) -> list[dict]:
     out = []
     for li in np.argsort([limbs.get(n, 1.0) for n in LIMB_NAMES])[:3]:
         name = LIMB_NAMES[li]
@@ -183,7 +183,7 @@ def score_poses(p: Poses, ref: ReferenceModel, mirror_mode: str = "auto",
              for i in range(len(LIMB_NAMES)) if lw[:, i].sum() > 0}
     agreement = velocity_agreement(cand, r, path)
     similarity = pose_sim * movement * float(np.clip(VEL_OFFSET + VEL_GAIN * agreement, 0.0, 1.0))
-    corrections = _corrections(cand, r, path, limbs, is_mirror)
+    corrections = _corrections(cand, r, path, limbs)
     if movement < 0.5:
         corrections.insert(0, {"joint": "body", "direction": "move", "message": "follow the guide's movement"})
     phase = (j1 % ref.length) / max(ref.length - 1, 1)

@@ -59,3 +59,13 @@ async def migrate(settings: Settings) -> list[int]:
     finally:
         conn.close()
     return applied
+
+
+async def drop_database(settings: Settings) -> None:
+    """Removes the settings' database (tests and benchmarks clean up after themselves with it)."""
+    conn = await asyncmy.connect(**settings.mysql_kwargs(db=False))
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(f"DROP DATABASE IF EXISTS `{settings.mysql_db}`")
+    finally:
+        conn.close()
