@@ -52,7 +52,10 @@ def test_patient_clip_gets_live_scores_over_websocket_and_in_mysql(live_stack, d
         return session_id, received, await _rows(live_stack, session_id)
 
     session_id, received, rows = asyncio.run(run())
-    assert len(received) >= 20, f"expected >= 20 live scores for the 100-frame clip, got {len(received)}"
+    # The clip lasts 100 / 60 = 1.7 s; the processor promises at least 4 scores per second of session,
+    # and the scores must follow the clip to its end (the worker always gets to the newest frame).
+    assert len(received) >= 8, f"expected >= 8 live scores for the 1.7 s clip, got {len(received)}"
+    assert received[-1].score.window_end_seq >= 75, f"last score ends at frame {received[-1].score.window_end_seq}"
     assert all(r.score.session_id == session_id for r in received)
     seqs = [r.score.window_end_seq for r in received]
     assert seqs == sorted(seqs), "scores arrive in capture order"
