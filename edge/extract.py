@@ -40,6 +40,20 @@ def progress_bar(total: int) -> Callable[[int], None]:
     return update
 
 
+def reference_from_video(path: str | Path, name: str, backend: PoseBackend, ref_id: str | None = None,
+                         max_side: int = 640, on_progress: Callable[[int], None] | None = None):
+    """A guide recording's keypoints as a Reference (raises ValueError when nobody is in it)."""
+    from rehab.reference import Reference, slug
+
+    info = probe(path)
+    kf = list(extract(path, backend, max_side, on_progress=on_progress))
+    return Reference(
+        id=ref_id or slug(name), name=name, fps=info.fps, width=kf[0].width, height=kf[0].height,
+        model=kf[0].model, model_version=kf[0].model_version, source_sha256=file_sha256(path),
+        frames=[f.keypoints for f in kf],
+    )
+
+
 def extract(path: str | Path, backend: PoseBackend, max_side: int = 640, session_id: str | None = None,
             on_progress: Callable[[int], None] | None = None, smoothing: float = 0.0) -> Iterator[KeypointFrame]:
     """Keypoint frames of the tracked subject, one per video frame, timestamps from the video's clock."""

@@ -1,13 +1,18 @@
 """The gateway's HTTP surface (Starlette). Run with ``rehab serve gateway``.
 
-Routes
-  GET    /health                          liveness + Kafka/MySQL reachability
+Routes (the OpenAPI schema at /openapi.json describes each; who may call what: gateway/auth.py)
+  GET    /health                          liveness
+  GET    /openapi.json                    the schema
   GET    /references                      stored guide recordings
-  POST   /sessions                        {reference_id, patient_id, mode} -> 201 {session_id, ...}
-  GET    /sessions/{id}                   the session row
-  POST   /sessions/{id}/offer             WebRTC offer {sdp, type} -> answer {sdp, type}
-  DELETE /sessions/{id}                   ends the session, closes its peer connection
-  WS     /sessions/{id}/scores            the session's scores as JSON text messages
+  POST   /references?name=N[&id=I]        [API key] body = a guide video -> 201 the stored reference
+  GET    /references/{id}                 one reference (?frames=true adds its keypoints)
+  POST   /references/{id}/score           [API key] body = an attempt video -> the offline score
+  POST   /tokens/clinician                [API key] {clinician_id, patient_id} -> a clinician token
+  POST   /sessions                        {reference_id, patient_id, mode} -> 201 {session_id, token, ...}
+  GET    /sessions/{id}                   [token] the session row
+  POST   /sessions/{id}/offer             [patient token] WebRTC offer {sdp, type} -> answer {sdp, type}
+  DELETE /sessions/{id}                   [patient token] ends the session, closes its peer connection
+  WS     /sessions/{id}/scores?token=T    [token] the session's scores as JSON text messages
 Settings: see rehab/settings.py (REHAB_KAFKA_BOOTSTRAP, REHAB_MYSQL_*, REHAB_FRAME_MAX_SIDE, ...).
 """
 from __future__ import annotations
@@ -16,7 +21,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import tempfile
 import uuid
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -25,11 +32,14 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
+from starlette.schemas import SchemaGenerator
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from gateway.auth import AuthError, Claims, TokenSigner, bearer, check_api_key, origin_allowed
 from gateway.fanout import ScoreFanout
 from gateway.ingest import VideoIngest
 from gateway.offer import Offer, OfferError
+from gateway.uploads import Extractor, UploadError, receive_video
 from rehab.reference import _ID as ID_PATTERN
 from rehab.settings import Settings
 from rehab.storage.repository import Database
@@ -69,11 +79,23 @@ async def read_json(request: Request):
         raise OfferError(f"body is not JSON: {exc}") from None
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, make_backend=None) -> Starlette:
+    """``make_backend()`` builds the pose backend for uploads (default: the configured one)."""
     topics = settings.topics
     live: dict[str, LiveSession] = {}
     fanout = ScoreFanout()
     res: dict = {}
+    signer = TokenSigner(settings.auth_secret, ttl_s=settings.token_ttl_s)
+    if not settings.auth_secret:
+        log.warning("REHAB_AUTH_SECRET is not set: tokens are signed with a random key and die with this process")
+    schemas = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "ReHab Live gateway", "version": "1.0.0"}})
+
+    def default_backend():
+        from edge.backends import create_backend
+        from rehab.settings import backend_options
+
+        return create_backend(settings.pose_backend, device=settings.pose_device,
+                              weights=settings.pose_weights or None, **backend_options(settings))
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -85,6 +107,8 @@ def create_app(settings: Settings) -> Starlette:
                                     auto_offset_reset="latest", fetch_max_wait_ms=20)
         await consumer.start()
         fan_task = asyncio.create_task(fanout.run(consumer))
+        res["extractor"] = Extractor(make_backend or default_backend, settings.frame_max_side)
+        res["uploads"] = tempfile.TemporaryDirectory(prefix="rehab-uploads-")
         try:
             yield
         finally:
@@ -96,16 +120,196 @@ def create_app(settings: Settings) -> Starlette:
             await consumer.stop()
             await res["producer"].stop()
             await res["db"].close()
+            await asyncio.to_thread(res["extractor"].close)
+            res["uploads"].cleanup()
 
+    # -- access ------------------------------------------------------------------------------
+    def refused(exc: AuthError) -> JSONResponse:
+        return error(exc.status, str(exc))
+
+    def check_origin(conn) -> None:
+        if not origin_allowed(conn.headers.get("origin"), conn.headers.get("host"), conn.url.scheme,
+                              settings.origins):
+            raise AuthError(403, f"origin {conn.headers.get('origin')!r} is not allowed")
+
+    def admin(request: Request) -> None:
+        check_origin(request)
+        check_api_key(settings.admin_api_key, request.headers)
+
+    async def session_access(conn, sid: str, send: bool) -> tuple[dict, Claims]:
+        """The session row and the caller's claims; AuthError / LookupError otherwise."""
+        check_origin(conn)
+        claims = signer.verify(bearer(conn.headers, conn.query_params))
+        row = await res["db"].get_session(sid)
+        if row is None:
+            # a valid token for another session learns nothing about which ids exist
+            raise AuthError(403, "this token is not for this session") if claims.session_id != sid \
+                and claims.role == "patient" else LookupError("unknown session")
+        allowed = claims.may_send(sid) if send else claims.may_watch(sid, row["patient_id"])
+        if not allowed:
+            raise AuthError(403, "this token is not for this session" if claims.role == "patient"
+                            else "clinician tokens may watch a patient's sessions, not send to them")
+        return row, claims
+
+    # -- endpoints ---------------------------------------------------------------------------
     async def health(request: Request):
+        """
+        responses:
+          200: {description: "{status: ok, live_sessions: N}"}
+        """
         return JSONResponse({"status": "ok", "live_sessions": len(live)})
 
+    async def openapi(request: Request):
+        schema = schemas.get_schema(routes=request.app.routes)
+        return JSONResponse(json.loads(json.dumps(schema, default=str)))  # YAML's int status keys -> strings
+
     async def references(request: Request):
+        """
+        summary: The stored guide recordings.
+        responses:
+          200: {description: "[{id, name, fps, n_frames, model, created_at}]"}
+        """
         return JSONResponse(await res["db"].list_references())
 
-    async def create_session(request: Request):
+    async def get_reference(request: Request):
+        """
+        summary: One guide recording; ?frames=true adds its keypoints (one 17x3 list or null per frame).
+        responses:
+          200: {description: "{id, name, fps, width, height, model, model_version, source_sha256, n_frames}"}
+          404: {description: unknown reference}
+        """
+        ref = await res["db"].get_reference(request.path_params["reference_id"])
+        if ref is None:
+            return error(404, "unknown reference")
+        out = {"id": ref.id, "name": ref.name, "fps": ref.fps, "width": ref.width, "height": ref.height,
+               "model": ref.model, "model_version": ref.model_version, "source_sha256": ref.source_sha256,
+               "n_frames": len(ref.frames), "frames_with_subject": sum(f is not None for f in ref.frames)}
+        if request.query_params.get("frames") in ("1", "true"):
+            out["frames"] = ref.frames
+        return JSONResponse(out)
+
+    async def upload(request: Request) -> Path:
+        return await receive_video(request, settings.upload_max_bytes, Path(res["uploads"].name))
+
+    async def add_reference(request: Request):
+        """
+        summary: Register a guide recording from an uploaded video (the body; mp4/mov, webm/mkv or avi).
+        description: Needs the admin API key (X-API-Key). Query name= (required) and id= (optional,
+          default derived from the name); an existing id is replaced. The video's type is taken from its
+          first bytes, not from Content-Type.
+        responses:
+          201: {description: "{reference_id, name, fps, frames, frames_with_subject}"}
+          400: {description: missing name, empty body}
+          401: {description: no API key}
+          403: {description: wrong API key or origin}
+          413: {description: larger than REHAB_UPLOAD_MAX_BYTES}
+          415: {description: not a video container}
+          422: {description: unreadable video, or nobody in it}
+        """
         try:
+            admin(request)
+        except AuthError as exc:
+            return refused(exc)
+        name = request.query_params.get("name")
+        if not name:
+            return error(400, "query parameter 'name' is required")
+        ref_id = request.query_params.get("id")
+        if ref_id is not None and not ID_PATTERN.match(ref_id):
+            return error(400, "id must be 1-64 letters, digits, '_', '.', '-'")
+        path = None
+        try:
+            path = await upload(request)
+            ref = await res["extractor"].reference(path, name, ref_id)
+        except UploadError as exc:
+            return error(exc.status, str(exc))
+        except ValueError as exc:  # nobody in the video, a name no id can be made from, ...
+            return error(422, f"cannot use this video as a reference: {exc}")
+        finally:
+            if path is not None:
+                path.unlink(missing_ok=True)
+        await res["db"].save_reference(ref)
+        return JSONResponse({"reference_id": ref.id, "name": ref.name, "fps": ref.fps, "frames": len(ref.frames),
+                             "frames_with_subject": sum(f is not None for f in ref.frames)}, status_code=201)
+
+    async def score_upload(request: Request):
+        """
+        summary: Score an uploaded attempt (the body, a video) against a stored reference.
+        description: Needs the admin API key. Same code and output as `rehab score --json` (similarity in
+          [0, 1], per-joint similarity, corrections, repetitions, phase coverage). Query mirror=auto|off.
+        responses:
+          200: {description: "{similarity, reps, windows, phase_coverage, joints, corrections, ...}"}
+          401: {description: no API key}
+          404: {description: unknown reference}
+          413: {description: too large}
+          415: {description: not a video container}
+          422: {description: unreadable video}
+        """
+        from rehab.scoring import score_attempt
+
+        try:
+            admin(request)
+        except AuthError as exc:
+            return refused(exc)
+        mirror = request.query_params.get("mirror", "auto")
+        if mirror not in ("auto", "off"):
+            return error(400, "mirror must be 'auto' or 'off'")
+        ref = await res["db"].get_reference(request.path_params["reference_id"])
+        if ref is None:
+            return error(404, "unknown reference")
+        path = None
+        try:
+            path = await upload(request)
+            frames = await res["extractor"].frames(path)
+        except UploadError as exc:
+            return error(exc.status, str(exc))
+        finally:
+            if path is not None:
+                path.unlink(missing_ok=True)
+        if not frames:
+            return error(422, "the video has no frames")
+        result = await asyncio.to_thread(score_attempt, ref, frames, mirror)
+        return JSONResponse(result)
+
+    async def clinician_token(request: Request):
+        """
+        summary: A token with which a clinician watches one patient's sessions.
+        description: Needs the admin API key. Body {clinician_id, patient_id}.
+        responses:
+          201: {description: "{token, expires_at}"}
+          401: {description: no API key}
+          422: {description: bad body}
+        """
+        try:
+            admin(request)
             body = await read_json(request)
+        except AuthError as exc:
+            return refused(exc)
+        except OfferError as exc:
+            return error(400, str(exc))
+        ids = [body.get(k) if isinstance(body, dict) else None for k in ("clinician_id", "patient_id")]
+        if not all(isinstance(i, str) and ID_PATTERN.match(i) for i in ids):
+            return error(422, "body must be {clinician_id, patient_id}, each 1-64 letters, digits, '_', '.', '-'")
+        token, expires = signer.issue("clinician", ids[1], subject=ids[0])
+        return JSONResponse({"token": token, "expires_at": expires, "patient_id": ids[1]}, status_code=201)
+
+    async def create_session(request: Request):
+        """
+        summary: Start a session; the answer carries the session's token.
+        description: Body {reference_id, patient_id, mode} (mode cloud = video over WebRTC, edge = keypoints
+          over a data channel). The token (Authorization Bearer, or ?token= on the WebSocket) is needed for
+          the offer, the score stream and ending the session; it expires after REHAB_TOKEN_TTL_S.
+        responses:
+          201: {description: "{session_id, token, expires_at, reference_id, patient_id, mode}"}
+          400: {description: body is not JSON}
+          403: {description: origin not allowed}
+          404: {description: unknown reference}
+          422: {description: bad fields}
+        """
+        try:
+            check_origin(request)
+            body = await read_json(request)
+        except AuthError as exc:
+            return refused(exc)
         except OfferError as exc:
             return error(400, str(exc))
         if not isinstance(body, dict) or not isinstance(body.get("reference_id"), str):
@@ -121,19 +325,42 @@ def create_app(settings: Settings) -> Starlette:
             return error(404, f"unknown reference {body['reference_id']!r}")
         session_id = uuid.uuid4().hex
         await res["db"].create_session(session_id, patient, ref.id, mode)
-        return JSONResponse({"session_id": session_id, "reference_id": ref.id, "patient_id": patient,
-                             "mode": mode}, status_code=201)
+        token, expires = signer.issue("patient", patient, session_id)
+        return JSONResponse({"session_id": session_id, "token": token, "expires_at": expires,
+                             "reference_id": ref.id, "patient_id": patient, "mode": mode}, status_code=201)
 
     async def get_session(request: Request):
-        row = await res["db"].get_session(request.path_params["session_id"])
-        if row is None:
+        """
+        summary: The session (needs its token, or a clinician token for its patient).
+        responses:
+          200: {description: "{id, patient_id, reference_id, mode, started_at, ended_at}"}
+          401: {description: missing, expired or forged token}
+          403: {description: token for another session}
+          404: {description: unknown session}
+        """
+        try:
+            row, _ = await session_access(request, request.path_params["session_id"], send=False)
+        except AuthError as exc:
+            return refused(exc)
+        except LookupError:
             return error(404, "unknown session")
         return JSONResponse({k: (str(v) if v is not None and k.endswith("_at") else v) for k, v in row.items()})
 
     async def end_session(request: Request):
+        """
+        summary: End the session and close its peer connection (needs its token).
+        responses:
+          200: {description: "{session_id, ended, ingest}"}
+          401: {description: missing, expired or forged token}
+          403: {description: token for another session}
+          404: {description: unknown session}
+        """
         sid = request.path_params["session_id"]
-        row = await res["db"].get_session(sid)
-        if row is None:
+        try:
+            await session_access(request, sid, send=True)
+        except AuthError as exc:
+            return refused(exc)
+        except LookupError:
             return error(404, "unknown session")
         session = live.pop(sid, None)
         summary = {}
@@ -144,14 +371,28 @@ def create_app(settings: Settings) -> Starlette:
         return JSONResponse({"session_id": sid, "ended": True, "ingest": summary})
 
     async def offer(request: Request):
+        """
+        summary: WebRTC offer/answer for the session's camera (needs the session's own token).
+        description: Body {sdp, type "offer"}. A new offer for a live session replaces its peer connection
+          (reconnect or ICE restart without losing the session).
+        responses:
+          200: {description: "{sdp, type: answer}"}
+          400: {description: malformed body or SDP}
+          401: {description: missing, expired or forged token}
+          403: {description: token for another session, or a clinician token}
+          404: {description: unknown session}
+          409: {description: the session has ended}
+        """
         sid = request.path_params["session_id"]
         try:
+            row, _ = await session_access(request, sid, send=True)
             offer = Offer.from_json(await read_json(request))
+        except AuthError as exc:
+            return refused(exc)
+        except LookupError:
+            return error(404, "unknown session")
         except OfferError as exc:
             return error(400, f"bad offer: {exc}")
-        row = await res["db"].get_session(sid)
-        if row is None:
-            return error(404, "unknown session")
         if row["ended_at"] is not None:
             return error(409, "session has ended")
         if sid in live:
@@ -196,7 +437,12 @@ def create_app(settings: Settings) -> Starlette:
     async def scores_ws(ws: WebSocket):
         sid = ws.path_params["session_id"]
         await ws.accept()  # accept first, so the refusal carries a close code and a reason
-        if await res["db"].get_session(sid) is None:
+        try:
+            await session_access(ws, sid, send=False)
+        except AuthError as exc:
+            await ws.close(code=exc.ws_code, reason=str(exc)[:120])
+            return
+        except LookupError:
             await ws.close(code=4404, reason="unknown session")
             return
         q = fanout.subscribe(sid)
@@ -217,7 +463,12 @@ def create_app(settings: Settings) -> Starlette:
 
     routes = [
         Route("/health", health),
-        Route("/references", references),
+        Route("/openapi.json", openapi, include_in_schema=False),
+        Route("/references", references, methods=["GET"]),
+        Route("/references", add_reference, methods=["POST"]),
+        Route("/references/{reference_id}", get_reference, methods=["GET"]),
+        Route("/references/{reference_id}/score", score_upload, methods=["POST"]),
+        Route("/tokens/clinician", clinician_token, methods=["POST"]),
         Route("/sessions", create_session, methods=["POST"]),
         Route("/sessions/{session_id}", get_session, methods=["GET"]),
         Route("/sessions/{session_id}", end_session, methods=["DELETE"]),
@@ -227,4 +478,6 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.live = live
     app.state.fanout = fanout
+    app.state.signer = signer
+    app.state.resources = res
     return app

@@ -88,18 +88,34 @@ class StreamResult:
     received: list[Received] = field(default_factory=list)
 
 
-async def create_session(gateway: str, reference_id: str, patient_id: str = "demo-patient") -> str:
+@dataclass(frozen=True)
+class Grant:
+    """A session as the gateway granted it: its id and the token that opens it."""
+
+    session_id: str
+    token: str
+    mode: str = "cloud"
+
+    @property
+    def headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def create_session(gateway: str, reference_id: str, patient_id: str = "demo-patient",
+                         mode: str = "cloud") -> Grant:
     async with httpx.AsyncClient(base_url=gateway, timeout=30) as http:
-        r = await http.post("/sessions", json={"reference_id": reference_id, "patient_id": patient_id})
+        r = await http.post("/sessions", json={"reference_id": reference_id, "patient_id": patient_id, "mode": mode})
         if r.status_code != 201:
             raise RuntimeError(f"gateway refused the session: {r.status_code} {r.text}")
-        return r.json()["session_id"]
+        body = r.json()
+        return Grant(body["session_id"], body["token"], body["mode"])
 
 
-async def stream_file(gateway: str, session_id: str, path: str, loops: int = 1, max_side: int = 640,
+async def stream_file(gateway: str, grant: Grant, path: str, loops: int = 1, max_side: int = 640,
                       tail_s: float = 3.0) -> AsyncIterator[Received]:
-    """Streams ``path`` into ``session_id``; yields scores until ``tail_s`` after the last frame."""
-    ws_url = gateway.replace("http", "ws", 1) + f"/sessions/{session_id}/scores"
+    """Streams ``path`` into the granted session; yields scores until ``tail_s`` after the last frame."""
+    session_id = grant.session_id
+    ws_url = gateway.replace("http", "ws", 1) + f"/sessions/{session_id}/scores?token={grant.token}"
     track = FileCameraTrack(path, max_side=max_side, loops=loops)
     pc = RTCPeerConnection()
     channel = pc.createDataChannel("control")
@@ -114,7 +130,7 @@ async def stream_file(gateway: str, session_id: str, path: str, loops: int = 1, 
         try:
             await pc.setLocalDescription(await pc.createOffer())
             async with httpx.AsyncClient(base_url=gateway, timeout=30) as http:
-                r = await http.post(f"/sessions/{session_id}/offer",
+                r = await http.post(f"/sessions/{session_id}/offer", headers=grant.headers,
                                     json={"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
             if r.status_code != 200:
                 raise RuntimeError(f"gateway refused the offer: {r.status_code} {r.text}")
@@ -136,4 +152,4 @@ async def stream_file(gateway: str, session_id: str, path: str, loops: int = 1, 
             await pc.close()
             with contextlib.suppress(Exception):
                 async with httpx.AsyncClient(base_url=gateway, timeout=10) as http:
-                    await http.delete(f"/sessions/{session_id}")
+                    await http.delete(f"/sessions/{session_id}", headers=grant.headers)

@@ -50,6 +50,11 @@ class Settings:
     processor_window_ms: int = 1000
     processor_min_interval_ms: int = 30
     processor_web_port: int = 6066
+    admin_api_key: str = field(default="", repr=False)
+    auth_secret: str = field(default="", repr=False)
+    token_ttl_s: int = 900
+    allowed_origins: str = ""
+    upload_max_bytes: int = 200 * 1024 * 1024
 
     ENV = {
         "kafka_bootstrap": "REHAB_KAFKA_BOOTSTRAP",
@@ -78,6 +83,11 @@ class Settings:
         "processor_window_ms": "REHAB_PROCESSOR_WINDOW_MS",
         "processor_min_interval_ms": "REHAB_PROCESSOR_MIN_INTERVAL_MS",
         "processor_web_port": "REHAB_PROCESSOR_WEB_PORT",
+        "admin_api_key": "REHAB_ADMIN_API_KEY",
+        "auth_secret": "REHAB_AUTH_SECRET",
+        "token_ttl_s": "REHAB_TOKEN_TTL_S",
+        "allowed_origins": "REHAB_ALLOWED_ORIGINS",
+        "upload_max_bytes": "REHAB_UPLOAD_MAX_BYTES",
     }
 
     def __post_init__(self) -> None:
@@ -99,8 +109,18 @@ class Settings:
             raise SettingsError("REHAB_POSE_SCORE_THRESHOLD must be between 0 and 1")
         if not 1 <= self.worker_max_fps <= 240:
             raise SettingsError("REHAB_WORKER_MAX_FPS must be between 1 and 240")
+        if not 10 <= self.token_ttl_s <= 86_400:
+            raise SettingsError("REHAB_TOKEN_TTL_S must be between 10 and 86400 seconds")
+        if not 1024 <= self.upload_max_bytes <= 2 * 1024**3:
+            raise SettingsError("REHAB_UPLOAD_MAX_BYTES must be between 1 KiB and 2 GiB")
+        if self.admin_api_key and len(self.admin_api_key) < 16:
+            raise SettingsError("REHAB_ADMIN_API_KEY must be at least 16 characters")
         if not self.kafka_bootstrap:
             raise SettingsError("REHAB_KAFKA_BOOTSTRAP must not be empty")
+
+    @property
+    def origins(self) -> tuple[str, ...]:
+        return tuple(o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip())
 
     @classmethod
     def env_names(cls) -> list[str]:

@@ -89,10 +89,11 @@ def _format(received, hint: bool = True) -> str:
 async def _stream(gateway: str, reference_id: str, video: str, loops: int, as_json: bool) -> tuple[str, list]:
     from gateway.client import create_session, stream_file
 
-    session_id = await create_session(gateway, reference_id)
+    grant = await create_session(gateway, reference_id)
+    session_id = grant.session_id
     print(f"session {session_id}: streaming {video} over WebRTC", flush=True)
     received = []
-    async for r in stream_file(gateway, session_id, video, loops=loops):
+    async for r in stream_file(gateway, grant, video, loops=loops):
         received.append(r)
         if as_json:
             print(json.dumps({**json.loads(r.score.to_json()), "received_ms": r.received_ms,

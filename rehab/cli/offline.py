@@ -85,15 +85,14 @@ def _frames(path: str, args, progress: bool = True):
 
 
 def reference_from_video(path: str, name: str, args, ref_id: str | None = None):
-    from edge.extract import file_sha256
-    from rehab.reference import Reference, slug
+    from edge.extract import progress_bar, reference_from_video as from_video
+    from edge.video import probe
 
-    info, frames = _frames(path, args)
-    return Reference(
-        id=ref_id or slug(name), name=name, fps=info.fps, width=frames[0].width, height=frames[0].height,
-        model=frames[0].model, model_version=frames[0].model_version, source_sha256=file_sha256(path),
-        frames=[f.keypoints for f in frames],
-    )
+    backend = _backend(args)
+    try:
+        return from_video(path, name, backend, ref_id, args.max_side, progress_bar(probe(path).frame_count))
+    finally:
+        backend.close()
 
 
 def run_extract(args) -> int:

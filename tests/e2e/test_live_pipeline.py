@@ -45,8 +45,9 @@ async def _rows(settings, session_id):
 
 def test_patient_clip_gets_live_scores_over_websocket_and_in_mysql(live_stack, data_dir):
     async def run():
-        session_id = await create_session(live_stack.gateway_url, "guide")
-        received = [r async for r in stream_file(live_stack.gateway_url, session_id,
+        grant = await create_session(live_stack.gateway_url, "guide")
+        session_id = grant.session_id
+        received = [r async for r in stream_file(live_stack.gateway_url, grant,
                                                  str(data_dir / "pose2sim_single_cam02.mp4"))]
         await asyncio.sleep(1.0)
         return session_id, received, await _rows(live_stack, session_id)
@@ -76,20 +77,22 @@ def test_gateway_refuses_bad_requests_clearly(live_stack):
         assert r.status_code == 400
         r = http.post("/sessions", json={"reference_id": "guide", "mode": "telepathy"})
         assert r.status_code == 422
-        sid = http.post("/sessions", json={"reference_id": "guide"}).json()["session_id"]
-        r = http.post(f"/sessions/{sid}/offer", json={"sdp": "v=0\r\nm=video 9 RTP/AVP 96\r\nbroken", "type": "offer"})
+        grant = http.post("/sessions", json={"reference_id": "guide"}).json()
+        sid, auth = grant["session_id"], {"Authorization": f"Bearer {grant['token']}"}
+        r = http.post(f"/sessions/{sid}/offer", headers=auth,
+                      json={"sdp": "v=0\r\nm=video 9 RTP/AVP 96\r\nbroken", "type": "offer"})
         assert r.status_code == 400 and "bad offer" in r.json()["error"], r.text
-        r = http.post(f"/sessions/{sid}/offer", json={"type": "offer"})
+        r = http.post(f"/sessions/{sid}/offer", headers=auth, json={"type": "offer"})
         assert r.status_code == 400 and "sdp" in r.json()["error"]
-        r = http.post("/sessions/nope/offer", json={"sdp": "v=0\r\nm=video 9 RTP/AVP 96\r\n", "type": "offer"})
-        assert r.status_code == 404
-        assert http.get(f"/sessions/{sid}").json()["reference_id"] == "guide"
+        r = http.post(f"/sessions/{sid}/offer", json={"sdp": "v=0\r\nm=video 9 RTP/AVP 96\r\n", "type": "offer"})
+        assert r.status_code == 401, "an offer without the session's token is refused"
+        assert http.get(f"/sessions/{sid}", headers=auth).json()["reference_id"] == "guide"
 
-    async def ws_unknown():
-        ws_url = url.replace("http", "ws", 1) + "/sessions/nope/scores"
+    async def ws_without_token():
+        ws_url = url.replace("http", "ws", 1) + f"/sessions/{sid}/scores"
         async with websockets.connect(ws_url) as ws:
             await ws.recv()
 
     with pytest.raises(websockets.ConnectionClosed) as err:
-        asyncio.run(ws_unknown())
-    assert err.value.rcvd.code == 4404
+        asyncio.run(ws_without_token())
+    assert err.value.rcvd.code == 4401

@@ -1,0 +1,107 @@
+"""Uploaded videos: streamed to a temporary file under a size limit, sniffed by their first bytes
+(not by what the client claims), then probed by OpenCV. Pose extraction runs on one dedicated thread
+with its own backend, so an upload never blocks the event loop nor races the model."""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import tempfile
+from pathlib import Path
+
+from starlette.requests import Request
+
+from edge.video import VideoError, probe
+
+
+class UploadError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def sniff(head: bytes) -> str | None:
+    """The container by its magic bytes: mp4/mov, webm/mkv, avi; None for anything else."""
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        return "mp4"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "matroska"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    return None
+
+
+SUFFIX = {"mp4": ".mp4", "matroska": ".mkv", "avi": ".avi"}
+
+
+async def receive_video(request: Request, limit: int, folder: Path) -> Path:
+    """The request body as a video file in ``folder``; 411/413/400/415/422 on what cannot be one."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise UploadError(413, f"the upload is {int(declared)} bytes; the limit is {limit} bytes")
+        except ValueError:
+            raise UploadError(400, "Content-Length is not a number") from None
+    fd, name = tempfile.mkstemp(dir=folder, suffix=".upload")
+    path = Path(name)
+    size = 0
+    head = b""
+    try:
+        with os.fdopen(fd, "wb") as out:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise UploadError(413, f"the upload is larger than the {limit} byte limit")
+                if len(head) < 16:
+                    head += chunk[:16]
+                out.write(chunk)
+        if size == 0:
+            raise UploadError(400, "the request body is empty: send the video file as the body")
+        kind = sniff(head)
+        if kind is None:
+            raise UploadError(415, "not a video container this service reads (mp4/mov, webm/mkv, avi)")
+        video = path.with_suffix(SUFFIX[kind])
+        path.rename(video)
+        path = video
+        try:
+            probe(video)
+        except VideoError as exc:
+            raise UploadError(422, f"the video cannot be read: {str(exc).split(': ', 1)[-1]}") from None
+        return video
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+class Extractor:
+    """Runs pose extraction jobs one at a time on a thread that owns the pose backend."""
+
+    def __init__(self, make_backend, max_side: int = 640):
+        self.make_backend, self.max_side = make_backend, max_side
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract")
+        self.backend = None
+
+    def _backend(self):
+        if self.backend is None:
+            self.backend = self.make_backend()
+        return self.backend
+
+    async def reference(self, path: Path, name: str, ref_id: str | None):
+        from edge.extract import reference_from_video
+
+        return await asyncio.get_running_loop().run_in_executor(
+            self.pool, lambda: reference_from_video(path, name, self._backend(), ref_id, self.max_side))
+
+    async def frames(self, path: Path) -> list:
+        from edge.extract import extract
+
+        return await asyncio.get_running_loop().run_in_executor(
+            self.pool, lambda: list(extract(path, self._backend(), self.max_side)))
+
+    def close(self) -> None:
+        def shut():
+            if self.backend is not None:
+                self.backend.close()
+        self.pool.submit(shut).result()
+        self.pool.shutdown()

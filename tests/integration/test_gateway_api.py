@@ -1,0 +1,172 @@
+"""The gateway's REST surface and who may use it, in-process on the real Kafka and MariaDB: uploads of
+guide and attempt videos, the OpenAPI schema, and every way an offer, a subscription or an admin call
+is refused (tests enumerate the cases, as issue 5 asks)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from gateway.app import create_app
+from tests.conftest import isolated
+
+API_KEY = "test-admin-key-0123456789"
+SDP = "v=0\r\nm=video 9 RTP/AVP 96\r\n"
+
+
+@pytest.fixture(scope="module")
+def gw():
+    with isolated(admin_api_key=API_KEY, allowed_origins="https://app.rehab.example",
+                  upload_max_bytes=3 * 1024 * 1024) as settings:
+        with TestClient(create_app(settings)) as client:
+            yield client
+
+
+@pytest.fixture(scope="module")
+def guide(gw, data_dir):
+    body = (data_dir / "pose2sim_single_cam01.mp4").read_bytes()
+    r = gw.post("/references?name=Arm%20raise&id=guide", content=body, headers={"X-API-Key": API_KEY})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def new_session(gw, patient="p1", **headers):
+    r = gw.post("/sessions", json={"reference_id": "guide", "patient_id": patient}, headers=headers)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def ws_close_code(gw, path, **headers) -> int:
+    with pytest.raises(WebSocketDisconnect) as err:
+        with gw.websocket_connect(path, headers=headers) as ws:
+            ws.receive_text()
+    return err.value.code
+
+
+def test_guide_upload_is_stored_and_readable(gw, guide):
+    assert guide["reference_id"] == "guide" and guide["frames"] == 100
+    assert guide["frames_with_subject"] >= 95
+    r = gw.get("/references/guide")
+    assert r.status_code == 200 and r.json()["n_frames"] == 100 and "frames" not in r.json()
+    frames = gw.get("/references/guide?frames=true").json()["frames"]
+    assert len(frames) == 100 and len(next(f for f in frames if f)) == 17
+    assert any(row["id"] == "guide" for row in gw.get("/references").json())
+    assert gw.get("/references/nope").status_code == 404
+
+
+def test_scoring_an_uploaded_attempt_matches_the_offline_scorer(gw, guide, data_dir, clip_keypoints):
+    from rehab.reference import Reference
+    from rehab.scoring import score_attempt
+
+    r = gw.post("/references/guide/score", content=(data_dir / "pose2sim_single_cam02.mp4").read_bytes(),
+                headers={"X-API-Key": API_KEY})
+    assert r.status_code == 200, r.text
+    result = r.json()
+    g = clip_keypoints("pose2sim_single_cam01.mp4")
+    ref = Reference("guide", "g", 60.0, g[0].width, g[0].height, "blazepose", "v", "0" * 64, [f.keypoints for f in g])
+    offline = score_attempt(ref, clip_keypoints("pose2sim_single_cam02.mp4"))
+    assert result["similarity"] == pytest.approx(offline["similarity"], abs=1e-6)
+    assert result["reps"] == offline["reps"] and set(result) >= {"joints", "corrections", "phase_coverage"}
+
+
+def test_bad_uploads_get_clear_4xx(gw, guide):
+    key = {"X-API-Key": API_KEY}
+    r = gw.post("/references?name=x", content=b"", headers=key)
+    assert r.status_code == 400 and "empty" in r.json()["error"]
+    r = gw.post("/references?name=x", content=b"hello, I am a text file" * 10, headers=key)
+    assert r.status_code == 415 and "not a video" in r.json()["error"]
+    corrupt = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40  # an mp4 header, then garbage
+    r = gw.post("/references?name=x", content=corrupt, headers=key)
+    assert r.status_code == 422 and "cannot be read" in r.json()["error"]
+    r = gw.post("/references?name=x", content=b"\x00\x00\x00\x18ftypmp42" + b"\x00" * (4 * 1024 * 1024), headers=key)
+    assert r.status_code == 413
+    r = gw.post("/references", content=b"x", headers=key)
+    assert r.status_code == 400 and "name" in r.json()["error"]
+    r = gw.post("/references/nope/score", content=b"x", headers=key)
+    assert r.status_code == 404
+    assert not list(Path(gw.app.state.resources["uploads"].name).iterdir()), "refused uploads leave no file"
+
+
+def test_admin_operations_need_the_api_key(gw, data_dir):
+    body = (data_dir / "pose2sim_single_cam01.mp4").read_bytes()
+    assert gw.post("/references?name=x", content=body).status_code == 401
+    assert gw.post("/references?name=x", content=body, headers={"X-API-Key": "wrong-key-0123456789"}).status_code == 403
+    assert gw.post("/references/guide/score", content=body).status_code == 401
+    assert gw.post("/tokens/clinician", json={"clinician_id": "c1", "patient_id": "p1"}).status_code == 401
+
+
+def test_admin_operations_are_off_without_a_configured_key():
+    with isolated() as settings:
+        with TestClient(create_app(settings)) as client:
+            r = client.post("/references?name=x", content=b"x", headers={"X-API-Key": "anything-at-all-123"})
+            assert r.status_code == 503 and "REHAB_ADMIN_API_KEY" in r.json()["error"]
+
+
+def test_every_wrong_offer_is_refused(gw, guide):
+    mine, other = new_session(gw, "p1"), new_session(gw, "p2")
+    sid = mine["session_id"]
+    signer = gw.app.state.signer
+    expired, _ = signer.issue("patient", "p1", sid, ttl_s=-1)
+    clinician, _ = signer.issue("clinician", "p1", subject="dr-who")
+    forged = mine["token"][:-4] + ("AAAA" if not mine["token"].endswith("AAAA") else "BBBB")
+    cases = {
+        "no token": ({}, 401), "forged": (bearer(forged), 401), "expired": (bearer(expired), 401),
+        "garbage": (bearer("not-a-token"), 401), "other session's token": (bearer(other["token"]), 403),
+        "clinician token": (bearer(clinician), 403),
+        "foreign origin": ({**bearer(mine["token"]), "Origin": "https://evil.example"}, 403),
+    }
+    for name, (headers, status) in cases.items():
+        r = gw.post(f"/sessions/{sid}/offer", json={"sdp": SDP, "type": "offer"}, headers=headers)
+        assert r.status_code == status, f"{name}: {r.status_code} {r.text}"
+        assert "sdp" not in r.json()
+    # the right token passes the checks (and then the SDP itself is judged)
+    r = gw.post(f"/sessions/{sid}/offer", json={"sdp": SDP + "broken", "type": "offer"}, headers=bearer(mine["token"]))
+    assert r.status_code == 400 and "bad offer" in r.json()["error"]
+    assert gw.post(f"/sessions/{sid}/offer", json={}, headers=bearer(other["token"])).status_code == 403
+
+
+def test_every_wrong_subscription_is_refused(gw, guide):
+    mine, other = new_session(gw, "p1"), new_session(gw, "p2")
+    sid = mine["session_id"]
+    signer = gw.app.state.signer
+    expired, _ = signer.issue("patient", "p1", sid, ttl_s=-1)
+    other_patients_clinician, _ = signer.issue("clinician", "p2", subject="dr-who")
+    path = f"/sessions/{sid}/scores"
+    assert ws_close_code(gw, path) == 4401
+    assert ws_close_code(gw, f"{path}?token=forged.token") == 4401
+    assert ws_close_code(gw, f"{path}?token={expired}") == 4401
+    assert ws_close_code(gw, f"{path}?token={other['token']}") == 4403
+    assert ws_close_code(gw, f"{path}?token={other_patients_clinician}") == 4403
+    assert ws_close_code(gw, f"{path}?token={mine['token']}", origin="https://evil.example") == 4403
+    assert ws_close_code(gw, f"/sessions/nope/scores?token={other_patients_clinician}") == 4404
+    # the session's own token, and a clinician token for its patient, are let in (and told nothing yet)
+    r = gw.post("/tokens/clinician", json={"clinician_id": "dr-who", "patient_id": "p1"}, headers={"X-API-Key": API_KEY})
+    assert r.status_code == 201
+    for token in (mine["token"], r.json()["token"]):
+        with gw.websocket_connect(f"{path}?token={token}", headers={"origin": "https://app.rehab.example"}) as ws:
+            ws.close()
+    assert gw.get(f"/sessions/{sid}", headers=bearer(r.json()["token"])).status_code == 200
+    assert gw.get(f"/sessions/{sid}", headers=bearer(other["token"])).status_code == 403
+    assert gw.delete(f"/sessions/{sid}", headers=bearer(r.json()["token"])).status_code == 403
+
+
+def test_browser_origins(gw, guide):
+    body = {"reference_id": "guide", "patient_id": "p1"}
+    assert gw.post("/sessions", json=body, headers={"Origin": "https://evil.example"}).status_code == 403
+    assert gw.post("/sessions", json=body, headers={"Origin": "http://testserver"}).status_code == 201  # its own page
+    assert gw.post("/sessions", json=body, headers={"Origin": "https://app.rehab.example"}).status_code == 201
+    assert gw.post("/sessions", json=body).status_code == 201  # no Origin: not a browser
+
+
+def test_openapi_schema_documents_the_endpoints(gw):
+    schema = gw.get("/openapi.json").json()
+    paths = schema["paths"]
+    assert {"/references", "/references/{reference_id}/score", "/sessions", "/sessions/{session_id}/offer"} <= set(paths)
+    assert "415" in paths["/references"]["post"]["responses"]
+    assert "401" in paths["/sessions/{session_id}/offer"]["post"]["responses"]
