@@ -151,8 +151,9 @@ class LiveScorer:
             # leaves the old anchor, whose band of reachable phases widens with time, so tracking recovers
             self.last_phase_idx, self.last_ts_ms = result.ref_span[1] % self.ref.length, f.capture_ts_ms
         reps = self.reps.update(result.phase, result.similarity)
-        self.total += result.similarity
-        self.n_scores += 1
+        if result is not EMPTY or self.n_scores:  # the session starts when the patient is first in view:
+            self.total += result.similarity  # nobody in the windows before that is no score against them
+            self.n_scores += 1
         self.last_scored_seq, self.last_scored_ts_ms = f.seq, f.capture_ts_ms
         return Score(
             session_id=self.session_id, window_start_seq=first.seq, window_end_seq=f.seq,
@@ -161,7 +162,8 @@ class LiveScorer:
             phase=result.phase, reps=reps, scorer_version=SCORER_VERSION,
             gateway_ts_ms=f.gateway_ts_ms, infer_ts_ms=f.infer_ts_ms,
             score_ts_ms=now_ms() if score_ts_ms is None else score_ts_ms,
-            reference_id=self.ref.reference_id, session_similarity=round(self.total / self.n_scores, 4),
+            reference_id=self.ref.reference_id,
+            session_similarity=round(self.total / self.n_scores, 4) if self.n_scores else 0.0,
         )
 
 

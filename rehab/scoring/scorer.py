@@ -12,19 +12,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rehab.coco import LIMBS
+from rehab.coco import LIMBS, MIRROR
 from rehab.reference import Reference
 from rehab.scoring.align import subsequence_dtw
 from rehab.scoring.pose import limb_directions, mirror, normalize, resample, to_array
 
-SCORER_VERSION = "limbdtw-1.0.0"
+SCORER_VERSION = "limbdtw-2.0.0"
 RATE_HZ = 30.0
 COS_FLOOR = 0.0  # limb cosine at or below this counts as 0 similarity, 1.0 as 1
 MIN_VALID_FRACTION = 0.5
-MOVE_TAU = 0.5
-VEL_OFFSET, VEL_GAIN = 0.7, 1.0
+MOVE_TAU = 0.7
+VEL_OFFSET, VEL_GAIN = 0.5, 1.0
 PHASE_SLACK, PHASE_PENALTY = 6.0, 0.2
 PHASE_ANCHOR_MIN = 0.6
+LABEL_TOLERANT = True
+JITTER_PER_STEP = 0.008  # torso lengths per joint and 1/RATE_HZ step: what a still person's joints wobble
 MIN_WINDOW_FRACTION = 0.3  # the first score comes once 30% of a window has been seen
 LIMB_NAMES = tuple(f"{b}" if a.split("_")[0] == b.split("_")[0] else f"{a}-{b}" for a, b in LIMBS)
 
@@ -46,18 +48,39 @@ class Poses:
     def mirrored(self) -> "Poses":
         return Poses.of(*mirror(self.norm, self.w))
 
+    def relabelled(self) -> "Poses":
+        """Left and right labels swapped, positions kept: what a detector's left/right confusion gives."""
+        idx = list(MIRROR)
+        return Poses.of(self.norm[:, idx], self.w[:, idx])
+
+    def pick(self, other: "Poses", rows: np.ndarray) -> "Poses":
+        """These poses with the frames where ``rows`` is True taken from ``other``."""
+        def sel(a, b):
+            return np.where(rows.reshape(-1, *([1] * (a.ndim - 1))), b, a)
+        return Poses(sel(self.norm, other.norm), sel(self.w, other.w), sel(self.dirs, other.dirs), sel(self.lw, other.lw))
+
     @property
     def valid(self) -> np.ndarray:
         return self.lw.sum(axis=1) > 0
 
 
 def path_length(norm: np.ndarray, w: np.ndarray) -> float:
-    """Total movement of the visible joints along a sequence, in torso lengths."""
+    """Total movement of the visible joints along a sequence, in torso lengths (mean over joints).
+
+    Each joint's step counts above ``JITTER_PER_STEP`` only, so a still person's keypoint jitter adds
+    up to little however long the window, while a slow single-limb movement still counts. A frame
+    whose left and right labels are swapped against the previous one is not movement: each step is the
+    smaller of the step as labelled and the step with the labels swapped."""
     if len(norm) < 2:
         return 0.0
-    both = (w[1:] > 0) & (w[:-1] > 0)
-    step = np.linalg.norm(norm[1:] - norm[:-1], axis=2)
-    per_frame = (step * both).sum(axis=1) / np.maximum(both.sum(axis=1), 1)
+
+    def steps(cur, cur_w):
+        both = (cur_w > 0) & (w[:-1] > 0)
+        step = np.maximum(np.linalg.norm(cur - norm[:-1], axis=2) - JITTER_PER_STEP, 0.0)
+        return (step * both).sum(axis=1) / np.maximum(both.sum(axis=1), 1)
+
+    idx = list(MIRROR)
+    per_frame = np.minimum(steps(norm[1:], w[1:]), steps(norm[1:, idx], w[1:, idx]))
     return float(per_frame.sum())
 
 
@@ -165,8 +188,18 @@ def score_poses(p: Poses, ref: ReferenceModel, mirror_mode: str = "auto",
     best = None
     for cand, is_mirror in candidates:
         sim = _similarity_matrix(cand, ref.cyclic)
-        cost, path = subsequence_dtw(1.0 - sim, prior)
+        if LABEL_TOLERANT:
+            alt = cand.relabelled()
+            sim_alt = _similarity_matrix(alt, ref.cyclic)
+            sim = np.maximum(sim, sim_alt)
+        valid = cand.valid
+        # frames where nobody was seen are left out of the mean (cost 0, not counted), never scored as 0
+        cost, path = subsequence_dtw(np.where(valid[:, None], 1.0 - sim, 0.0), prior)
+        cost *= len(valid) / valid.sum()
         if best is None or cost < best[0]:
+            if LABEL_TOLERANT:
+                rows = np.arange(len(path))
+                cand = cand.pick(alt, sim_alt[rows, path] > _similarity_matrix(cand, ref.cyclic)[rows, path])
             best = (cost, path, cand, is_mirror, sim)
     cost, path, cand, is_mirror, _ = best
     pose_sim = float(np.clip(1.0 - cost, 0.0, 1.0))

@@ -206,3 +206,31 @@ def test_a_restored_window_scores_like_the_uninterrupted_one():
     a, b = first.update(fs[60], score_ts_ms=0), resumed.update(fs[60], score_ts_ms=0)
     assert a is not None and b is not None
     assert abs(a.similarity - b.similarity) < 1e-3 and a.window_start_seq == b.window_start_seq
+
+
+def test_left_right_label_confusion_in_some_frames_costs_nothing():
+    """Pose models sometimes swap a frontal person's left and right labels for a frame or two; the
+    geometry is the same, so the score must be too (the scorer tries both labellings per frame)."""
+    from rehab.coco import MIRROR
+
+    poses = [pose_at(i / 60) for i in range(120)]
+    confused = [[p[j] for j in MIRROR] if i % 7 == 3 else p for i, p in enumerate(poses)]
+    clean, noisy = score_attempt(reference(), frames(poses)), score_attempt(reference(), frames(confused))
+    assert noisy["similarity"] == pytest.approx(clean["similarity"], abs=0.02)
+
+
+def test_a_few_frames_without_anybody_are_left_out_not_scored_zero():
+    poses = [None if 30 <= i < 40 else pose_at(i / 60) for i in range(120)]
+    full = score_attempt(reference(), frames([pose_at(i / 60) for i in range(120)]))
+    gap = score_attempt(reference(), frames(poses))
+    assert gap["similarity"] >= full["similarity"] - 0.03, (gap["similarity"], full["similarity"])
+
+
+def test_the_session_starts_when_the_patient_steps_into_view():
+    late = [None] * 45 + [pose_at(i / 60) for i in range(120)]
+    on_time = score_attempt(reference(), frames([pose_at(i / 60) for i in range(120)]))
+    scores = replay_scores(LiveScorer(ReferenceModel.build(reference()), "s"), frames(late))
+    assert scores[0].similarity == 0.0 and scores[0].corrections[0]["message"] == "step into view of the camera"
+    assert scores[-1].session_similarity == pytest.approx(on_time["similarity"], abs=0.05)
+    # ... but nobody at all is still a zero
+    assert score_attempt(reference(), frames([None] * 90))["similarity"] == 0.0
