@@ -43,25 +43,44 @@ def read_session(bootstrap: str, topic: str, session_id: str, since_ms: int | No
         consumer.close()
 
 
-def export_csv(folder: Path, frames: list[KeypointFrame], scores: list[Score]) -> tuple[Path, Path]:
+KEYPOINT_COLUMNS = ["session_id", "seq", "capture_ts_ms", "model"] + \
+    [f"{n}_{c}" for n in NAMES for c in ("x", "y", "conf")]
+SCORE_COLUMNS = ["session_id", "window_start_seq", "window_end_seq", "window_end_ts_ms", "similarity",
+                 "session_similarity", "phase", "reps", "scorer_version", "top_correction"]
+
+
+def _rows(frames: list[KeypointFrame], scores: list[Score]) -> tuple[list[list], list[list]]:
+    kp = [[f.session_id, f.seq, f.capture_ts_ms, f.model] +
+          ([float(v) for row in f.keypoints for v in row] if f.keypoints else [None] * 51) for f in frames]
+    sc = [[s.session_id, s.window_start_seq, s.window_end_seq, s.window_end_ts_ms, s.similarity,
+           s.session_similarity, s.phase, s.reps, s.scorer_version,
+           s.corrections[0]["message"] if s.corrections else ""] for s in scores]
+    return kp, sc
+
+
+def export(folder: Path, frames: list[KeypointFrame], scores: list[Score], fmt: str = "csv") -> tuple[Path, Path]:
+    """keypoints.{csv,parquet} (one row per frame, 17 x (x, y, conf), empty when nobody was seen) and
+    scores.{csv,parquet} (one row per window score)."""
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"unknown export format {fmt!r}: csv or parquet")
     folder.mkdir(parents=True, exist_ok=True)
-    kp_path, sc_path = folder / "keypoints.csv", folder / "scores.csv"
-    with open(kp_path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["session_id", "seq", "capture_ts_ms", "model"] +
-                   [f"{n}_{c}" for n in NAMES for c in ("x", "y", "conf")])
-        for f in frames:
-            flat = [v for row in f.keypoints for v in row] if f.keypoints else [""] * 51
-            w.writerow([f.session_id, f.seq, f.capture_ts_ms, f.model] + flat)
-    with open(sc_path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["session_id", "window_start_seq", "window_end_seq", "window_end_ts_ms", "similarity",
-                    "session_similarity", "phase", "reps", "scorer_version", "top_correction"])
-        for s in scores:
-            w.writerow([s.session_id, s.window_start_seq, s.window_end_seq, s.window_end_ts_ms, s.similarity,
-                        s.session_similarity, s.phase, s.reps, s.scorer_version,
-                        s.corrections[0]["message"] if s.corrections else ""])
-    return kp_path, sc_path
+    kp_rows, sc_rows = _rows(frames, scores)
+    out = []
+    for name, columns, rows in (("keypoints", KEYPOINT_COLUMNS, kp_rows), ("scores", SCORE_COLUMNS, sc_rows)):
+        path = folder / f"{name}.{fmt}"
+        if fmt == "csv":
+            with open(path, "w", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(columns)
+                w.writerows([["" if v is None else v for v in r] for r in rows])
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.table({c: [r[i] for r in rows] for i, c in enumerate(columns)})
+            pq.write_table(table, path)
+        out.append(path)
+    return out[0], out[1]
 
 
 def plot(path: Path, scores: list[Score], title: str) -> Path:

@@ -42,6 +42,8 @@ def add_commands(sub) -> None:
     rp.add_argument("--since-ms", type=int, default=None, help="only frames captured at or after (epoch ms)")
     rp.add_argument("--until-ms", type=int, default=None, help="only frames captured at or before (epoch ms)")
     rp.add_argument("--csv", type=Path, default=None, help="write keypoints.csv and scores.csv into this folder")
+    rp.add_argument("--parquet", type=Path, default=None,
+                    help="write keypoints.parquet and scores.parquet into this folder")
     rp.add_argument("--plot", type=Path, default=None, help="write a score-over-time PNG with repetition marks")
     rp.set_defaults(func=run_replay)
 
@@ -171,7 +173,7 @@ def run_reference_list(args) -> int:
 
 
 def run_replay(args) -> int:
-    from rehab.replay import export_csv, plot, read_session
+    from rehab.replay import export, plot, read_session
     from rehab.scoring import LiveScorer, ReferenceModel, replay_scores, summarize
 
     settings = Settings.from_env()
@@ -188,7 +190,9 @@ def run_replay(args) -> int:
     scores = replay_scores(scorer, frames)
     result = summarize(scores, ref.id, frames)
     if args.csv:
-        result["csv"] = [str(p) for p in export_csv(args.csv, frames, scores)]
+        result["csv"] = [str(p) for p in export(args.csv, frames, scores, "csv")]
+    if args.parquet:
+        result["parquet"] = [str(p) for p in export(args.parquet, frames, scores, "parquet")]
     if args.plot:
         result["plot"] = str(plot(args.plot, scores, f"session {args.session} vs {ref.id}"))
     print(json.dumps(result))

@@ -153,7 +153,7 @@ def test_replay_rescores_a_session_from_the_topic_and_exports_it(isolated_settin
         monkeypatch.setenv(name, value)
 
     code = main(["replay", "--session", "patient-3", "--csv", str(tmp_path / "out"), "--plot",
-                 str(tmp_path / "plot.png")])
+                 str(tmp_path / "plot.png"), "--parquet", str(tmp_path / "pq")])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0
     offline = _offline(guide, attempt, s)
@@ -163,4 +163,10 @@ def test_replay_rescores_a_session_from_the_topic_and_exports_it(isolated_settin
     assert len(rows) == 1 + len(offline)
     assert len((tmp_path / "out" / "keypoints.csv").read_text().splitlines()) == 1 + len(attempt)
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import pyarrow.parquet as pq
+
+    scores_pq = pq.read_table(tmp_path / "pq" / "scores.parquet").to_pylist()
+    assert [r["similarity"] for r in scores_pq] == [o.similarity for o in offline]
+    kp_pq = pq.read_table(tmp_path / "pq" / "keypoints.parquet")
+    assert kp_pq.num_rows == len(attempt) and kp_pq.column("nose_x").type == "double"
     assert main(["replay", "--session", "nobody"]) == 2, "an unknown session is a clear error"
