@@ -48,7 +48,7 @@ class Settings:
     worker_group: str = "rehab-pose-workers"
     processor_app_id: str = "rehab-stream-processor"
     processor_window_ms: int = 1000
-    processor_min_interval_ms: int = 30
+    processor_min_interval_ms: int = 100
     processor_web_port: int = 6066
     admin_api_key: str = field(default="", repr=False)
     auth_secret: str = field(default="", repr=False)

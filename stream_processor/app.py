@@ -24,6 +24,7 @@ from stream_processor.processor import ScoringState, UnusableMessage
 log = logging.getLogger("rehab.stream_processor")
 TIMER_INTERVAL_S = 0.1
 WINDOW_SNAPSHOT_MS = 500
+BATCH, BATCH_WITHIN_S = 1000, 0.005
 
 
 def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
@@ -46,11 +47,14 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
     keypoints = app.topic(topics.keypoints, key_type=bytes, value_type=bytes)
     scores = app.topic(topics.scores, key_type=bytes, value_type=bytes)
     dead_letter = app.topic(topics.dead_letter, key_type=bytes, value_type=bytes)
+    # use_partitioner: state is written per batch (and by the timer), outside a single event's context;
+    # keys are session ids like the keypoints topic's, so the default (murmur2) partitioner puts each
+    # session's state in the changelog partition that matches its keypoints partition.
     session_to_state = app.Table("session_to_state", default=None, key_type=bytes, value_type=bytes,
-                                 partitions=4)
+                                 partitions=4, use_partitioner=True)
     # the window's frames, saved at most every WINDOW_SNAPSHOT_MS of capture time (they are larger)
     session_to_window = app.Table("session_to_window", default=None, key_type=bytes, value_type=bytes,
-                                  partitions=4)
+                                  partitions=4, use_partitioner=True)
     window_saved_at: dict[str, int] = {}
     holder: dict[str, Database] = {}
     db_lock = asyncio.Lock()
@@ -74,26 +78,32 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
         raw = session_to_window.get(session_id.encode())
         return None if raw is None else json.loads(raw)
 
-    async def store(score: Score) -> None:
-        """Upserts a score; a database outage is retried, never turned into a lost row."""
+    async def store(batch: list[Score]) -> None:
+        """Upserts scores in one statement; a database outage is retried, never turned into lost rows."""
         delay = 0.5
         while True:
             try:
-                await (await db()).upsert_scores([score])
+                await (await db()).upsert_scores(batch)
                 return
             except (OSError, asyncmy.errors.OperationalError) as exc:
                 log.warning("MySQL unavailable (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    async def emit(scorer, score: Score) -> None:
-        key = score.session_id.encode()
-        await scores.send(key=key, value=score.to_json())
-        await store(score)
-        session_to_state[key] = json.dumps(scorer.snapshot()).encode()
-        if score.window_end_ts_ms - window_saved_at.get(score.session_id, 0) >= WINDOW_SNAPSHOT_MS:
-            session_to_window[key] = json.dumps(scorer.window_snapshot()).encode()
-            window_saved_at[score.session_id] = score.window_end_ts_ms
+    async def emit(results: list[tuple]) -> None:
+        """Publishes a batch of (scorer, score), stores the rows, then saves each session's state once."""
+        if not results:
+            return
+        for _, score in results:
+            await scores.send(key=score.session_id.encode(), value=score.to_json())
+        await store([score for _, score in results])
+        latest = {score.session_id: (scorer, score) for scorer, score in results}
+        for sid, (scorer, score) in latest.items():
+            key = sid.encode()
+            session_to_state[key] = json.dumps(scorer.snapshot()).encode()
+            if score.window_end_ts_ms - window_saved_at.get(sid, 0) >= WINDOW_SNAPSHOT_MS:
+                session_to_window[key] = json.dumps(scorer.window_snapshot()).encode()
+                window_saved_at[sid] = score.window_end_ts_ms
 
     state = ScoringState(load_reference, load_snapshot, load_window, window_ms=settings.processor_window_ms,
                          min_interval_ms=settings.processor_min_interval_ms)
@@ -107,23 +117,27 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
 
     @app.agent(keypoints)
     async def score_windows(stream):
-        async for event in stream.events():
-            msg = event.message
-            try:
-                scorer, score = await state.handle(event.value)
-            except (MessageError, UnusableMessage) as exc:
-                letter = DeadLetter.of("stream-processor", msg.topic, msg.partition, msg.offset,
-                                       msg.key, event.value, str(exc))
-                await dead_letter.send(key=msg.key, value=letter.to_json())
-                continue
-            if score is not None:
-                await emit(scorer, score)
+        # events in batches (at most BATCH, or what arrived within BATCH_WITHIN_S): one MySQL statement
+        # and one state write per session per batch instead of per score
+        async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+            results = []
+            for event in events:
+                msg = event.message
+                try:
+                    scorer, score = await state.handle(event.value)
+                except (MessageError, UnusableMessage) as exc:
+                    letter = DeadLetter.of("stream-processor", msg.topic, msg.partition, msg.offset,
+                                           msg.key, event.value, str(exc))
+                    await dead_letter.send(key=msg.key, value=letter.to_json())
+                    continue
+                if score is not None:
+                    results.append((scorer, score))
+            await emit(results)
 
     @app.timer(interval=TIMER_INTERVAL_S)
     async def flush_pending():
         """Frames that arrived within the minimum interval are scored once the session goes quiet."""
-        for scorer, score in state.flush_due(quiet_s=settings.processor_min_interval_ms / 1000.0):
-            await emit(scorer, score)
+        await emit(state.flush_due(quiet_s=settings.processor_min_interval_ms / 1000.0))
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender, assigned, **kwargs) -> None:

@@ -14,40 +14,51 @@ def subsequence_dtw(cost: np.ndarray, end_penalty: np.ndarray | None = None) -> 
     have reached since the last window.
     Returns (mean cost, matched reference column of each row); the penalty is not in the cost.
     """
-    n, m = cost.shape
+    (total,), (path,) = subsequence_dtw_batch(cost[None], end_penalty)
+    return total, path
+
+
+def subsequence_dtw_batch(cost: np.ndarray, end_penalty: np.ndarray | None = None) -> tuple[list[float], list]:
+    """``subsequence_dtw`` for B cost matrices of one shape (B, n, m) at once (one Python loop over
+    rows for all of them: the mirror candidates of a window, or many windows)."""
+    b, n, m = cost.shape
     inf = np.inf
-    acc = np.full((n, m), inf)
-    move = np.zeros((n, m), dtype=np.int8)  # 0 start, 1 diag, 2 skip-ref, 3 repeat-ref
-    acc[0] = cost[0]
+    acc = np.empty((b, n, m))
+    move = np.zeros((b, n, m), dtype=np.int8)  # 0 start, 1 diag, 2 skip-ref, 3 repeat-ref
+    acc[:, 0] = cost[:, 0]
+    steps = np.full((3, b, m), inf)  # cells never written stay inf (no predecessor there)
     for i in range(1, n):
-        diag = np.full(m, inf)
-        diag[1:] = acc[i - 1, :-1]
-        skip = np.full(m, inf)
-        skip[2:] = acc[i - 1, :-2]
-        rep = np.full(m, inf)
+        steps[0, :, 1:] = acc[:, i - 1, :-1]
+        steps[1, :, 2:] = acc[:, i - 1, :-2]
         if i >= 2:
-            rep[1:] = acc[i - 2, :-1] + cost[i - 1, 1:]
-        stacked = np.stack([diag, skip, rep])
-        best = np.argmin(stacked, axis=0)
-        acc[i] = stacked[best, np.arange(m)] + cost[i]
-        move[i] = best + 1
-    ranked = acc[-1] / n if end_penalty is None else acc[-1] / n + end_penalty
-    end = int(np.argmin(ranked))
-    total = float(acc[-1, end])
-    if not np.isfinite(total):
-        return inf, np.zeros(n, dtype=int)
-    path = np.zeros(n, dtype=int)
-    i, j = n - 1, end
-    while i >= 0:
-        path[i] = j
-        mv = move[i, j]
-        if i == 0 or mv == 0:
-            break
-        if mv == 1:
-            i, j = i - 1, j - 1
-        elif mv == 2:
-            i, j = i - 1, j - 2
-        else:
-            path[i - 1] = j
-            i, j = i - 2, j - 1
-    return total / n, path
+            steps[2, :, 1:] = acc[:, i - 2, :-1] + cost[:, i - 1, 1:]
+        best = steps.argmin(axis=0)
+        acc[:, i] = np.take_along_axis(steps, best[None], axis=0)[0] + cost[:, i]
+        move[:, i] = best + 1
+    ranked = acc[:, -1] / n if end_penalty is None else acc[:, -1] / n + end_penalty
+    totals, paths = [], []
+    for k in range(b):
+        end = int(np.argmin(ranked[k]))
+        total = float(acc[k, -1, end])
+        if not np.isfinite(total):
+            totals.append(inf)
+            paths.append(np.zeros(n, dtype=int))
+            continue
+        path = np.zeros(n, dtype=int)
+        i, j = n - 1, end
+        mv_k = move[k]
+        while i >= 0:
+            path[i] = j
+            mv = mv_k[i, j]
+            if i == 0 or mv == 0:
+                break
+            if mv == 1:
+                i, j = i - 1, j - 1
+            elif mv == 2:
+                i, j = i - 1, j - 2
+            else:
+                path[i - 1] = j
+                i, j = i - 2, j - 1
+        totals.append(total / n)
+        paths.append(path)
+    return totals, paths

@@ -3,11 +3,12 @@
 import pytest
 
 from benchmarks.scoring_eval import evaluate
+from rehab.settings import Settings
 
 
 @pytest.mark.slow
 def test_scoring_separates_the_exercise_from_doing_something_else(data_dir, tmp_path):
-    report = evaluate(data_dir, tmp_path, min_interval_ms=30)
+    report = evaluate(data_dir, tmp_path, min_interval_ms=Settings().processor_min_interval_ms)
     table = {row["variant"]: row for row in report["table"]}
     assert report["lowest_positive"] >= 0.75, table
     assert report["highest_negative"] <= 0.35, table
