@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from starlette.schemas import SchemaGenerator
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.auth import AuthError, Claims, TokenSigner, bearer, check_api_key, origin_allowed
+from gateway.edge_ingest import EdgeIngest, EdgeMessageError
 from gateway.fanout import ScoreFanout
 from gateway.ingest import VideoIngest
 from gateway.offer import Offer, OfferError
@@ -53,8 +55,16 @@ class LiveSession:
     session_id: str
     reference_id: str
     pc: RTCPeerConnection
-    ingest: VideoIngest
+    ingest: VideoIngest | EdgeIngest
     tasks: list[asyncio.Task] = field(default_factory=list)
+    last_activity: float = field(default_factory=time.monotonic)
+    disconnected_at: float | None = None  # the peer connection failed or closed: waiting for a reconnect
+
+    def summary(self) -> dict:
+        out = dict(self.ingest.counters)
+        if isinstance(self.ingest, VideoIngest):
+            out["dropped_latest"] = self.ingest.slot.dropped
+        return out
 
     async def close(self) -> None:
         for t in self.tasks:
@@ -109,9 +119,11 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         fan_task = asyncio.create_task(fanout.run(consumer))
         res["extractor"] = Extractor(make_backend or default_backend, settings.frame_max_side)
         res["uploads"] = tempfile.TemporaryDirectory(prefix="rehab-uploads-")
+        reaper = asyncio.create_task(reap_sessions())
         try:
             yield
         finally:
+            reaper.cancel()
             await asyncio.gather(*(s.close() for s in list(live.values())), return_exceptions=True)
             live.clear()
             fan_task.cancel()
@@ -122,6 +134,28 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
             await res["db"].close()
             await asyncio.to_thread(res["extractor"].close)
             res["uploads"].cleanup()
+
+    async def finish(sid: str, reason: str) -> dict:
+        """Ends a live session: closes its peer connection and records the end and its counters."""
+        session = live.pop(sid, None)
+        summary = {"ended_by": reason}
+        if session is not None:
+            summary.update(session.summary())
+            await session.close()
+        await res["db"].end_session(sid, summary)
+        return summary
+
+    async def reap_sessions() -> None:
+        """Ends sessions whose peer hung up and did not reconnect, or that sent nothing, within
+        REHAB_SESSION_IDLE_S."""
+        while True:
+            await asyncio.sleep(min(2.0, settings.session_idle_s / 4))
+            now = time.monotonic()
+            for sid, session in list(live.items()):
+                if session.disconnected_at is not None and now - session.disconnected_at > settings.session_idle_s:
+                    await finish(sid, "hang-up")
+                elif now - session.last_activity > settings.session_idle_s:
+                    await finish(sid, "timeout")
 
     # -- access ------------------------------------------------------------------------------
     def refused(exc: AuthError) -> JSONResponse:
@@ -362,12 +396,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
             return refused(exc)
         except LookupError:
             return error(404, "unknown session")
-        session = live.pop(sid, None)
-        summary = {}
-        if session is not None:
-            summary = dict(session.ingest.counters, dropped_latest=session.ingest.slot.dropped)
-            await session.close()
-        await res["db"].end_session(sid, summary)
+        summary = await finish(sid, "client")
         return JSONResponse({"session_id": sid, "ended": True, "ingest": summary})
 
     async def offer(request: Request):
@@ -396,34 +425,76 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         if row["ended_at"] is not None:
             return error(409, "session has ended")
         if sid in live:
-            await live.pop(sid).close()  # a reconnecting client replaces its old peer connection
+            await live.pop(sid).close()  # a reconnecting client (or an ICE restart) replaces its old peer connection
         pc = RTCPeerConnection()
-        ingest = VideoIngest(sid, row["reference_id"], res["producer"], topics.frames,
-                             settings.frame_max_side, settings.jpeg_quality)
+        edge = row["mode"] == "edge"
+        if edge:
+            ingest = EdgeIngest(sid, row["reference_id"], res["producer"], topics.keypoints, settings.session_max_fps)
+        else:
+            ingest = VideoIngest(sid, row["reference_id"], res["producer"], topics.frames,
+                                 settings.frame_max_side, settings.jpeg_quality, settings.session_max_fps)
         session = LiveSession(sid, row["reference_id"], pc, ingest)
+
+        def on_keypoints(channel, message) -> None:
+            session.last_activity = time.monotonic()
+            try:
+                frame = ingest.accept(message)
+            except EdgeMessageError as exc:
+                ingest.counters["bad_messages"] += 1
+                if channel.readyState == "open":
+                    channel.send(json.dumps({"type": "error", "reason": str(exc)}))
+                return
+            session.tasks.append(asyncio.create_task(ingest.publish(frame)))
+            session.tasks[:] = [t for t in session.tasks if not t.done()]
+
+        async def scores_to_channel(channel) -> None:
+            q = fanout.subscribe(sid)
+            try:
+                while True:
+                    payload = await q.get()
+                    if channel.readyState != "open":
+                        return
+                    channel.send('{"type":"score","score":' + payload + "}")
+            finally:
+                fanout.unsubscribe(sid, q)
 
         @pc.on("datachannel")
         def on_datachannel(channel):
+            if channel.label == "keypoints":
+                if not edge:
+                    channel.send(json.dumps({"type": "error", "reason": "this is a cloud-mode session: send video"}))
+                    return
+                channel.on("message", lambda m: on_keypoints(channel, m))
+                session.tasks.append(asyncio.create_task(scores_to_channel(channel)))
+                return
+
             @channel.on("message")
             def on_message(message):
                 try:
                     msg = json.loads(message)
-                    if msg.get("type") == "clock" and isinstance(msg.get("t0_ms"), int):
+                    if msg.get("type") == "clock" and isinstance(msg.get("t0_ms"), int) and not edge:
                         ingest.clock_t0_ms = msg["t0_ms"]
                 except (ValueError, AttributeError):
                     ingest.counters["bad_channel_messages"] += 1
 
         @pc.on("track")
         def on_track(track):
-            if track.kind == "video":
-                session.tasks.append(asyncio.create_task(ingest.read_track(track)))
+            if track.kind == "video" and not edge:
+                async def read():
+                    await ingest.read_track(track, on_frame=lambda: setattr(session, "last_activity", time.monotonic()))
+                session.tasks.append(asyncio.create_task(read()))
                 session.tasks.append(asyncio.create_task(ingest.publish()))
+            else:
+                ingest.counters["ignored_tracks"] += 1
 
         @pc.on("connectionstatechange")
         async def on_state():
-            if pc.connectionState in ("failed", "closed") and live.get(sid) is session:
-                live.pop(sid, None)
-                await session.close()
+            if live.get(sid) is not session:
+                return
+            if pc.connectionState in ("failed", "closed"):
+                session.disconnected_at = time.monotonic()  # the reaper ends it unless the client reconnects
+            elif pc.connectionState == "connected":
+                session.disconnected_at = None
 
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type=offer.type))

@@ -153,3 +153,95 @@ async def stream_file(gateway: str, grant: Grant, path: str, loops: int = 1, max
             with contextlib.suppress(Exception):
                 async with httpx.AsyncClient(base_url=gateway, timeout=10) as http:
                     await http.delete(f"/sessions/{session_id}", headers=grant.headers)
+
+
+async def open_keypoint_channel(gateway: str, grant: Grant, on_message):
+    """A peer connection with the ``keypoints`` data channel, negotiated and open; ``on_message(raw)``
+    is attached before negotiation so no early message (an error, a score) is missed."""
+    pc = RTCPeerConnection()
+    channel = pc.createDataChannel("keypoints")
+    channel.on("message", on_message)
+    opened = asyncio.Event()
+    channel.on("open", opened.set)
+    await pc.setLocalDescription(await pc.createOffer())
+    async with httpx.AsyncClient(base_url=gateway, timeout=30) as http:
+        r = await http.post(f"/sessions/{grant.session_id}/offer", headers=grant.headers,
+                            json={"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
+    if r.status_code != 200:
+        await pc.close()
+        raise RuntimeError(f"gateway refused the offer: {r.status_code} {r.text}")
+    await pc.setRemoteDescription(RTCSessionDescription(**r.json()))
+    await asyncio.wait_for(opened.wait(), 30)
+    return pc, channel
+
+
+async def _aiter(items):
+    if hasattr(items, "__aiter__"):
+        async for x in items:
+            yield x
+    else:
+        for x in items:
+            yield x
+
+
+async def stream_keypoints(gateway: str, grant: Grant, frames, fps: float, tail_s: float = 3.0,
+                           errors: list | None = None, model: str = "blazepose") -> AsyncIterator[Received]:
+    """Edge mode: sends keypoints (an iterable or async iterable of (width, height, keypoints or None))
+    over the data channel, frame i at t0 + i / fps, and yields the scores that come back on it."""
+    inbox: asyncio.Queue = asyncio.Queue()
+
+    def on_message(raw):
+        msg = json.loads(raw)
+        if msg.get("type") == "score":
+            inbox.put_nowait(Received(Score.from_json(json.dumps(msg["score"])), now_ms()))
+        elif msg.get("type") == "error" and errors is not None:
+            errors.append(msg["reason"])
+
+    pc, channel = await open_keypoint_channel(gateway, grant, on_message)
+
+    async def send_all():
+        t0_mono, t0_ms = time.monotonic(), now_ms()
+        seq = 0
+        async for w, h, kps in _aiter(frames):
+            delay = t0_mono + seq / fps - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            channel.send(json.dumps({"type": "keypoints", "seq": seq, "capture_ts_ms": t0_ms + round(seq * 1000 / fps),
+                                     "width": w, "height": h, "keypoints": kps, "model": model}))
+            seq += 1
+
+    sender = asyncio.create_task(send_all())
+    try:
+        ended_at = None
+        while True:
+            if ended_at is None and sender.done():
+                sender.result()
+                ended_at = time.monotonic()
+            if ended_at is not None and time.monotonic() - ended_at > tail_s:
+                break
+            try:
+                yield await asyncio.wait_for(inbox.get(), 0.1)
+            except asyncio.TimeoutError:
+                continue
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await sender
+        await pc.close()
+        with contextlib.suppress(Exception):
+            async with httpx.AsyncClient(base_url=gateway, timeout=10) as http:
+                await http.delete(f"/sessions/{grant.session_id}", headers=grant.headers)
+
+
+async def device_keypoints(path: str, backend, max_side: int = 640):
+    """What an edge device does: the pose model on each camera frame, here on a video file's frames
+    (in a thread, frame by frame, so inference overlaps sending)."""
+    from edge.extract import extract
+
+    loop = asyncio.get_running_loop()
+    it = extract(path, backend, max_side)
+    while True:
+        f = await loop.run_in_executor(None, next, it, None)
+        if f is None:
+            return
+        yield f.width, f.height, f.keypoints

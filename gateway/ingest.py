@@ -80,7 +80,7 @@ class VideoIngest:
             return self.clock_t0_ms + round(float(frame.pts * frame.time_base) * 1000)
         return now_ms()  # no client clock: the time the frame reached us
 
-    async def read_track(self, track) -> None:
+    async def read_track(self, track, on_frame=None) -> None:
         from aiortc.mediastreams import MediaStreamError
 
         seq = 0
@@ -90,6 +90,8 @@ class VideoIngest:
             except MediaStreamError:
                 return
             self.counters["frames_received"] += 1
+            if on_frame is not None:
+                on_frame()
             self.slot.put(Pending(frame, seq, self.capture_ts(frame)))
             seq += 1
 

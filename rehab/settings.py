@@ -55,6 +55,8 @@ class Settings:
     token_ttl_s: int = 900
     allowed_origins: str = ""
     upload_max_bytes: int = 200 * 1024 * 1024
+    session_max_fps: int = 30
+    session_idle_s: int = 30
 
     ENV = {
         "kafka_bootstrap": "REHAB_KAFKA_BOOTSTRAP",
@@ -88,6 +90,8 @@ class Settings:
         "token_ttl_s": "REHAB_TOKEN_TTL_S",
         "allowed_origins": "REHAB_ALLOWED_ORIGINS",
         "upload_max_bytes": "REHAB_UPLOAD_MAX_BYTES",
+        "session_max_fps": "REHAB_SESSION_MAX_FPS",
+        "session_idle_s": "REHAB_SESSION_IDLE_S",
     }
 
     def __post_init__(self) -> None:
@@ -113,6 +117,10 @@ class Settings:
             raise SettingsError("REHAB_TOKEN_TTL_S must be between 10 and 86400 seconds")
         if not 1024 <= self.upload_max_bytes <= 2 * 1024**3:
             raise SettingsError("REHAB_UPLOAD_MAX_BYTES must be between 1 KiB and 2 GiB")
+        if not 1 <= self.session_max_fps <= 120:
+            raise SettingsError("REHAB_SESSION_MAX_FPS must be between 1 and 120")
+        if not 2 <= self.session_idle_s <= 3600:
+            raise SettingsError("REHAB_SESSION_IDLE_S must be between 2 and 3600 seconds")
         if self.admin_api_key and len(self.admin_api_key) < 16:
             raise SettingsError("REHAB_ADMIN_API_KEY must be at least 16 characters")
         if not self.kafka_bootstrap:

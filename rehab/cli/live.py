@@ -27,6 +27,9 @@ def add_commands(sub) -> None:
     st.add_argument("--gateway", default=None, help="gateway URL (default REHAB_GATEWAY_URL)")
     st.add_argument("--loops", type=int, default=1, help="play the clip this many times back to back")
     st.add_argument("--json", action="store_true", help="print each score as JSON")
+    st.add_argument("--mode", choices=["cloud", "edge"], default="cloud",
+                    help="cloud: send video over WebRTC; edge: run BlazePose here and send keypoints over a "
+                         "data channel (scores come back on it)")
     st.set_defaults(func=run_stream)
 
     d = sub.add_parser("demo", help="the whole live pipeline on the bundled clips")
@@ -86,20 +89,38 @@ def _format(received, hint: bool = True) -> str:
     return line
 
 
-async def _stream(gateway: str, reference_id: str, video: str, loops: int, as_json: bool) -> tuple[str, list]:
-    from gateway.client import create_session, stream_file
+async def _stream(gateway: str, reference_id: str, video: str, loops: int, as_json: bool,
+                  mode: str = "cloud") -> tuple[str, list]:
+    from gateway.client import create_session, device_keypoints, stream_file, stream_keypoints
 
-    grant = await create_session(gateway, reference_id)
+    grant = await create_session(gateway, reference_id, mode=mode)
     session_id = grant.session_id
-    print(f"session {session_id}: streaming {video} over WebRTC", flush=True)
-    received = []
-    async for r in stream_file(gateway, grant, video, loops=loops):
+    received, errors = [], []
+    if mode == "edge":
+        from edge.backends import create_backend
+        from edge.video import probe
+
+        print(f"session {session_id}: BlazePose here, keypoints of {video} over a data channel", flush=True)
+        backend = create_backend("blazepose")
+
+        async def frames():
+            for _ in range(loops):
+                async for item in device_keypoints(video, backend):
+                    yield item
+
+        source = stream_keypoints(gateway, grant, frames(), probe(video).fps, errors=errors)
+    else:
+        print(f"session {session_id}: streaming {video} over WebRTC", flush=True)
+        source = stream_file(gateway, grant, video, loops=loops)
+    async for r in source:
         received.append(r)
         if as_json:
             print(json.dumps({**json.loads(r.score.to_json()), "received_ms": r.received_ms,
                               "glass_to_score_ms": r.latency_ms}), flush=True)
         else:
             print(_format(r), flush=True)
+    for e in errors:
+        print(f"gateway refused a keypoint message: {e}", file=sys.stderr)
     return session_id, received
 
 
@@ -112,7 +133,7 @@ def percentile(values: list[float], q: float) -> float:
 def run_stream(args) -> int:
     settings = Settings.from_env()
     _, received = asyncio.run(_stream(args.gateway or settings.gateway_url, args.reference, args.video,
-                                      args.loops, args.json))
+                                      args.loops, args.json, args.mode))
     lat = [r.latency_ms for r in received]
     print(json.dumps({"scores": len(received), "latency_p50_ms": percentile(lat, 50),
                       "latency_p95_ms": percentile(lat, 95)}), file=sys.stderr)

@@ -1,0 +1,36 @@
+"""The live stack for end-to-end tests: gateway, pose worker and processor as processes, on a topic
+namespace and database of their own, with the guide clip stored as reference "guide"."""
+import asyncio
+import socket
+
+import pytest
+
+from rehab.reference import Reference
+from rehab.services import Services
+from rehab.storage.repository import Database
+from tests.conftest import isolated
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_stack(tmp_path_factory, clip_keypoints):
+    port = free_port()
+    with isolated(gateway_port=port, gateway_url=f"http://127.0.0.1:{port}") as settings:
+        frames = clip_keypoints("pose2sim_single_cam01.mp4")
+        ref = Reference("guide", "guide", 60.0, frames[0].width, frames[0].height, "blazepose", "v", "0" * 64,
+                        [f.keypoints for f in frames])
+
+        async def save():
+            async with Database.opened(settings) as db:
+                await db.save_reference(ref)
+
+        asyncio.run(save())
+        with Services(settings, tmp_path_factory.mktemp("services")):
+            yield settings
+
+
