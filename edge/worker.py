@@ -17,6 +17,7 @@ import numpy as np
 
 from edge.backends.base import PoseBackend
 from edge.subject import SubjectSelector
+from rehab import metrics
 from rehab.records import DeadLetter, FrameRecord, KeypointFrame, MessageError, now_ms
 from rehab.topics import Topics
 
@@ -44,8 +45,16 @@ class PoseWorker:
         self.counters: Counter[str] = Counter()
         self.stopping = threading.Event()
 
+    def count(self, name: str, n: int = 1) -> None:
+        """The worker's own counters, mirrored to Prometheus (drops by reason, the rest as messages)."""
+        self.counters[name] += n
+        if name.startswith("dropped_"):
+            metrics.DROPPED.labels("worker", name[len("dropped_"):]).inc(n)
+        elif name in ("frames_in", "frames_out", "dead_letter"):
+            metrics.MESSAGES.labels("worker", name).inc(n)
+
     def _dead_letter(self, record, reason: str) -> None:
-        self.counters["dead_letter"] += 1
+        self.count("dead_letter")
         letter = DeadLetter.of("pose-worker", record.topic, record.partition, record.offset,
                                record.key, record.value, reason)
         self.producer.send(self.topics.dead_letter, key=record.key, value=letter.to_json())
@@ -55,22 +64,22 @@ class PoseWorker:
         newest: dict[str, tuple[FrameRecord, object]] = {}
         now = now_ms()
         for record in records:
-            self.counters["frames_in"] += 1
+            self.count("frames_in")
             try:
                 frame = FrameRecord.from_kafka(record.value, record.headers)
             except MessageError as exc:
                 self._dead_letter(record, str(exc))
                 continue
             if now - frame.gateway_ts_ms > self.max_frame_age_ms:
-                self.counters["dropped_stale"] += 1
+                self.count("dropped_stale")
                 continue
             # (0.75: capture times are whole milliseconds; 30 fps arrives 33 or 34 ms apart)
             if frame.capture_ts_ms - self.last_taken_ms.get(frame.session_id, -10**12) < 0.75 * self.min_interval_ms:
-                self.counters["dropped_budget"] += 1  # the session's frame budget: no starving the others
+                self.count("dropped_budget")  # the session's frame budget: no starving the others
                 continue
             prev = newest.get(frame.session_id)
             if prev is not None:
-                self.counters["dropped_superseded"] += 1
+                self.count("dropped_superseded")
                 if prev[0].seq > frame.seq:
                     continue
             newest[frame.session_id] = (frame, record)
@@ -113,8 +122,10 @@ class PoseWorker:
                 reference_id=f.reference_id,
             )
             self.producer.send(self.topics.keypoints, key=f.session_id.encode(), value=kf.to_json())
+            metrics.observe_hop("gateway_to_inferred", kf.infer_ts_ms - f.gateway_ts_ms)
             out.append(kf)
-        self.counters["frames_out"] += len(out)
+        self.count("frames_out", len(out))
+        metrics.SESSIONS.labels("worker").set(len(self.selectors))
         self.producer.flush()
         return out
 

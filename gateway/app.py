@@ -13,6 +13,8 @@ Routes (the OpenAPI schema at /openapi.json describes each; who may call what: g
   POST   /sessions/{id}/offer             [patient token] WebRTC offer {sdp, type} -> answer {sdp, type}
   DELETE /sessions/{id}                   [patient token] ends the session, closes its peer connection
   WS     /sessions/{id}/scores?token=T    [token] the session's scores as JSON text messages
+                                          (&keypoints=true: its KeypointFrames too, for drawing)
+  GET    /                                the browser app (gateway/static)
 Settings: see rehab/settings.py (REHAB_KAFKA_BOOTSTRAP, REHAB_MYSQL_*, REHAB_FRAME_MAX_SIDE, ...).
 """
 from __future__ import annotations
@@ -31,8 +33,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route, WebSocketRoute
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 from starlette.schemas import SchemaGenerator
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -42,12 +47,14 @@ from gateway.fanout import ScoreFanout
 from gateway.ingest import VideoIngest
 from gateway.offer import Offer, OfferError
 from gateway.uploads import Extractor, UploadError, receive_video
+from rehab import metrics
 from rehab.reference import _ID as ID_PATTERN
 from rehab.settings import Settings
 from rehab.storage.repository import Database
 
 log = logging.getLogger("rehab.gateway")
 MAX_BODY = 256 * 1024
+STATIC = Path(__file__).resolve().parent / "static"
 
 
 @dataclass
@@ -113,10 +120,10 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         res["producer"] = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0,
                                            max_request_size=8 * 1024 * 1024)
         await res["producer"].start()
-        consumer = AIOKafkaConsumer(topics.scores, bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                                    auto_offset_reset="latest", fetch_max_wait_ms=20)
+        consumer = AIOKafkaConsumer(topics.scores, topics.keypoints, bootstrap_servers=settings.kafka_bootstrap,
+                                    group_id=None, auto_offset_reset="latest", fetch_max_wait_ms=20)
         await consumer.start()
-        fan_task = asyncio.create_task(fanout.run(consumer))
+        fan_task = asyncio.create_task(fanout.run(consumer, topics.keypoints))
         res["extractor"] = Extractor(make_backend or default_backend, settings.frame_max_side)
         res["uploads"] = tempfile.TemporaryDirectory(prefix="rehab-uploads-")
         reaper = asyncio.create_task(reap_sessions())
@@ -192,6 +199,12 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
           200: {description: "{status: ok, live_sessions: N}"}
         """
         return JSONResponse({"status": "ok", "live_sessions": len(live)})
+
+    metrics.SESSIONS.labels("gateway").set_function(lambda: len(live))
+    metrics.SUBSCRIBERS.set_function(lambda: sum(len(v) for v in fanout.subscribers.values()))
+
+    async def prometheus(request: Request):
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(request: Request):
         schema = schemas.get_schema(routes=request.app.routes)
@@ -441,6 +454,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
                 frame = ingest.accept(message)
             except EdgeMessageError as exc:
                 ingest.counters["bad_messages"] += 1
+                metrics.DROPPED.labels("gateway", "edge_refused").inc()
                 if channel.readyState == "open":
                     channel.send(json.dumps({"type": "error", "reason": str(exc)}))
                 return
@@ -516,7 +530,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         except LookupError:
             await ws.close(code=4404, reason="unknown session")
             return
-        q = fanout.subscribe(sid)
+        q = fanout.subscribe(sid, keypoints=ws.query_params.get("keypoints") in ("1", "true"))
         try:
             receiver = asyncio.create_task(ws.receive_text())
             while True:
@@ -532,9 +546,17 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
             receiver.cancel()
             fanout.unsubscribe(sid, q)
 
+    async def index(request: Request):
+        return FileResponse(STATIC / "index.html")
+
+    vendor = settings.state_dir / "vendor" / "pose"
     routes = [
+        Route("/", index, include_in_schema=False),
+        Mount("/app", StaticFiles(directory=STATIC), name="app"),
+        Mount("/vendor/pose", StaticFiles(directory=vendor, check_dir=False), name="vendor-pose"),
         Route("/health", health),
         Route("/openapi.json", openapi, include_in_schema=False),
+        Route("/metrics", prometheus, include_in_schema=False),
         Route("/references", references, methods=["GET"]),
         Route("/references", add_reference, methods=["POST"]),
         Route("/references/{reference_id}", get_reference, methods=["GET"]),

@@ -18,6 +18,7 @@ import json
 import time
 from collections import Counter
 
+from rehab import metrics
 from rehab.records import KeypointFrame, MessageError, now_ms
 
 MAX_MESSAGE_BYTES = 8 * 1024
@@ -106,3 +107,5 @@ class EdgeIngest:
     async def publish(self, frame: KeypointFrame) -> None:
         await self.producer.send(self.topic, key=self.session_id.encode(), value=frame.to_json())
         self.counters["frames_published"] += 1
+        metrics.MESSAGES.labels("gateway", "edge_keypoints").inc()
+        metrics.observe_hop("capture_to_gateway", frame.gateway_ts_ms - frame.capture_ts_ms)

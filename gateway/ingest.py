@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from rehab import metrics
 from rehab.records import FrameRecord, now_ms
 
 log = logging.getLogger("rehab.gateway.ingest")
@@ -38,6 +39,7 @@ class LatestSlot:
     def put(self, item: Pending) -> None:
         if self._item is not None:
             self.dropped += 1
+            metrics.DROPPED.labels("gateway", "superseded").inc()
         self._item = item
         self._event.set()
 
@@ -105,6 +107,7 @@ class VideoIngest:
                 await asyncio.sleep(wait)
                 if self.slot.has_new:
                     self.counters["dropped_budget"] += 1
+                    metrics.DROPPED.labels("gateway", "budget").inc()
                     item = await self.slot.take()
             last = time.monotonic()
             image = item.frame.to_ndarray(format="bgr24")
@@ -114,3 +117,5 @@ class VideoIngest:
             key, value, headers = record.to_kafka()
             await self.producer.send_and_wait(self.topic, value=value, key=key, headers=headers)
             self.counters["frames_published"] += 1
+            metrics.MESSAGES.labels("gateway", "frames_published").inc()
+            metrics.observe_hop("capture_to_gateway", record.gateway_ts_ms - record.capture_ts_ms)

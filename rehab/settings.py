@@ -57,6 +57,8 @@ class Settings:
     upload_max_bytes: int = 200 * 1024 * 1024
     session_max_fps: int = 30
     session_idle_s: int = 30
+    worker_metrics_port: int = 9101
+    processor_metrics_port: int = 9102
 
     ENV = {
         "kafka_bootstrap": "REHAB_KAFKA_BOOTSTRAP",
@@ -92,6 +94,8 @@ class Settings:
         "upload_max_bytes": "REHAB_UPLOAD_MAX_BYTES",
         "session_max_fps": "REHAB_SESSION_MAX_FPS",
         "session_idle_s": "REHAB_SESSION_IDLE_S",
+        "worker_metrics_port": "REHAB_WORKER_METRICS_PORT",
+        "processor_metrics_port": "REHAB_PROCESSOR_METRICS_PORT",
     }
 
     def __post_init__(self) -> None:

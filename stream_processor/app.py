@@ -16,6 +16,7 @@ import asyncmy
 import faust
 from mode import Service
 
+from rehab import metrics
 from rehab.records import DeadLetter, MessageError, Score
 from rehab.settings import Settings
 from rehab.storage.repository import Database
@@ -56,6 +57,7 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
     session_to_window = app.Table("session_to_window", default=None, key_type=bytes, value_type=bytes,
                                   partitions=4, use_partitioner=True)
     window_saved_at: dict[str, int] = {}
+    lag_watch: list = []
     holder: dict[str, Database] = {}
     db_lock = asyncio.Lock()
 
@@ -96,6 +98,10 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
             return
         for _, score in results:
             await scores.send(key=score.session_id.encode(), value=score.to_json())
+            metrics.observe_hop("inferred_to_scored", score.score_ts_ms - score.infer_ts_ms)
+            metrics.observe_hop("capture_to_scored", score.score_ts_ms - score.window_end_ts_ms)
+        metrics.MESSAGES.labels("processor", "scores").inc(len(results))
+        metrics.SESSIONS.labels("processor").set(len(state.scorers))
         await store([score for _, score in results])
         latest = {score.session_id: (scorer, score) for scorer, score in results}
         for sid, (scorer, score) in latest.items():
@@ -120,6 +126,7 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
         # events in batches (at most BATCH, or what arrived within BATCH_WITHIN_S): one MySQL statement
         # and one state write per session per batch instead of per score
         async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+            metrics.MESSAGES.labels("processor", "keypoints_in").inc(len(events))
             results = []
             for event in events:
                 msg = event.message
@@ -129,6 +136,7 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
                     letter = DeadLetter.of("stream-processor", msg.topic, msg.partition, msg.offset,
                                            msg.key, event.value, str(exc))
                     await dead_letter.send(key=msg.key, value=letter.to_json())
+                    metrics.MESSAGES.labels("processor", "dead_letter").inc()
                     continue
                 if score is not None:
                     results.append((scorer, score))
@@ -145,6 +153,10 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
             log.info("stream processor ready: %d keypoint partitions", len(assigned))
             if ready_file is not None:
                 ready_file.write_text("ready")
+            if not lag_watch:
+                metrics.serve(settings.processor_metrics_port, "processor")
+                lag_watch.append(metrics.watch_lag(settings.kafka_bootstrap, settings.processor_app_id,
+                                                   topics.keypoints, "processor"))
 
     return app
 

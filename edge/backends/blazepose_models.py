@@ -38,10 +38,20 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def web_dir() -> Path:
+    """Where the gateway serves the browser build of BlazePose from (/vendor/pose/)."""
+    from rehab.settings import Settings
+
+    return Settings.from_env().state_dir / "vendor" / "pose"
+
+
 def install() -> list[str]:
-    """Copies the missing models from the npm package; returns the files installed."""
+    """Copies the missing models from the npm package, and unpacks the package's browser build for
+    the gateway's edge mode; returns the files installed."""
     todo = missing()
-    if not todo:
+    web = web_dir()
+    need_web = not (web / "pose.js").is_file()
+    if not todo and not need_web:
         return []
     npm = shutil.which("npm")
     if npm is None:
@@ -52,7 +62,13 @@ def install() -> list[str]:
             raise RuntimeError(f"npm pack {NPM_PACKAGE} failed: {proc.stderr.strip()[-500:]}")
         tgz = next(Path(tmp).glob("*.tgz"))
         with tarfile.open(tgz) as tar:
-            for name in todo:
+            if need_web:
+                web.mkdir(parents=True, exist_ok=True)
+                for member in tar.getmembers():
+                    if member.isfile() and member.name.startswith("package/") and "/" not in member.name[8:]:
+                        (web / member.name[8:]).write_bytes(tar.extractfile(member).read())
+                todo = todo + ["browser build"]
+            for name in (n for n in todo if n in MODELS):
                 member = tar.getmember(f"package/{name}")
                 src = tar.extractfile(member)
                 target = Path(tmp) / name

@@ -68,6 +68,11 @@ def _serve_worker(settings: Settings, ready_file: Path | None) -> None:
     while not worker.consumer.assignment() and time.monotonic() < deadline and not worker.stopping.is_set():
         worker.run_once(timeout_ms=200)  # joins the group
     worker.warm_up()  # the model's first call builds its graph: not on a patient's frame
+    from rehab import metrics
+
+    metrics.serve(settings.worker_metrics_port, "worker")
+    metrics.watch_lag(settings.kafka_bootstrap, settings.worker_group, settings.topics.frames, "worker",
+                      stop=worker.stopping)
     if ready_file is not None:
         ready_file.write_text("ready")
     try:

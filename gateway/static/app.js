@@ -1,0 +1,205 @@
+// ReHab Live browser app: pick an exercise, watch the guide, start the camera, see your skeleton,
+// the live score, hints and repetitions. Cloud mode sends video over WebRTC; edge mode runs BlazePose
+// (@mediapipe/pose, served by the gateway under /vendor/pose/) here and sends keypoints over a data
+// channel. URL parameters (for kiosks and tests): ?reference=ID&patient=P&mode=cloud|edge&autostart=1
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+// COCO-17 limbs for drawing, and BlazePose's 33 landmarks -> COCO-17
+const LIMBS = [[5, 7], [7, 9], [6, 8], [8, 10], [11, 13], [13, 15], [12, 14], [14, 16], [5, 6], [11, 12], [5, 11], [6, 12]];
+const BLAZE_TO_COCO = [0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28];
+const state = { pc: null, ws: null, channel: null, stream: null, pose: null, running: false, scores: 0, guideTimer: null };
+
+function status(text) { $("status").textContent = text; }
+
+async function api(path, options = {}) {
+  const r = await fetch(path, options);
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(body.error || `${r.status} ${r.statusText}`);
+  return body;
+}
+
+function drawSkeleton(ctx, kps, w, h, color, scale = 1, dx = 0, dy = 0) {
+  if (!kps) return;
+  ctx.lineWidth = 4; ctx.strokeStyle = color; ctx.fillStyle = color;
+  for (const [a, b] of LIMBS) {
+    if (kps[a][2] < 0.3 || kps[b][2] < 0.3) continue;
+    ctx.beginPath();
+    ctx.moveTo(kps[a][0] * scale + dx, kps[a][1] * scale + dy);
+    ctx.lineTo(kps[b][0] * scale + dx, kps[b][1] * scale + dy);
+    ctx.stroke();
+  }
+  for (const [x, y, c] of kps) if (c >= 0.3) { ctx.beginPath(); ctx.arc(x * scale + dx, y * scale + dy, 4, 0, 7); ctx.fill(); }
+}
+
+async function showGuide(refId) {
+  clearInterval(state.guideTimer);
+  const ref = await api(`/references/${encodeURIComponent(refId)}?frames=true`);
+  const canvas = $("guide"), ctx = canvas.getContext("2d");
+  const frames = ref.frames.filter((f) => f);
+  if (!frames.length) return;
+  const xs = frames.flat().filter((p) => p[2] >= 0.3);
+  const minX = Math.min(...xs.map((p) => p[0])), maxX = Math.max(...xs.map((p) => p[0]));
+  const minY = Math.min(...xs.map((p) => p[1])), maxY = Math.max(...xs.map((p) => p[1]));
+  const scale = 0.9 * Math.min(canvas.width / (maxX - minX), canvas.height / (maxY - minY));
+  let i = 0;
+  state.guideTimer = setInterval(() => {
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    drawSkeleton(ctx, frames[i % frames.length], 0, 0, "#1d4e89", scale,
+      (canvas.width - (maxX - minX) * scale) / 2 - minX * scale, (canvas.height - (maxY - minY) * scale) / 2 - minY * scale);
+    i += 1;
+  }, 1000 / Math.min(ref.fps, 30));
+}
+
+function showScore(score) {
+  state.scores += 1;
+  const sim = $("similarity");
+  sim.textContent = Math.round(score.similarity * 100);
+  sim.dataset.count = String(state.scores);
+  sim.className = score.similarity >= 0.75 ? "good" : score.similarity >= 0.5 ? "ok" : "poor";
+  $("session").textContent = Math.round(score.session_similarity * 100);
+  $("reps").textContent = score.reps;
+  $("hints").replaceChildren(...score.corrections.slice(0, 3).map((c) => {
+    const li = document.createElement("li"); li.textContent = c.message; return li;
+  }));
+  $("latency").textContent = `phase ${score.phase.toFixed(2)} · score ${Date.now() - score.window_end_ts_ms} ms after capture`;
+}
+
+function drawOwn(kps, width, height) {
+  const video = $("camera"), canvas = $("overlay");
+  canvas.width = video.videoWidth || width; canvas.height = video.videoHeight || height;
+  const ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  drawSkeleton(ctx, kps, width, height, "#22c55e", canvas.width / width);
+}
+
+function onMessage(data) {
+  const msg = JSON.parse(data);
+  if (msg.schema === "score.v1") showScore(msg);
+  else if (msg.type === "score") showScore(msg.score);
+  else if (msg.schema === "keypoint_frame.v1") drawOwn(msg.keypoints, msg.width, msg.height);
+  else if (msg.type === "error") status(`The gateway refused a message: ${msg.reason}`);
+}
+
+async function negotiate(pc, session) {
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((resolve) => {  // aiortc takes complete offers (no trickle ICE)
+    if (pc.iceGatheringState === "complete") return resolve();
+    pc.addEventListener("icegatheringstatechange", () => pc.iceGatheringState === "complete" && resolve());
+    setTimeout(resolve, 3000);
+  });
+  const answer = await api(`/sessions/${session.session_id}/offer`, {
+    method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${session.token}` },
+    body: JSON.stringify({ sdp: pc.localDescription.sdp, type: "offer" }),
+  });
+  await pc.setRemoteDescription(answer);
+}
+
+async function startEdgeModel(channel) {
+  if (!window.Pose) {
+    await new Promise((resolve, reject) => {
+      const s = document.createElement("script");
+      s.src = "/vendor/pose/pose.js"; s.onload = resolve; s.onerror = () => reject(new Error("BlazePose for the browser is not installed on this gateway"));
+      document.head.appendChild(s);
+    });
+  }
+  const pose = new window.Pose({ locateFile: (f) => `/vendor/pose/${f}` });
+  pose.setOptions({ modelComplexity: 1, smoothLandmarks: true });
+  const video = $("camera");
+  let seq = 0;
+  pose.onResults((res) => {
+    const w = video.videoWidth, h = video.videoHeight;
+    const lm = res.poseLandmarks;
+    const kps = lm ? BLAZE_TO_COCO.map((i) => [lm[i].x * w, lm[i].y * h, Math.max(0, Math.min(1, lm[i].visibility ?? 0))]) : null;
+    drawOwn(kps, w, h);
+    if (channel.readyState === "open") {
+      channel.send(JSON.stringify({ type: "keypoints", seq: seq++, capture_ts_ms: state.frameTs, width: w, height: h,
+        keypoints: kps, model: "blazepose-web", model_version: "0.5" }));
+    }
+  });
+  state.pose = pose;
+  const loop = async () => {
+    if (!state.running) return;
+    if (video.readyState >= 2) { state.frameTs = Date.now(); await pose.send({ image: video }); }
+    setTimeout(loop, 1000 / 15);  // 15 fps is plenty for rehabilitation movements
+  };
+  loop();
+}
+
+async function start() {
+  const refId = $("exercise").value, mode = document.querySelector("input[name=mode]:checked").value;
+  $("start").disabled = true;
+  try {
+    status("Starting the camera…");
+    state.stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480, frameRate: 15 }, audio: false });
+    $("camera").srcObject = state.stream;
+    const session = await api("/sessions", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ reference_id: refId, patient_id: $("patient").value || "patient", mode }) });
+    state.session = session;
+    const wsUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/sessions/${session.session_id}/scores?token=${encodeURIComponent(session.token)}&keypoints=${mode === "cloud"}`;
+    state.ws = new WebSocket(wsUrl);
+    state.ws.onmessage = (e) => onMessage(e.data);
+    state.ws.onclose = (e) => { if (state.running && e.code >= 4000) status(`Score stream closed: ${e.reason}`); };
+    await new Promise((resolve, reject) => { state.ws.onopen = resolve; state.ws.onerror = () => reject(new Error("score stream unavailable")); });
+    const pc = new RTCPeerConnection();
+    state.pc = pc;
+    state.running = true;
+    if (mode === "cloud") {
+      for (const track of state.stream.getVideoTracks()) pc.addTrack(track, state.stream);
+    } else {
+      state.channel = pc.createDataChannel("keypoints");
+      state.channel.onmessage = (e) => onMessage(e.data);
+      state.channel.onopen = () => startEdgeModel(state.channel).catch((err) => status(err.message));
+    }
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === "failed" && state.running) { status("Connection lost: reconnecting…"); reconnect(); }
+    };
+    await negotiate(pc, session);
+    status(mode === "cloud" ? "Streaming your camera. Follow the guide." : "The pose model runs on this device. Follow the guide.");
+    $("stop").disabled = false;
+  } catch (err) {
+    status(`Could not start: ${err.message}`);
+    $("start").disabled = false;
+  }
+}
+
+async function reconnect() {
+  // a fresh peer connection for the same session (the gateway replaces the old one)
+  const old = state.pc; const pc = new RTCPeerConnection(); state.pc = pc;
+  old && old.close();
+  for (const track of state.stream.getVideoTracks()) pc.addTrack(track, state.stream);
+  try { await negotiate(pc, state.session); status("Reconnected."); } catch (err) { status(`Reconnect failed: ${err.message}`); }
+}
+
+async function stop() {
+  state.running = false;
+  state.pc && state.pc.close();
+  state.ws && state.ws.close();
+  state.stream && state.stream.getTracks().forEach((t) => t.stop());
+  if (state.session) {
+    await fetch(`/sessions/${state.session.session_id}`, { method: "DELETE", headers: { Authorization: `Bearer ${state.session.token}` } });
+  }
+  $("start").disabled = false; $("stop").disabled = true;
+  status("Stopped. Well done!");
+}
+
+async function init() {
+  try {
+    const refs = await api("/references");
+    $("exercise").replaceChildren(...refs.map((r) => { const o = document.createElement("option"); o.value = r.id; o.textContent = r.name; return o; }));
+    if (params.get("reference")) $("exercise").value = params.get("reference");
+    if (params.get("patient")) $("patient").value = params.get("patient");
+    if (params.get("mode")) document.querySelector(`input[name=mode][value=${params.get("mode") === "edge" ? "edge" : "cloud"}]`).checked = true;
+    $("exercise").onchange = () => showGuide($("exercise").value);
+    if (refs.length) await showGuide($("exercise").value);
+    else status("No exercises yet: a clinician registers a guide video first.");
+  } catch (err) {
+    status(`The gateway is not reachable: ${err.message}`);
+  }
+  $("start").onclick = start;
+  $("stop").onclick = stop;
+  if (params.get("autostart") === "1") start();
+}
+
+init();
