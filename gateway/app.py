@@ -531,19 +531,23 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
             await ws.close(code=4404, reason="unknown session")
             return
         q = fanout.subscribe(sid, keypoints=ws.query_params.get("keypoints") in ("1", "true"))
-        try:
-            receiver = asyncio.create_task(ws.receive_text())
+
+        async def push() -> None:  # one writer per subscriber: no task or wait per message
             while True:
-                getter = asyncio.create_task(q.get())
-                done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
-                if receiver in done:  # the client closed (or sent something: we only push)
-                    getter.cancel()
-                    break
-                await ws.send_text(getter.result())
+                await ws.send_text(await q.get())
+
+        writer = asyncio.create_task(push())
+        reader = asyncio.ensure_future(ws.receive_text())
+        try:
+            # we only push: anything the client sends, or its close, ends the subscription
+            await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
-            receiver.cancel()
+            reader.cancel()
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, Exception):
+                await writer
             fanout.unsubscribe(sid, q)
 
     async def index(request: Request):

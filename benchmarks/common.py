@@ -1,0 +1,77 @@
+"""What the benchmarks share: an isolated stack (own topics and database on the local Kafka and
+MariaDB, removed after), the guide stored as reference "guide", services as processes, percentiles."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import tempfile
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from rehab.reference import Reference
+from rehab.services import Services
+from rehab.settings import REPO_ROOT, Settings
+from rehab.stack.topics import delete_topics, ensure_topics
+from rehab.storage.migrate import drop_database, migrate
+from rehab.storage.repository import Database
+
+BENCH_SECRET = "benchmark-secret-not-for-production"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clip_frames(name: str) -> list:
+    from edge.backends import create_backend
+    from edge.extract import extract
+
+    backend = create_backend("blazepose")
+    try:
+        return list(extract(REPO_ROOT / "data" / name, backend))
+    finally:
+        backend.close()
+
+
+def guide_reference() -> Reference:
+    g = clip_frames("pose2sim_single_cam01.mp4")
+    return Reference("guide", "guide", 60.0, g[0].width, g[0].height, "blazepose", "v", "0" * 64,
+                     [f.keypoints for f in g])
+
+
+@contextlib.contextmanager
+def bench_stack(services: tuple[str, ...] = ("processor", "worker", "gateway"), **overrides):
+    tag = f"bench{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    settings = Settings.from_env().with_(
+        topic_namespace=tag, mysql_db=f"rehab_{tag}", processor_app_id=f"{tag}-processor",
+        worker_group=f"{tag}-workers", gateway_port=port, gateway_url=f"http://127.0.0.1:{port}",
+        auth_secret=BENCH_SECRET, worker_metrics_port=0, processor_metrics_port=0, **overrides)
+    ensure_topics(settings.kafka_bootstrap, settings.topics)
+    ref = guide_reference()
+
+    async def prepare():
+        await migrate(settings)
+        async with Database.opened(settings) as db:
+            await db.save_reference(ref)
+
+    asyncio.run(prepare())
+    try:
+        with tempfile.TemporaryDirectory() as logs, Services(settings, Path(logs), names=services):
+            yield settings
+    finally:
+        delete_topics(settings.kafka_bootstrap, [s.name for s in settings.topics.specs()])
+        asyncio.run(drop_database(settings))
+
+
+def percentiles(values, qs=(50, 95, 99)) -> dict:
+    if not len(values):
+        return {f"p{q}": None for q in qs} | {"max": None, "n": 0}
+    arr = np.asarray(values, dtype=float)
+    return {f"p{q}": round(float(np.percentile(arr, q)), 1) for q in qs} | {"max": round(float(arr.max()), 1),
+                                                                           "n": int(arr.size)}
