@@ -44,6 +44,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from gateway.auth import AuthError, Claims, TokenSigner, bearer, check_api_key, origin_allowed
 from gateway.edge_ingest import EdgeIngest, EdgeMessageError
 from gateway.fanout import ScoreFanout
+from gateway.jitter import install as install_marker_jitter_buffer
 from gateway.ingest import VideoIngest
 from gateway.offer import Offer, OfferError
 from gateway.uploads import Extractor, UploadError, receive_video
@@ -53,6 +54,7 @@ from rehab.settings import Settings
 from rehab.storage.repository import Database
 
 log = logging.getLogger("rehab.gateway")
+install_marker_jitter_buffer()  # frames leave the jitter buffer on their last packet, not the next frame's first
 MAX_BODY = 256 * 1024
 STATIC = Path(__file__).resolve().parent / "static"
 

@@ -26,10 +26,12 @@ PRELOAD_MAX_FRAMES = 600
 class FileCameraTrack(VideoStreamTrack):
     """Plays a video file like a camera: frame i is "captured" at t0 + i / fps, never earlier."""
 
-    def __init__(self, path: str, max_side: int = 640, loops: int = 1):
+    def __init__(self, path: str, max_side: int = 640, loops: int = 1, fps: float | None = None):
+        """``fps``: play as a camera running at this rate (the clip's frames taken at its times)."""
         super().__init__()
         self.info = probe(path)
         self.path, self.max_side, self.loops = path, max_side, loops
+        self.fps = fps or self.info.fps
         self._iter = self._frames()
         self.index = 0
         self.sent = self.skipped = 0
@@ -40,8 +42,20 @@ class FileCameraTrack(VideoStreamTrack):
     def _frames(self):
         if 0 < self.info.frame_count <= PRELOAD_MAX_FRAMES:  # short clips: decode once, before t0
             images = list(video_frames(self.path, self.max_side))
-            return (image for _ in range(self.loops) for image in images)
-        return (image for _ in range(self.loops) for image in video_frames(self.path, self.max_side))
+            frames = (image for _ in range(self.loops) for image in images)
+        else:
+            frames = (image for _ in range(self.loops) for image in video_frames(self.path, self.max_side))
+        if self.fps >= self.info.fps:
+            return frames
+        return self._at_rate(frames)
+
+    def _at_rate(self, frames):
+        """A slower camera: source frame k is shown at k / clip fps; take the one due at each tick."""
+        step, due = self.info.fps / self.fps, 0.0
+        for k, image in enumerate(frames):
+            if k >= due:
+                yield image
+                due += step
 
     async def recv(self) -> av.VideoFrame:
         """Like a camera: frames are due at t0 + i / fps; a frame whose time has passed while the
@@ -49,7 +63,7 @@ class FileCameraTrack(VideoStreamTrack):
         if self.t0_mono is None:
             self.t0_mono, self.t0_ms = time.monotonic(), now_ms()
             self.first_frame.set()
-        behind = int((time.monotonic() - self.t0_mono) * self.info.fps) - self.index
+        behind = int((time.monotonic() - self.t0_mono) * self.fps) - self.index
         for _ in range(max(0, behind - 1)):  # one frame of slack, then skip
             if next(self._iter, None) is None:
                 break
@@ -59,11 +73,11 @@ class FileCameraTrack(VideoStreamTrack):
         if image is None:
             self.stop()
             raise MediaStreamError
-        delay = self.t0_mono + self.index / self.info.fps - time.monotonic()
+        delay = self.t0_mono + self.index / self.fps - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-        frame.pts = round(self.index * VIDEO_CLOCK / self.info.fps)
+        frame.pts = round(self.index * VIDEO_CLOCK / self.fps)
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
         self.index += 1
         self.sent += 1
@@ -112,11 +126,11 @@ async def create_session(gateway: str, reference_id: str, patient_id: str = "dem
 
 
 async def stream_file(gateway: str, grant: Grant, path: str, loops: int = 1, max_side: int = 640,
-                      tail_s: float = 3.0) -> AsyncIterator[Received]:
+                      tail_s: float = 3.0, fps: float | None = None) -> AsyncIterator[Received]:
     """Streams ``path`` into the granted session; yields scores until ``tail_s`` after the last frame."""
     session_id = grant.session_id
     ws_url = gateway.replace("http", "ws", 1) + f"/sessions/{session_id}/scores?token={grant.token}"
-    track = FileCameraTrack(path, max_side=max_side, loops=loops)
+    track = FileCameraTrack(path, max_side=max_side, loops=loops, fps=fps)
     pc = RTCPeerConnection()
     channel = pc.createDataChannel("control")
 

@@ -54,3 +54,30 @@ async def test_fanout_reaches_only_the_sessions_subscribers_and_never_blocks():
     assert other.empty()
     fan.unsubscribe("a", mine)
     assert fan.publish("a", "x") == 0
+
+
+def _rtp(seq: int, ts: int, marker: bool, data: bytes):
+    from aiortc.rtp import RtpPacket
+
+    p = RtpPacket(payload_type=96, marker=int(marker), sequence_number=seq, timestamp=ts)
+    p._data = data
+    return p
+
+
+def test_marker_jitter_buffer_releases_a_frame_on_its_last_packet():
+    from aiortc.jitterbuffer import JitterBuffer
+
+    from gateway.jitter import MarkerJitterBuffer
+
+    packets = [_rtp(1, 3000, False, b"a"), _rtp(2, 3000, True, b"b"), _rtp(3, 6000, False, b"c")]
+    ours, theirs = MarkerJitterBuffer(capacity=128, is_video=True), JitterBuffer(capacity=128, is_video=True)
+    out_ours = [ours.add(p)[1] for p in packets]
+    out_theirs = [theirs.add(p)[1] for p in packets]
+    assert out_ours[1] is not None and out_ours[1].data == b"ab", "released with the marked packet"
+    assert out_theirs[1] is None and out_theirs[2].data == b"ab", "aiortc waits for the next frame"
+    assert out_ours[2] is None, "the next frame is not complete yet"
+    # a gap inside a frame holds it back
+    gap = MarkerJitterBuffer(capacity=128, is_video=True)
+    assert gap.add(_rtp(10, 9000, False, b"x"))[1] is None
+    assert gap.add(_rtp(12, 9000, True, b"z"))[1] is None
+    assert gap.add(_rtp(11, 9000, False, b"y"))[1].data == b"xyz"
