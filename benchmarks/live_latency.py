@@ -61,7 +61,8 @@ def client_process(gateway: str, n: int, mode: str, seconds: float, fps: float, 
 
 
 def run(sessions: int, mode: str, seconds: float, fps: float, max_side: int, per_process: int,
-        interval_s: float, complexity: int | None = None) -> dict:
+        interval_s: float, complexity: int | None = None,
+        worker_fps: float | None = None) -> dict:
     keypoints = None
     if mode == "edge":
         from benchmarks.common import clip_frames
@@ -70,7 +71,7 @@ def run(sessions: int, mode: str, seconds: float, fps: float, max_side: int, per
         frames = clip_frames(CLIP.name)
         keypoints = [(f.width, f.height, f.keypoints) for f in frames[::max(1, round(step))]]
     extra = {} if complexity is None else {"pose_complexity": complexity}
-    with bench_stack(("processor", "worker", "gateway"), session_max_fps=int(fps), worker_max_fps=int(fps), frame_max_side=max_side,
+    with bench_stack(("processor", "worker", "gateway"), session_max_fps=int(fps), worker_max_fps=int(worker_fps or fps), frame_max_side=max_side,
                      token_ttl_s=max(900, int(seconds) + 300), session_idle_s=60, **extra) as settings:
         ctx = mp.get_context("spawn")
         out = ctx.Queue()
@@ -95,7 +96,7 @@ def run(sessions: int, mode: str, seconds: float, fps: float, max_side: int, per
             buckets.append({"from_s": start, **percentiles(lat)})
     return {
         "mode": mode, "sessions": sessions, "fps": fps, "seconds": seconds, "frame_max_side": max_side,
-        "pose_complexity": complexity if complexity is not None else "default",
+        "pose_complexity": complexity if complexity is not None else "default", "worker_fps": worker_fps or fps,
         "scores": len(rows), "scores_per_s_per_session": round(len(rows) / max(seconds, 1) / sessions, 2),
         "glass_to_score_ms": percentiles(warm), "hops_ms": hops, "per_interval": buckets,
         "errors": [e for r in results for e in r["errors"]][:5],
@@ -111,6 +112,8 @@ def main() -> None:
     ap.add_argument("--max-side", type=int, default=480, help="client camera and gateway frame size (long side)")
     ap.add_argument("--per-process", type=int, default=0, help="sessions per client process (default: 4 cloud, 50 edge)")
     ap.add_argument("--interval", type=float, default=30, help="seconds per reported interval")
+    ap.add_argument("--worker-fps", type=float, default=None,
+                    help="frames per second per session the pose worker takes (default: --fps)")
     ap.add_argument("--complexity", type=int, choices=[0, 1, 2], default=None,
                     help="BlazePose model in the worker (default: REHAB_POSE_COMPLEXITY, 1 = full)")
     ap.add_argument("--sweep", default="", help="comma-separated session counts, one run each")
@@ -118,13 +121,13 @@ def main() -> None:
     per_process = args.per_process or (4 if args.mode == "cloud" else 50)
     if args.sweep:
         runs = [run(int(n), args.mode, args.seconds, args.fps, args.max_side, per_process, args.interval,
-                    args.complexity) for n in args.sweep.split(",")]
+                    args.complexity, args.worker_fps) for n in args.sweep.split(",")]
         summary = [{"sessions": r["sessions"], **{k: r["glass_to_score_ms"][k] for k in ("p50", "p95", "p99")},
                     "scores_per_s_per_session": r["scores_per_s_per_session"]} for r in runs]
         print(json.dumps({"mode": args.mode, "sweep": summary, "runs": runs}, indent=2))
     else:
         print(json.dumps(run(args.sessions, args.mode, args.seconds, args.fps, args.max_side, per_process,
-                             args.interval, args.complexity), indent=2))
+                             args.interval, args.complexity, args.worker_fps), indent=2))
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ class Settings:
     pose_weights: str = ""
     worker_max_frame_age_ms: int = 500
     worker_max_fps: int = 30
+    worker_threads: int = 1
     pose_smoothing: float = 0.0
     pose_complexity: int = 1
     pose_score_threshold: float = 0.85
@@ -79,6 +80,7 @@ class Settings:
         "pose_weights": "REHAB_POSE_WEIGHTS",
         "worker_max_frame_age_ms": "REHAB_WORKER_MAX_FRAME_AGE_MS",
         "worker_max_fps": "REHAB_WORKER_MAX_FPS",
+        "worker_threads": "REHAB_WORKER_THREADS",
         "pose_smoothing": "REHAB_POSE_SMOOTHING",
         "pose_complexity": "REHAB_POSE_COMPLEXITY",
         "pose_score_threshold": "REHAB_POSE_SCORE_THRESHOLD",
@@ -115,6 +117,8 @@ class Settings:
             raise SettingsError("REHAB_POSE_COMPLEXITY must be 0 (lite), 1 (full) or 2 (heavy)")
         if not 0.0 <= self.pose_score_threshold <= 1.0:
             raise SettingsError("REHAB_POSE_SCORE_THRESHOLD must be between 0 and 1")
+        if not 1 <= self.worker_threads <= 16:
+            raise SettingsError("REHAB_WORKER_THREADS must be between 1 and 16")
         if not 1 <= self.worker_max_fps <= 240:
             raise SettingsError("REHAB_WORKER_MAX_FPS must be between 1 and 240")
         if not 10 <= self.token_ttl_s <= 86_400:

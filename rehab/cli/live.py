@@ -80,7 +80,7 @@ def _serve_worker(settings: Settings, ready_file: Path | None) -> None:
     finally:
         worker.consumer.close()
         worker.producer.close(timeout=5)
-        worker.backend.close()
+        worker.close_backends()
         print(json.dumps({"worker_counters": dict(worker.counters)}), flush=True)
 
 

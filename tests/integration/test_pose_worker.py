@@ -49,3 +49,39 @@ def test_worker_publishes_keypoints_and_dead_letters_bad_frames(isolated_setting
     reasons = sorted(letter["reason"] for letter in letters)
     assert reasons == ["JPEG could not be decoded", "frame has no rehab-meta header"], reasons
     producer.close()
+
+
+def test_two_inference_lanes_give_each_session_the_keypoints_one_lane_gives(blazepose, data_dir):
+    """Sessions are spread over lanes (threads, one model instance each) and stay on theirs, so the
+    keypoints are the same as with one lane, frame for frame."""
+    from edge.backends import create_backend
+    from edge.video import frames
+    from edge.worker import Decoded
+    from rehab.topics import Topics
+
+    class Sink:
+        def send(self, *a, **k):
+            pass
+
+        def flush(self):
+            pass
+
+    images = list(frames(data_dir / "pose2sim_single_cam02.mp4", 480))[:20]
+    sessions = ["alpha", "beta", "gamma", "delta"]
+
+    def run(extra):
+        worker = PoseWorker(None, Sink(), create_backend("blazepose"), Topics("t"), extra_backends=extra)
+        out = {}
+        for i, image in enumerate(images):
+            batch = [Decoded(FrameRecord(s, i, 1000 + i * 66, 1000 + i * 66, 480, 270, "ref", b"\xff\xd8"), image)
+                     for s in sessions]
+            for kf in worker.process(batch):
+                out.setdefault(kf.session_id, []).append(kf.keypoints)
+        lanes = {s: worker._lane(s) for s in sessions}
+        worker.close_backends()
+        return out, lanes
+
+    one, _ = run([])
+    two, lanes = run([create_backend("blazepose")])
+    assert set(lanes.values()) == {0, 1}, "both lanes are used"
+    assert two == one
