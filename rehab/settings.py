@@ -51,6 +51,7 @@ class Settings:
     processor_window_ms: int = 1000
     processor_min_interval_ms: int = 100
     processor_web_port: int = 6066
+    processor_coalesce_after: int = 8
     admin_api_key: str = field(default="", repr=False)
     auth_secret: str = field(default="", repr=False)
     token_ttl_s: int = 900
@@ -89,6 +90,7 @@ class Settings:
         "processor_window_ms": "REHAB_PROCESSOR_WINDOW_MS",
         "processor_min_interval_ms": "REHAB_PROCESSOR_MIN_INTERVAL_MS",
         "processor_web_port": "REHAB_PROCESSOR_WEB_PORT",
+        "processor_coalesce_after": "REHAB_PROCESSOR_COALESCE_AFTER",
         "admin_api_key": "REHAB_ADMIN_API_KEY",
         "auth_secret": "REHAB_AUTH_SECRET",
         "token_ttl_s": "REHAB_TOKEN_TTL_S",
@@ -117,6 +119,8 @@ class Settings:
             raise SettingsError("REHAB_POSE_COMPLEXITY must be 0 (lite), 1 (full) or 2 (heavy)")
         if not 0.0 <= self.pose_score_threshold <= 1.0:
             raise SettingsError("REHAB_POSE_SCORE_THRESHOLD must be between 0 and 1")
+        if not 0 <= self.processor_coalesce_after <= 100_000:
+            raise SettingsError("REHAB_PROCESSOR_COALESCE_AFTER must be >= 0 (0: score every due window)")
         if not 1 <= self.worker_threads <= 16:
             raise SettingsError("REHAB_WORKER_THREADS must be between 1 and 16")
         if not 1 <= self.worker_max_fps <= 240:

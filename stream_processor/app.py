@@ -17,10 +17,10 @@ import faust
 from mode import Service
 
 from rehab import metrics
-from rehab.records import DeadLetter, MessageError, Score
+from rehab.records import DeadLetter, Score
 from rehab.settings import Settings
 from rehab.storage.repository import Database
-from stream_processor.processor import ScoringState, UnusableMessage
+from stream_processor.processor import ScoringState
 
 log = logging.getLogger("rehab.stream_processor")
 TIMER_INTERVAL_S = 0.1
@@ -127,19 +127,16 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
         # and one state write per session per batch instead of per score
         async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
             metrics.MESSAGES.labels("processor", "keypoints_in").inc(len(events))
-            results = []
-            for event in events:
-                msg = event.message
-                try:
-                    scorer, score = await state.handle(event.value)
-                except (MessageError, UnusableMessage) as exc:
-                    letter = DeadLetter.of("stream-processor", msg.topic, msg.partition, msg.offset,
-                                           msg.key, event.value, str(exc))
-                    await dead_letter.send(key=msg.key, value=letter.to_json())
-                    metrics.MESSAGES.labels("processor", "dead_letter").inc()
-                    continue
-                if score is not None:
-                    results.append((scorer, score))
+            coalesced = state.coalesced
+            results, failures = await state.handle_batch([e.value for e in events], settings.processor_coalesce_after)
+            if state.coalesced > coalesced:
+                metrics.DROPPED.labels("processor", "coalesced").inc(state.coalesced - coalesced)
+            for i, exc in failures:
+                msg = events[i].message
+                letter = DeadLetter.of("stream-processor", msg.topic, msg.partition, msg.offset,
+                                       msg.key, events[i].value, str(exc))
+                await dead_letter.send(key=msg.key, value=letter.to_json())
+                metrics.MESSAGES.labels("processor", "dead_letter").inc()
             await emit(results)
 
     @app.timer(interval=TIMER_INTERVAL_S)

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
-from rehab.records import KeypointFrame, MessageError, Score
+from rehab.records import KeypointFrame, MessageError, Score, now_ms
 from rehab.reference import Reference
 from rehab.scoring import LiveScorer, ReferenceModel
 
@@ -39,6 +39,8 @@ class ScoringState:
     scorers: dict[str, LiveScorer] = field(default_factory=dict)
     models: dict[str, ReferenceModel] = field(default_factory=dict)
     last_seen: dict[str, float] = field(default_factory=dict)
+    scored_at: dict[str, int] = field(default_factory=dict)  # our wall clock at each session's last score
+    coalesced: int = 0  # frames added to a window without being scored, because their session was behind
 
     async def _model(self, reference_id: str) -> ReferenceModel:
         model = self.models.get(reference_id)
@@ -70,6 +72,54 @@ class ScoringState:
         scorer = await self.scorer_for(frame)
         self.last_seen[frame.session_id] = time.monotonic()
         return scorer, scorer.update(frame)
+
+    async def handle_batch(self, raws: list[bytes], coalesce_after: int = 8, late_ms: int = 300):
+        """A batch of messages: ([(scorer, score)], [(index, error)] for the dead-letter topic).
+
+        Load shedding (``coalesce_after`` 0 turns it off: every due window is scored, as offline):
+        - a session with more than ``coalesce_after`` frames in the batch is behind (a backlog): its
+          frames all enter the window but only the newest is scored;
+        - a frame that reached us more than ``late_ms`` after the gateway or worker stamped it means this
+          processor has more sessions than it can score at full rate: such a frame is scored only if
+          the session's last score is older (in our wall-clock time) than the frame is late, so the
+          scoring rate drops as the lag grows and the lag stops growing.
+        At live pace a batch holds a frame or two per session, nothing is late, and every due window is
+        scored exactly as ``handle`` would."""
+        frames, failures = [], []
+        for i, raw in enumerate(raws):
+            try:
+                frames.append((i, KeypointFrame.from_json(raw)))
+            except MessageError as exc:
+                failures.append((i, exc))
+        per_session: dict[str, int] = {}
+        for _, f in frames:
+            per_session[f.session_id] = per_session.get(f.session_id, 0) + 1
+        seen: dict[str, int] = {}
+        results = []
+        now, wall = time.monotonic(), now_ms()
+        for i, f in frames:
+            try:
+                scorer = await self.scorer_for(f)
+            except UnusableMessage as exc:
+                failures.append((i, exc))
+                continue
+            sid = f.session_id
+            self.last_seen[sid] = now
+            n, k = per_session[sid], seen.get(sid, 0) + 1
+            seen[sid] = k
+            behind = bool(coalesce_after) and n > coalesce_after
+            lateness = wall - max(f.gateway_ts_ms, f.infer_ts_ms)
+            late = bool(coalesce_after) and lateness > late_ms and wall - self.scored_at.get(sid, 0) < lateness
+            defer = (behind and k < n) or late
+            score = scorer.update(f, defer=defer)
+            if behind and k == n and not late and score is None:
+                score = scorer.flush()
+            if defer:
+                self.coalesced += 1
+            if score is not None:
+                self.scored_at[sid] = wall
+                results.append((scorer, score))
+        return results, failures
 
     def flush_due(self, quiet_s: float) -> list[tuple[LiveScorer, Score]]:
         """Scores for sessions whose newest frame is unscored and who sent nothing for ``quiet_s``;

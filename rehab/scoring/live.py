@@ -116,7 +116,9 @@ class LiveScorer:
         span = self.frames[-1].capture_ts_ms - self.frames[0].capture_ts_ms
         return span >= self.window_ms * MIN_WINDOW_FRACTION
 
-    def update(self, f: KeypointFrame, score_ts_ms: int | None = None) -> Score | None:
+    def update(self, f: KeypointFrame, score_ts_ms: int | None = None, defer: bool = False) -> Score | None:
+        """Adds a frame; returns its window's score when this frame is due one. ``defer``: add it
+        without scoring (a processor catching up scores only the newest frame of a backlog)."""
         if f.seq <= self.last_seq:
             # a duplicate, re-delivered or out-of-order frame: never scored twice, but after a restart
             # the frames re-read before the last scored one refill the window
@@ -127,7 +129,7 @@ class LiveScorer:
         self.frames.append(f)
         while self.frames[0].capture_ts_ms < f.capture_ts_ms - self.window_ms:
             self.frames.popleft()
-        if not self._window_ready():
+        if defer or not self._window_ready():
             return None
         if self.min_interval_ms and prev_ts is not None and \
                 f.capture_ts_ms // self.min_interval_ms == prev_ts // self.min_interval_ms:

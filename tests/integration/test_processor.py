@@ -53,7 +53,9 @@ def _offline(ref, frames, settings) -> list[Score]:
 
 def test_processor_scores_like_offline_and_dead_letters_bad_messages(isolated_settings, guide, clip_keypoints,
                                                                       tmp_path):
-    s = isolated_settings
+    # the whole attempt is in the topic before the processor starts: a backlog it would otherwise
+    # coalesce (score only its newest frame); here every window must be scored, as offline
+    s = isolated_settings.with_(processor_coalesce_after=0)
     attempt = _attempt(clip_keypoints, "patient-1")
     producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap)
     bad = attempt[0].to_json().replace(b'"seq":0,', b'"seq":"x",')
@@ -88,7 +90,7 @@ def test_processor_scores_like_offline_and_dead_letters_bad_messages(isolated_se
 
 def test_a_crashed_processor_resumes_the_count_and_a_replay_duplicates_nothing(isolated_settings, guide,
                                                                                clip_keypoints, tmp_path):
-    s = isolated_settings
+    s = isolated_settings.with_(processor_coalesce_after=0)  # every window, as offline (see above)
     attempt = _attempt(clip_keypoints, "patient-2", loops=3)
     expected_reps = _offline(guide, attempt, s)[-1].reps
     assert expected_reps == 3, "the clip three times back to back is three repetitions"

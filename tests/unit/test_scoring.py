@@ -234,3 +234,54 @@ def test_the_session_starts_when_the_patient_steps_into_view():
     assert scores[-1].session_similarity == pytest.approx(on_time["similarity"], abs=0.05)
     # ... but nobody at all is still a zero
     assert score_attempt(reference(), frames([None] * 90))["similarity"] == 0.0
+
+
+def _state():
+    import asyncio
+
+    from stream_processor.processor import ScoringState
+
+    ref = reference()
+
+    async def load(_):
+        return ref
+
+    return asyncio, ScoringState(load, window_ms=1000, min_interval_ms=100)
+
+
+def test_a_processor_at_live_pace_scores_every_due_window_and_one_behind_scores_only_the_newest():
+    from rehab.records import now_ms
+
+    asyncio, live = _state()
+    poses = [dataclasses.replace(f, reference_id="ref") for f in frames([pose_at(i / 60) for i in range(120)])]
+
+    def stamped(fs):  # as the worker publishes them: just now, so not late
+        t = now_ms()
+        return [dataclasses.replace(f, gateway_ts_ms=t, infer_ts_ms=t).to_json() for f in fs]
+
+    raws = stamped(poses)
+    one_by_one = [sc for r in raws if (sc := asyncio.run(live.handle(r))[1]) is not None]
+    _, paced = _state()
+    batched = [sc for i in range(0, len(poses), 2) for _, sc in asyncio.run(paced.handle_batch(stamped(poses[i:i + 2])))[0]]
+    assert [s.window_end_seq for s in batched] == [s.window_end_seq for s in one_by_one]
+    assert [s.similarity for s in batched] == [s.similarity for s in one_by_one]
+    _, behind = _state()
+    results, failures = asyncio.run(behind.handle_batch(stamped(poses[:60]) + [b"{broken"], coalesce_after=8))
+    assert [s.window_end_seq for _, s in results] == [59], "a backlog is scored at its newest frame only"
+    assert behind.coalesced == 59 and len(failures) == 1 and failures[0][0] == 60
+    results, _ = asyncio.run(behind.handle_batch(stamped(poses[60:61]), coalesce_after=8))
+    assert [s.window_end_seq for _, s in results] == [60], "and then it is back at live pace"
+
+
+def test_a_processor_with_late_frames_scores_each_session_less_often_the_later_they_are():
+    from rehab.records import now_ms
+
+    asyncio, state = _state()
+    late = now_ms() - 2000  # every frame reaches the processor 2 s after the worker published it
+    poses = [dataclasses.replace(f, reference_id="ref", gateway_ts_ms=late, infer_ts_ms=late)
+             for f in frames([pose_at(i / 60) for i in range(120)])]
+    scored = [s for f in poses for _, s in asyncio.run(state.handle_batch([f.to_json()]))[0]]
+    assert len(scored) == 1, "2 s late: at most one score per session per 2 s of our time"
+    _, off = _state()
+    every = [s for f in poses for _, s in asyncio.run(off.handle_batch([f.to_json()], coalesce_after=0))[0]]
+    assert len(every) > 30, "shedding off: every due window"
