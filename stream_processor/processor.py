@@ -19,6 +19,9 @@ from rehab.scoring import LiveScorer, ReferenceModel
 log = logging.getLogger("rehab.stream_processor")
 
 
+LATE_SCORE_SPACING_MS = 250
+
+
 class UnusableMessage(Exception):
     """The message is well-formed but cannot be scored (e.g. its reference is unknown)."""
 
@@ -80,9 +83,9 @@ class ScoringState:
         - a session with more than ``coalesce_after`` frames in the batch is behind (a backlog): its
           frames all enter the window but only the newest is scored;
         - a frame that reached us more than ``late_ms`` after the gateway or worker stamped it means this
-          processor has more sessions than it can score at full rate: such a frame is scored only if
-          the session's last score is older (in our wall-clock time) than the frame is late, so the
-          scoring rate drops as the lag grows and the lag stops growing.
+          processor has more sessions than it can score at full rate: the session is then scored at
+          most 4 times a second (``LATE_SCORE_SPACING_MS``), and when frames are over 2 s late, once
+          per how late they are, so the lag drains instead of growing.
         At live pace a batch holds a frame or two per session, nothing is late, and every due window is
         scored exactly as ``handle`` would."""
         frames, failures = [], []
@@ -109,7 +112,10 @@ class ScoringState:
             seen[sid] = k
             behind = bool(coalesce_after) and n > coalesce_after
             lateness = wall - max(f.gateway_ts_ms, f.infer_ts_ms)
-            late = bool(coalesce_after) and lateness > late_ms and wall - self.scored_at.get(sid, 0) < lateness
+            # late: at most 4 scores a second for the session (the product's floor), and when more
+            # than 2 s late, one per how late it is (a backlog drains instead of being scored)
+            spacing = LATE_SCORE_SPACING_MS if lateness < 2000 else lateness
+            late = bool(coalesce_after) and lateness > late_ms and wall - self.scored_at.get(sid, 0) < spacing
             defer = (behind and k < n) or late
             score = scorer.update(f, defer=defer)
             if behind and k == n and not late and score is None:
@@ -121,16 +127,27 @@ class ScoringState:
                 results.append((scorer, score))
         return results, failures
 
-    def flush_due(self, quiet_s: float) -> list[tuple[LiveScorer, Score]]:
-        """Scores for sessions whose newest frame is unscored and who sent nothing for ``quiet_s``;
-        forgets sessions idle for ``idle_evict_s`` (their snapshot stays in the table)."""
-        now, out = time.monotonic(), []
+    def flush_due(self, quiet_s: float, late_ms: int = 300) -> list[tuple[LiveScorer, Score]]:
+        """Scores for sessions whose newest frame is unscored and who sent nothing for ``quiet_s``
+        (a late frame waits for the session's score spacing, as in ``handle_batch``); forgets sessions
+        idle for ``idle_evict_s`` (their snapshot stays in the table)."""
+        now, wall, out = time.monotonic(), now_ms(), []
         for sid, scorer in list(self.scorers.items()):
             seen = self.last_seen.get(sid, now)
             if now - seen >= self.idle_evict_s:
                 del self.scorers[sid]
                 self.last_seen.pop(sid, None)
-            elif now - seen >= quiet_s and (score := scorer.flush()) is not None:
+                self.scored_at.pop(sid, None)
+                continue
+            if now - seen < quiet_s or not scorer.pending:
+                continue
+            newest = scorer.frames[-1]
+            if wall - max(newest.gateway_ts_ms, newest.infer_ts_ms) > late_ms and \
+                    wall - self.scored_at.get(sid, 0) < LATE_SCORE_SPACING_MS:
+                continue
+            score = scorer.flush()
+            if score is not None:
+                self.scored_at[sid] = wall
                 out.append((scorer, score))
         return out
 
