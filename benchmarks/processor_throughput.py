@@ -42,10 +42,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--frames-per-session", type=int, default=600)
+    ap.add_argument("--coalesce-after", type=int, default=0,
+                    help="the processor's load shedding (REHAB_PROCESSOR_COALESCE_AFTER); 0 (default here): "
+                         "every due window is scored, which is the scoring capacity; 8: the live default, "
+                         "a backlog is scored at its newest frames only (catch-up speed)")
     args = ap.parse_args()
     tag = f"bench{uuid.uuid4().hex[:8]}"
     settings = Settings.from_env().with_(topic_namespace=tag, mysql_db=f"rehab_{tag}",
-                                         processor_app_id=f"{tag}-processor")
+                                         processor_app_id=f"{tag}-processor",
+                                         processor_coalesce_after=args.coalesce_after)
     backend = create_backend("blazepose")
     guide = list(extract(REPO_ROOT / "data" / "pose2sim_single_cam01.mp4", backend))
     attempt = list(extract(REPO_ROOT / "data" / "pose2sim_single_cam02.mp4", backend))
@@ -81,6 +86,7 @@ def main() -> None:
         consumer.close()
         print(json.dumps({
             "sessions": args.sessions, "keypoint_frames": total, "scores": scores,
+            "coalesce_after": args.coalesce_after,
             "sessions_finished": len(done), "seconds": round(elapsed, 2),
             "keypoint_frames_per_s": round(total / elapsed, 1), "scores_per_s": round(scores / elapsed, 1),
             "note": "includes processor start-up (Faust rebalance, first MySQL connection)",
