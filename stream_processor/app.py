@@ -15,6 +15,7 @@ from pathlib import Path
 
 import asyncmy
 import faust
+from kafka.partitioner.default import murmur2
 from mode import Service
 
 from rehab import metrics
@@ -50,14 +51,14 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
     keypoints = app.topic(topics.keypoints, key_type=bytes, value_type=bytes)
     scores = app.topic(topics.scores, key_type=bytes, value_type=bytes)
     dead_letter = app.topic(topics.dead_letter, key_type=bytes, value_type=bytes)
-    # use_partitioner: state is written per batch (and by the timer), outside a single event's context;
-    # keys are session ids like the keypoints topic's, so the default (murmur2) partitioner puts each
-    # session's state in the changelog partition that matches its keypoints partition.
+    # State is written per batch (and by the timer), outside one event's context, with ``put``: the
+    # changelog partition is given explicitly (the session's keypoints partition, Faust's own rule),
+    # so no partitioner has to look up a changelog topic's metadata (that raced topic creation).
     session_to_state = app.Table("session_to_state", default=None, key_type=bytes, value_type=bytes,
-                                 partitions=4, use_partitioner=True)
+                                 partitions=4)
     # the window's frames, saved at most every WINDOW_SNAPSHOT_MS of capture time (they are larger)
     session_to_window = app.Table("session_to_window", default=None, key_type=bytes, value_type=bytes,
-                                  partitions=4, use_partitioner=True)
+                                  partitions=4)
     window_saved_at: dict[str, int] = {}
     lag_watch: list = []
     holder: dict[str, Database] = {}
@@ -94,6 +95,16 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
+    partition_of: dict[str, int] = {}  # session -> its keypoints partition (= its changelog partition)
+
+    def put(table, sid: str, value: bytes) -> None:
+        partition = partition_of.get(sid)
+        if partition is None:  # not seen in this process (cannot happen for a scored session)
+            partition = (murmur2(sid.encode()) & 0x7FFFFFFF) % 4  # Kafka's default partitioner
+        key = sid.encode()
+        table.send_changelog(partition, key, value)
+        table.data[key] = value
+
     pending_rows: list[Score] = []
     flushed_at = [time.monotonic()]
 
@@ -122,10 +133,9 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
         await flush_rows()
         latest = {score.session_id: (scorer, score) for scorer, score in results}
         for sid, (scorer, score) in latest.items():
-            key = sid.encode()
-            session_to_state[key] = json.dumps(scorer.snapshot()).encode()
+            put(session_to_state, sid, json.dumps(scorer.snapshot()).encode())
             if score.window_end_ts_ms - window_saved_at.get(sid, 0) >= WINDOW_SNAPSHOT_MS:
-                session_to_window[key] = json.dumps(scorer.window_snapshot()).encode()
+                put(session_to_window, sid, json.dumps(scorer.window_snapshot()).encode())
                 window_saved_at[sid] = score.window_end_ts_ms
 
     state = ScoringState(load_reference, load_snapshot, load_window, window_ms=settings.processor_window_ms,
@@ -146,6 +156,9 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
         # and one state write per session per batch instead of per score
         async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
             metrics.MESSAGES.labels("processor", "keypoints_in").inc(len(events))
+            for e in events:
+                if e.message.key is not None:
+                    partition_of[e.message.key.decode("utf-8", "replace")] = e.message.partition
             coalesced = state.coalesced
             results, failures = await state.handle_batch([e.value for e in events], settings.processor_coalesce_after)
             if state.coalesced > coalesced:
