@@ -439,15 +439,19 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
             return error(400, f"bad offer: {exc}")
         if row["ended_at"] is not None:
             return error(409, "session has ended")
-        if sid in live:
-            await live.pop(sid).close()  # a reconnecting client (or an ICE restart) replaces its old peer connection
+        first_seq = 0
+        if sid in live:  # a reconnecting client (or an ICE restart) replaces its old peer connection;
+            old = live.pop(sid)  # the session's frame numbers go on, so no frame looks like a repeat
+            first_seq = old.ingest.next_seq + 1
+            await old.close()
         pc = RTCPeerConnection()
         edge = row["mode"] == "edge"
         if edge:
-            ingest = EdgeIngest(sid, row["reference_id"], res["producer"], topics.keypoints, settings.session_max_fps)
+            ingest = EdgeIngest(sid, row["reference_id"], res["producer"], topics.keypoints, settings.session_max_fps,
+                                first_seq)
         else:
             ingest = VideoIngest(sid, row["reference_id"], res["producer"], topics.frames,
-                                 settings.frame_max_side, settings.jpeg_quality, settings.session_max_fps)
+                                 settings.frame_max_side, settings.jpeg_quality, settings.session_max_fps, first_seq)
         session = LiveSession(sid, row["reference_id"], pc, ingest)
 
         def on_keypoints(channel, message) -> None:

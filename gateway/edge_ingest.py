@@ -14,6 +14,7 @@ the same channel as ``{"type": "score", ...}`` (the lowest-latency path), as wel
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections import Counter
@@ -85,8 +86,13 @@ def parse_message(raw, session_id: str, reference_id: str) -> KeypointFrame:
 class EdgeIngest:
     """One edge session's keypoint channel: validate, rate-limit, publish."""
 
-    def __init__(self, session_id: str, reference_id: str, producer, topic: str, max_fps: float = 30.0):
+    def __init__(self, session_id: str, reference_id: str, producer, topic: str, max_fps: float = 30.0,
+                 first_seq: int = 0):
+        """``first_seq``: after a reconnect the device may count from 0 again; the published frame
+        numbers go on from the old connection's (device seq + offset)."""
         self.session_id, self.reference_id = session_id, reference_id
+        self.seq_offset = first_seq
+        self.next_seq = first_seq
         self.producer, self.topic = producer, topic
         self.bucket = TokenBucket(max_fps, burst=max(2.0, max_fps / 2))
         self.last_seq = -1
@@ -105,6 +111,9 @@ class EdgeIngest:
         return frame
 
     async def publish(self, frame: KeypointFrame) -> None:
+        if self.seq_offset:
+            frame = dataclasses.replace(frame, seq=frame.seq + self.seq_offset)
+        self.next_seq = max(self.next_seq, frame.seq + 1)
         await self.producer.send(self.topic, key=self.session_id.encode(), value=frame.to_json())
         self.counters["frames_published"] += 1
         metrics.MESSAGES.labels("gateway", "edge_keypoints").inc()

@@ -69,13 +69,15 @@ class VideoIngest:
     """One session's video: ``read_track`` and ``publish`` run as two tasks."""
 
     def __init__(self, session_id: str, reference_id: str, producer, topic: str,
-                 max_side: int = 640, quality: int = 80, max_fps: float = 30.0):
+                 max_side: int = 640, quality: int = 80, max_fps: float = 30.0, first_seq: int = 0):
+        """``first_seq``: after a reconnect the session's frame numbers go on from the old connection's."""
         self.session_id, self.reference_id = session_id, reference_id
         self.producer, self.topic = producer, topic
         self.max_side, self.quality, self.min_interval = max_side, quality, 1.0 / max_fps
         self.slot = LatestSlot()
         self.clock_t0_ms: int | None = None  # the client's capture time of pts 0, from the data channel
         self.counters: Counter[str] = Counter()
+        self.next_seq = first_seq
 
     def capture_ts(self, frame) -> int:
         if self.clock_t0_ms is not None and frame.pts is not None and frame.time_base is not None:
@@ -85,7 +87,6 @@ class VideoIngest:
     async def read_track(self, track, on_frame=None) -> None:
         from aiortc.mediastreams import MediaStreamError
 
-        seq = 0
         while True:
             try:
                 frame = await track.recv()
@@ -94,8 +95,8 @@ class VideoIngest:
             self.counters["frames_received"] += 1
             if on_frame is not None:
                 on_frame()
-            self.slot.put(Pending(frame, seq, self.capture_ts(frame)))
-            seq += 1
+            self.slot.put(Pending(frame, self.next_seq, self.capture_ts(frame)))
+            self.next_seq += 1
 
     async def publish(self) -> None:
         loop = asyncio.get_running_loop()

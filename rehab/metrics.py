@@ -49,25 +49,25 @@ def serve(port: int, service: str) -> bool:
     return True
 
 
-def group_lag(bootstrap: str, group: str, topic: str) -> int | None:
-    """The consumer group's lag on ``topic`` (sum over partitions), or None when unknown."""
+def group_lag(bootstrap: str, group: str, topic: str, clients: dict | None = None) -> int | None:
+    """The consumer group's lag on ``topic`` (sum over partitions), or None when unknown. ``clients``
+    keeps the admin client and consumer between calls (made on first use)."""
     from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"{group}-lag")
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
-        ends = consumer.end_offsets(tps)
-        committed = admin.list_group_offsets({group: None}).get(group, {})
-        lag = 0
-        for tp in tps:
-            meta = committed.get(tp)
-            lag += ends[tp] - (meta.offset if meta is not None and meta.offset >= 0 else 0)
-        return lag
-    finally:
-        consumer.close()
-        admin.close()
+    clients = {} if clients is None else clients
+    if "admin" not in clients:
+        clients["admin"] = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"{group}-lag")
+        clients["consumer"] = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer, admin = clients["consumer"], clients["admin"]
+    parts = consumer.partitions_for_topic(topic) or set()
+    tps = [TopicPartition(topic, p) for p in parts]
+    ends = consumer.end_offsets(tps)
+    committed = admin.list_group_offsets({group: None}).get(group, {})
+    lag = 0
+    for tp in tps:
+        meta = committed.get(tp)
+        lag += ends[tp] - (meta.offset if meta is not None and meta.offset >= 0 else 0)
+    return lag
 
 
 def watch_lag(bootstrap: str, group: str, topic: str, service: str, every_s: float = 5.0,
@@ -76,13 +76,20 @@ def watch_lag(bootstrap: str, group: str, topic: str, service: str, every_s: flo
     stop = stop or threading.Event()
 
     def loop() -> None:
+        clients: dict = {}
         while not stop.wait(every_s):
             try:
-                lag = group_lag(bootstrap, group, topic)
+                lag = group_lag(bootstrap, group, topic, clients)
                 if lag is not None:
                     LAG.labels(service, topic).set(lag)
-            except Exception as exc:  # the broker may be restarting: try again next time
+            except Exception as exc:  # the broker may be restarting: new clients next time
                 log.debug("lag of %s on %s unknown: %s", group, topic, exc)
+                for c in clients.values():
+                    try:
+                        c.close()
+                    except Exception:
+                        pass
+                clients.clear()
 
     t = threading.Thread(target=loop, name=f"{service}-lag", daemon=True)
     t.start()

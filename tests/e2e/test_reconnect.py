@@ -1,0 +1,60 @@
+"""A dropped peer connection: the client reconnects with a new offer and the session (its scores, its
+repetition count) goes on; a client that hangs up and does not come back has its session ended."""
+import asyncio
+import time
+
+import httpx
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from gateway.client import FileCameraTrack, create_session, stream_file
+
+
+async def _connect(url, grant, clip):
+    pc = RTCPeerConnection()
+    pc.addTrack(FileCameraTrack(clip))
+    await pc.setLocalDescription(await pc.createOffer())
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        r = await http.post(f"/sessions/{grant.session_id}/offer", headers=grant.headers,
+                            json={"sdp": pc.localDescription.sdp, "type": "offer"})
+    assert r.status_code == 200, r.text
+    await pc.setRemoteDescription(RTCSessionDescription(**r.json()))
+    return pc
+
+
+def _session(url, grant):
+    return httpx.get(f"{url}/sessions/{grant.session_id}", headers=grant.headers, timeout=10).json()
+
+
+def test_a_reconnect_continues_the_session(live_stack, data_dir):
+    url, clip = live_stack.gateway_url, str(data_dir / "pose2sim_single_cam02.mp4")
+
+    async def run():
+        grant = await create_session(url, "guide")
+        pc = await _connect(url, grant, clip)
+        await asyncio.sleep(2.0)
+        await pc.close()  # the network drops: no DELETE
+        await asyncio.sleep(1.0)
+        after = [r async for r in stream_file(url, grant, clip)]  # a new offer, same session
+        return grant, after
+
+    grant, after = asyncio.run(run())
+    assert len(after) >= 8 and all(r.score.session_id == grant.session_id for r in after)
+    assert after[-1].score.window_end_seq > after[0].score.window_start_seq
+
+
+def test_a_peer_that_hangs_up_ends_its_session(live_stack, data_dir):
+    url, clip = live_stack.gateway_url, str(data_dir / "pose2sim_single_cam02.mp4")
+
+    async def run():
+        grant = await create_session(url, "guide")
+        pc = await _connect(url, grant, clip)
+        await asyncio.sleep(1.5)
+        await pc.close()
+        return grant
+
+    grant = asyncio.run(run())
+    assert _session(url, grant)["ended_at"] is None, "a moment's drop does not end the session"
+    deadline = time.monotonic() + live_stack.session_idle_s + 10
+    while time.monotonic() < deadline and _session(url, grant)["ended_at"] is None:
+        time.sleep(1)
+    assert _session(url, grant)["ended_at"] is not None, "ended after REHAB_SESSION_IDLE_S without the peer"
