@@ -179,6 +179,16 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         check_origin(request)
         check_api_key(settings.admin_api_key, request.headers)
 
+    async def checked_json(request: Request, check) -> tuple[object, JSONResponse | None]:
+        """The JSON body once ``check(request)`` passed, or the refusal to answer with."""
+        try:
+            check(request)
+            return await read_json(request), None
+        except AuthError as exc:
+            return None, refused(exc)
+        except OfferError as exc:
+            return None, error(400, str(exc))
+
     async def session_access(conn, sid: str, send: bool) -> tuple[dict, Claims]:
         """The session row and the caller's claims; AuthError / LookupError otherwise."""
         check_origin(conn)
@@ -186,8 +196,9 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         row = await res["db"].get_session(sid)
         if row is None:
             # a valid token for another session learns nothing about which ids exist
-            raise AuthError(403, "this token is not for this session") if claims.session_id != sid \
-                and claims.role == "patient" else LookupError("unknown session")
+            if claims.role == "patient" and claims.session_id != sid:
+                raise AuthError(403, "this token is not for this session")
+            raise LookupError("unknown session")
         allowed = claims.may_send(sid) if send else claims.may_watch(sid, row["patient_id"])
         if not allowed:
             raise AuthError(403, "this token is not for this session" if claims.role == "patient"
@@ -328,13 +339,9 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
           401: {description: no API key}
           422: {description: bad body}
         """
-        try:
-            admin(request)
-            body = await read_json(request)
-        except AuthError as exc:
-            return refused(exc)
-        except OfferError as exc:
-            return error(400, str(exc))
+        body, refusal = await checked_json(request, admin)
+        if refusal is not None:
+            return refusal
         ids = [body.get(k) if isinstance(body, dict) else None for k in ("clinician_id", "patient_id")]
         if not all(isinstance(i, str) and ID_PATTERN.match(i) for i in ids):
             return error(422, "body must be {clinician_id, patient_id}, each 1-64 letters, digits, '_', '.', '-'")
@@ -354,13 +361,9 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
           404: {description: unknown reference}
           422: {description: bad fields}
         """
-        try:
-            check_origin(request)
-            body = await read_json(request)
-        except AuthError as exc:
-            return refused(exc)
-        except OfferError as exc:
-            return error(400, str(exc))
+        body, refusal = await checked_json(request, check_origin)
+        if refusal is not None:
+            return refusal
         if not isinstance(body, dict) or not isinstance(body.get("reference_id"), str):
             return error(422, "body must be a JSON object with a string 'reference_id'")
         patient = body.get("patient_id", "anonymous")

@@ -29,6 +29,7 @@ TIMER_INTERVAL_S = 0.1
 WINDOW_SNAPSHOT_MS = 500
 BATCH, BATCH_WITHIN_S = 1000, 0.005
 ROWS_EVERY_S, ROWS_MAX = 0.05, 500
+PARTITIONS = 4  # of the keypoints topic (rehab/topics.py, Topics.specs) and so of the tables' changelogs
 
 
 def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
@@ -38,7 +39,7 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
         web_enabled=False,
-        topic_partitions=4,
+        topic_partitions=PARTITIONS,
         topic_replication_factor=1,
         key_serializer="raw",
         value_serializer="raw",
@@ -55,10 +56,10 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
     # changelog partition is given explicitly (the session's keypoints partition, Faust's own rule),
     # so no partitioner has to look up a changelog topic's metadata (that raced topic creation).
     session_to_state = app.Table("session_to_state", default=None, key_type=bytes, value_type=bytes,
-                                 partitions=4)
+                                 partitions=PARTITIONS)
     # the window's frames, saved at most every WINDOW_SNAPSHOT_MS of capture time (they are larger)
     session_to_window = app.Table("session_to_window", default=None, key_type=bytes, value_type=bytes,
-                                  partitions=4)
+                                  partitions=PARTITIONS)
     window_saved_at: dict[str, int] = {}
     lag_watch: list = []
     holder: dict[str, Database] = {}
@@ -100,7 +101,7 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
     def put(table, sid: str, value: bytes) -> None:
         partition = partition_of.get(sid)
         if partition is None:  # not seen in this process (cannot happen for a scored session)
-            partition = (murmur2(sid.encode()) & 0x7FFFFFFF) % 4  # Kafka's default partitioner
+            partition = (murmur2(sid.encode()) & 0x7FFFFFFF) % PARTITIONS  # Kafka's default partitioner
         key = sid.encode()
         table.send_changelog(partition, key, value)
         table.data[key] = value
@@ -110,7 +111,7 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
 
     async def flush_rows(force: bool = False) -> None:
         """MySQL gets the rows of several batches in one statement, at most ROWS_EVERY_S after they
-        were scored (a round trip per small live batch was the processor's ceiling: 750 frames/s)."""
+        were scored, instead of a round trip for every small live batch."""
         if pending_rows and (force or len(pending_rows) >= ROWS_MAX
                              or time.monotonic() - flushed_at[0] >= ROWS_EVERY_S):
             rows = pending_rows[:]
