@@ -8,34 +8,20 @@ Needs the local stack (./dev rehab stack up). Uses its own topic namespace and d
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kafka import KafkaConsumer, KafkaProducer  # noqa: E402
 
-from edge.backends import create_backend  # noqa: E402
-from edge.extract import extract  # noqa: E402
+from benchmarks.common import bench_stack, clip_frames  # noqa: E402
 from rehab.records import Score  # noqa: E402
-from rehab.reference import Reference  # noqa: E402
 from rehab.services import Services  # noqa: E402
-from rehab.settings import REPO_ROOT, Settings  # noqa: E402
-from rehab.stack.topics import delete_topics, ensure_topics  # noqa: E402
-from rehab.storage.migrate import drop_database, migrate  # noqa: E402
-from rehab.storage.repository import Database  # noqa: E402
-
-
-async def _prepare(settings: Settings, ref: Reference) -> None:
-    await migrate(settings)
-    async with Database.opened(settings) as db:
-        await db.save_reference(ref)
 
 
 def main() -> None:
@@ -47,19 +33,9 @@ def main() -> None:
                          "every due window is scored, which is the scoring capacity; 8: the live default, "
                          "a backlog is scored at its newest frames only (catch-up speed)")
     args = ap.parse_args()
-    tag = f"bench{uuid.uuid4().hex[:8]}"
-    settings = Settings.from_env().with_(topic_namespace=tag, mysql_db=f"rehab_{tag}",
-                                         processor_app_id=f"{tag}-processor",
-                                         processor_coalesce_after=args.coalesce_after)
-    backend = create_backend("blazepose")
-    guide = list(extract(REPO_ROOT / "data" / "pose2sim_single_cam01.mp4", backend))
-    attempt = list(extract(REPO_ROOT / "data" / "pose2sim_single_cam02.mp4", backend))
-    backend.close()
-    ref = Reference("guide", "guide", 60.0, guide[0].width, guide[0].height, "blazepose", "v", "0" * 64,
-                    [f.keypoints for f in guide])
-    ensure_topics(settings.kafka_bootstrap, settings.topics)
-    asyncio.run(_prepare(settings, ref))
-    try:
+    attempt = clip_frames("pose2sim_single_cam02.mp4")
+    # the services start after the topic is filled, so the clock starts with the processor
+    with bench_stack(services=(), processor_coalesce_after=args.coalesce_after) as settings:
         producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20, batch_size=1 << 20)
         n = args.frames_per_session
         for s in range(args.sessions):
@@ -84,17 +60,14 @@ def main() -> None:
                             done.add(sc.session_id)
             elapsed = time.monotonic() - t0
         consumer.close()
-        print(json.dumps({
-            "sessions": args.sessions, "keypoint_frames": total, "scores": scores,
-            "coalesce_after": args.coalesce_after,
-            "sessions_finished": len(done), "seconds": round(elapsed, 2),
-            "keypoint_frames_per_s": round(total / elapsed, 1), "scores_per_s": round(scores / elapsed, 1),
-            "note": "includes processor start-up (Faust rebalance, first MySQL connection)",
-            "target_keypoint_frames_per_s": 20000,
-        }, indent=2))
-    finally:
-        delete_topics(settings.kafka_bootstrap, [s.name for s in settings.topics.specs()])
-        asyncio.run(drop_database(settings))
+    print(json.dumps({
+        "sessions": args.sessions, "keypoint_frames": total, "scores": scores,
+        "coalesce_after": args.coalesce_after,
+        "sessions_finished": len(done), "seconds": round(elapsed, 2),
+        "keypoint_frames_per_s": round(total / elapsed, 1), "scores_per_s": round(scores / elapsed, 1),
+        "note": "includes processor start-up (Faust rebalance, first MySQL connection)",
+        "target_keypoint_frames_per_s": 20000,
+    }, indent=2))
 
 
 if __name__ == "__main__":

@@ -125,6 +125,18 @@ async def create_session(gateway: str, reference_id: str, patient_id: str = "dem
         return Grant(body["session_id"], body["token"], body["mode"])
 
 
+async def negotiate(pc: RTCPeerConnection, gateway: str, grant: Grant) -> None:
+    """Offer ``pc``'s tracks and channels to the granted session and apply the gateway's answer
+    (also what a reconnect does: a new offer for the same session)."""
+    await pc.setLocalDescription(await pc.createOffer())
+    async with httpx.AsyncClient(base_url=gateway, timeout=30) as http:
+        r = await http.post(f"/sessions/{grant.session_id}/offer", headers=grant.headers,
+                            json={"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
+    if r.status_code != 200:
+        raise RuntimeError(f"gateway refused the offer: {r.status_code} {r.text}")
+    await pc.setRemoteDescription(RTCSessionDescription(**r.json()))
+
+
 async def stream_file(gateway: str, grant: Grant, path: str, loops: int = 1, max_side: int = 640,
                       tail_s: float = 3.0, fps: float | None = None) -> AsyncIterator[Received]:
     """Streams ``path`` into the granted session; yields scores until ``tail_s`` after the last frame."""
@@ -142,13 +154,7 @@ async def stream_file(gateway: str, grant: Grant, path: str, loops: int = 1, max
     pc.addTrack(track)
     async with websockets.connect(ws_url, open_timeout=15) as ws:
         try:
-            await pc.setLocalDescription(await pc.createOffer())
-            async with httpx.AsyncClient(base_url=gateway, timeout=30) as http:
-                r = await http.post(f"/sessions/{session_id}/offer", headers=grant.headers,
-                                    json={"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
-            if r.status_code != 200:
-                raise RuntimeError(f"gateway refused the offer: {r.status_code} {r.text}")
-            await pc.setRemoteDescription(RTCSessionDescription(**r.json()))
+            await negotiate(pc, gateway, grant)
             await asyncio.wait_for(track.first_frame.wait(), 30)
             send_clock()
             ended_at: float | None = None
@@ -177,14 +183,11 @@ async def open_keypoint_channel(gateway: str, grant: Grant, on_message):
     channel.on("message", on_message)
     opened = asyncio.Event()
     channel.on("open", opened.set)
-    await pc.setLocalDescription(await pc.createOffer())
-    async with httpx.AsyncClient(base_url=gateway, timeout=30) as http:
-        r = await http.post(f"/sessions/{grant.session_id}/offer", headers=grant.headers,
-                            json={"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
-    if r.status_code != 200:
+    try:
+        await negotiate(pc, gateway, grant)
+    except RuntimeError:
         await pc.close()
-        raise RuntimeError(f"gateway refused the offer: {r.status_code} {r.text}")
-    await pc.setRemoteDescription(RTCSessionDescription(**r.json()))
+        raise
     await asyncio.wait_for(opened.wait(), 30)
     return pc, channel
 

@@ -4,20 +4,15 @@ import asyncio
 import time
 
 import httpx
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection
 
-from gateway.client import FileCameraTrack, create_session, stream_file
+from gateway.client import FileCameraTrack, create_session, negotiate, stream_file
 
 
 async def _connect(url, grant, clip):
     pc = RTCPeerConnection()
     pc.addTrack(FileCameraTrack(clip))
-    await pc.setLocalDescription(await pc.createOffer())
-    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        r = await http.post(f"/sessions/{grant.session_id}/offer", headers=grant.headers,
-                            json={"sdp": pc.localDescription.sdp, "type": "offer"})
-    assert r.status_code == 200, r.text
-    await pc.setRemoteDescription(RTCSessionDescription(**r.json()))
+    await negotiate(pc, url, grant)  # raises if the gateway refuses the offer
     return pc
 
 
