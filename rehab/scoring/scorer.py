@@ -1,10 +1,16 @@
 """The scorer: a window of the patient's keypoints against the guide's, on a common clock.
 
-Per window: resample to ``RATE_HZ``; normalise poses; compare limb directions (invariant to position
+Per window: resample to ``RATE_HZ`` (on a clock anchored at capture time 0, so a frame's row is the
+same in every window that holds it); normalise poses; compare limb directions (invariant to position
 and body size) weighted by confidence; align in time with slope-bounded subsequence DTW against the
 reference (played cyclically, so a window may span the end of one repetition and the start of the
 next); multiply by a movement factor (the patient's path length against the matched stretch of the
 reference), so that holding a posture, or nobody in view, scores low.
+
+Everything about one resampled frame (its four labellings, limb directions, similarity to every
+reference sample, movement since the previous frame) is computed once (``Rows``) and kept by the
+session's ``LiveScorer`` while the frame is in its window; ``score_windows`` then scores the windows of
+many sessions in one vectorised call. A window's result does not depend on which others share the call.
 """
 from __future__ import annotations
 
@@ -14,10 +20,10 @@ import numpy as np
 
 from rehab.coco import LIMBS, MIRROR
 from rehab.reference import Reference
-from rehab.scoring.align import subsequence_dtw_batch
-from rehab.scoring.pose import limb_directions, mirror, normalize, resample, to_array
+from rehab.scoring.align import accumulate, backtrack
+from rehab.scoring.pose import limb_directions, normalize, resample, to_array
 
-SCORER_VERSION = "limbdtw-2.0.0"
+SCORER_VERSION = "limbdtw-2.1.0"
 RATE_HZ = 30.0
 COS_FLOOR = 0.0  # limb cosine at or below this counts as 0 similarity, 1.0 as 1
 MIN_VALID_FRACTION = 0.5
@@ -45,43 +51,34 @@ class Poses:
         dirs, lw = limb_directions(norm, w)
         return cls(norm, w, dirs, lw)
 
-    def mirrored(self) -> "Poses":
-        return Poses.of(*mirror(self.norm, self.w))
-
-    def relabelled(self) -> "Poses":
-        """Left and right labels swapped, positions kept: what a detector's left/right confusion gives."""
-        idx = list(MIRROR)
-        return Poses.of(self.norm[:, idx], self.w[:, idx])
-
-    def pick(self, other: "Poses", rows: np.ndarray) -> "Poses":
-        """These poses with the frames where ``rows`` is True taken from ``other``."""
-        def sel(a, b):
-            return np.where(rows.reshape(-1, *([1] * (a.ndim - 1))), b, a)
-        return Poses(sel(self.norm, other.norm), sel(self.w, other.w), sel(self.dirs, other.dirs), sel(self.lw, other.lw))
-
     @property
     def valid(self) -> np.ndarray:
         return self.lw.sum(axis=1) > 0
 
 
-def path_length(norm: np.ndarray, w: np.ndarray) -> float:
-    """Total movement of the visible joints along a sequence, in torso lengths (mean over joints).
+def movement_steps(norm: np.ndarray, w: np.ndarray, prev_norm: np.ndarray, prev_w: np.ndarray) -> np.ndarray:
+    """Movement of the visible joints from each previous pose to each pose (N,), in torso lengths
+    (mean over the joints seen in both).
 
     Each joint's step counts above ``JITTER_PER_STEP`` only, so a still person's keypoint jitter adds
     up to little however long the window, while a slow single-limb movement still counts. A frame
     whose left and right labels are swapped against the previous one is not movement: each step is the
-    smaller of the step as labelled and the step with the labels swapped."""
-    if len(norm) < 2:
-        return 0.0
-
+    smaller of the step as labelled and the step with the labels swapped (so the steps are the same for
+    every labelling and for the mirror image)."""
     def steps(cur, cur_w):
-        both = (cur_w > 0) & (w[:-1] > 0)
-        step = np.maximum(np.linalg.norm(cur - norm[:-1], axis=2) - JITTER_PER_STEP, 0.0)
+        both = (cur_w > 0) & (prev_w > 0)
+        step = np.maximum(np.linalg.norm(cur - prev_norm, axis=2) - JITTER_PER_STEP, 0.0)
         return (step * both).sum(axis=1) / np.maximum(both.sum(axis=1), 1)
 
     idx = list(MIRROR)
-    per_frame = np.minimum(steps(norm[1:], w[1:]), steps(norm[1:, idx], w[1:, idx]))
-    return float(per_frame.sum())
+    return np.minimum(steps(norm, w), steps(norm[:, idx], w[:, idx]))
+
+
+def path_length(norm: np.ndarray, w: np.ndarray) -> float:
+    """Total movement along a sequence of poses (see ``movement_steps``)."""
+    if len(norm) < 2:
+        return 0.0
+    return float(movement_steps(norm[1:], w[1:], norm[:-1], w[:-1]).sum())
 
 
 @dataclass(frozen=True)
@@ -89,6 +86,7 @@ class ReferenceModel:
     reference_id: str
     poses: Poses  # one repetition, resampled
     cyclic: Poses  # two repetitions back to back
+    cyclic_travel: np.ndarray  # movement from the cyclic reference's start to each sample (2L,)
 
     @classmethod
     def build(cls, ref: Reference) -> "ReferenceModel":
@@ -97,28 +95,97 @@ class ReferenceModel:
         kps = resample(ts, kps, RATE_HZ, 0.0, ts[-1])
         poses = Poses.of(*normalize(kps))
         double = Poses.of(np.concatenate([poses.norm] * 2), np.concatenate([poses.w] * 2))
-        return cls(ref.id, poses, double)
+        steps = movement_steps(double.norm[1:], double.w[1:], double.norm[:-1], double.w[:-1])
+        return cls(ref.id, poses, double, np.concatenate([[0.0], np.cumsum(steps)]))
 
     @property
     def length(self) -> int:
         return len(self.poses.norm)
 
 
+# The four ways a patient frame is compared: as labelled, with left/right labels swapped in place (a
+# detector's confusion), mirrored (x flipped and labels swapped: the patient mirrors the guide), and
+# mirrored with the labels swapped back (x flipped only). Candidate c uses variants 2c and 2c + 1.
+AS_SEEN, SWAPPED, MIRRORED, MIRRORED_SWAPPED = range(4)
+_FLIP_X = np.array([-1.0, 1.0])
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Resampled patient frames, everything the scorer needs about each of them, computed once."""
+
+    norm: np.ndarray  # (4, T, 17, 2) the four variants' normalised joints
+    w: np.ndarray  # (4, T, 17)
+    dirs: np.ndarray  # (4, T, L, 2)
+    lw: np.ndarray  # (4, T, L)
+    sim: np.ndarray  # (4, T, C) similarity to every sample of the cyclic reference, in [0, 1]
+    step: np.ndarray  # (T,) movement from the previous frame (0 for the first one seen)
+    valid: np.ndarray  # (T,) somebody was seen
+
+    def __len__(self) -> int:
+        return self.step.shape[0]
+
+    def __getitem__(self, sl: slice) -> "Rows":
+        return Rows(self.norm[:, sl], self.w[:, sl], self.dirs[:, sl], self.lw[:, sl], self.sim[:, sl],
+                    self.step[sl], self.valid[sl])
+
+    def last(self) -> tuple[np.ndarray, np.ndarray]:
+        """The newest row's pose as seen (what the next row's movement is measured from)."""
+        return self.norm[AS_SEEN, -1], self.w[AS_SEEN, -1]
+
+    @staticmethod
+    def concat(parts: list["Rows"]) -> "Rows":
+        if len(parts) == 1:
+            return parts[0]
+        return Rows(*(np.concatenate([getattr(p, f) for p in parts], axis=0 if f in ("step", "valid") else 1)
+                      for f in ("norm", "w", "dirs", "lw", "sim", "step", "valid")))
+
+    @classmethod
+    def compute(cls, kps: np.ndarray, ref: ReferenceModel, starts: list[int] | None = None,
+                start_prev: list[tuple[np.ndarray, np.ndarray] | None] | None = None) -> "Rows":
+        """Rows for resampled keypoints (N, 17, 3). The N rows may be several sessions' new rows
+        back to back: ``starts`` are where each session's rows begin and ``start_prev`` the pose
+        before each start (a session's last row, or None), so that every row's movement is from its
+        own session's previous frame."""
+        n = len(kps)
+        norm, w = normalize(kps)
+        idx = list(MIRROR)
+        sn, sw = norm[:, idx], w[:, idx]
+        norm4 = np.stack([norm, sn, sn * _FLIP_X, norm * _FLIP_X])
+        w4 = np.stack([w, sw, sw, w])
+        dirs, lw = limb_directions(norm4.reshape(4 * n, *norm.shape[1:]), w4.reshape(4 * n, -1))
+        sim = _similarity_matrix(dirs, lw, ref.cyclic).reshape(4, n, -1)
+        prev_n, prev_w = np.zeros_like(norm), np.zeros_like(w)
+        prev_n[1:], prev_w[1:] = norm[:-1], w[:-1]
+        for s, prev in zip(starts or [0], start_prev or [None]):
+            prev_n[s], prev_w[s] = prev if prev is not None else (0.0, 0.0)
+        step = movement_steps(norm, w, prev_n, prev_w)
+        lw4 = lw.reshape(4, n, -1)
+        return cls(norm4, w4, dirs.reshape(4, n, *dirs.shape[1:]), lw4, sim, step, lw4[AS_SEEN].sum(axis=1) > 0)
+
+
+def _velocity_agreement(pn: np.ndarray, pw: np.ndarray, rn: np.ndarray, rw: np.ndarray, chunk: int = 5) -> np.ndarray:
+    """Batched ``velocity_agreement``: patient and aligned guide joints (B, T, 17, 2), weights (B, T, 17)."""
+    b, t = pn.shape[:2]
+    dp, dr = np.diff(pn, axis=1), np.diff(rn, axis=1)
+    w = pw[:, 1:] * pw[:, :-1] * rw[:, 1:] * rw[:, :-1]
+    n = (t - 1) // chunk
+    if n == 0:
+        return np.zeros(b)
+    cut = n * chunk
+    cp = (dp[:, :cut] * w[:, :cut, :, None]).reshape(b, n, chunk, *dp.shape[2:]).sum(axis=2)
+    cr = (dr[:, :cut] * w[:, :cut, :, None]).reshape(b, n, chunk, *dr.shape[2:]).sum(axis=2)
+    norm_p, norm_r = np.linalg.norm(cp, axis=-1), np.linalg.norm(cr, axis=-1)
+    cos = np.divide((cp * cr).sum(axis=-1), norm_p * norm_r, out=np.zeros_like(norm_r), where=norm_p * norm_r > 1e-12)
+    num, den = (cos * norm_r).reshape(b, -1).sum(axis=1), norm_r.reshape(b, -1).sum(axis=1)
+    return np.divide(num, den, out=np.zeros(b), where=den > 1e-12)
+
+
 def velocity_agreement(p: Poses, r: Poses, path: np.ndarray, chunk: int = 5) -> float:
     """How well the patient's joint motion points the same way as the guide's along the alignment:
     the cosine of joint displacements over short chunks, weighted by how much the guide moves there.
     Near 1 for the same movement, near 0 for an unrelated one (walking past), whatever the posture."""
-    rn, rw = r.norm[path], r.w[path]
-    dp, dr = np.diff(p.norm, axis=0), np.diff(rn, axis=0)
-    w = p.w[1:] * p.w[:-1] * rw[1:] * rw[:-1]
-    n = len(dp) // chunk
-    if n == 0:
-        return 0.0
-    cp = (dp[:n * chunk] * w[:n * chunk, :, None]).reshape(n, chunk, *dp.shape[1:]).sum(axis=1)
-    cr = (dr[:n * chunk] * w[:n * chunk, :, None]).reshape(n, chunk, *dr.shape[1:]).sum(axis=1)
-    norm_p, norm_r = np.linalg.norm(cp, axis=-1), np.linalg.norm(cr, axis=-1)
-    cos = np.divide((cp * cr).sum(axis=-1), norm_p * norm_r, out=np.zeros_like(norm_r), where=norm_p * norm_r > 1e-12)
-    return float((cos * norm_r).sum() / norm_r.sum()) if norm_r.sum() > 1e-12 else 0.0
+    return float(_velocity_agreement(p.norm[None], p.w[None], r.norm[path][None], r.w[path][None], chunk)[0])
 
 
 @dataclass(frozen=True)
@@ -137,36 +204,34 @@ EMPTY = WindowResult(0.0, 0.0, 0.0, {}, [{"joint": "body", "direction": "visible
                                          "message": "step into view of the camera"}], 0.0, False, (0, 0))
 
 
-def _similarity_matrix(p: Poses, r: Poses) -> np.ndarray:
-    """(Tp, Tr) confidence-weighted mean limb cosine, mapped to [0, 1] (the hot loop of scoring:
-    written with in-place operations and matrix products instead of (Tp, Tr, L) temporaries)."""
-    cos = p.dirs[:, None, :, 0] * r.dirs[None, :, :, 0]
-    cos += p.dirs[:, None, :, 1] * r.dirs[None, :, :, 1]
+def _similarity_matrix(dirs: np.ndarray, lw: np.ndarray, r: Poses) -> np.ndarray:
+    """(N, C) confidence-weighted mean limb cosine of N poses' limbs (N, L, 2) against every reference
+    sample, mapped to [0, 1]. Plain products and sums (no BLAS), so a row's value does not depend on how
+    many rows are computed together."""
+    cos = dirs[:, None, :, 0] * r.dirs[None, :, :, 0]
+    cos += dirs[:, None, :, 1] * r.dirs[None, :, :, 1]
     if COS_FLOOR:
         cos -= COS_FLOOR
         cos /= 1.0 - COS_FLOOR
     np.clip(cos, 0.0, 1.0, out=cos)
-    cos *= p.lw[:, None, :]
-    num = np.einsum("ijl,jl->ij", cos, r.lw)
-    return num / np.maximum(p.lw @ r.lw.T, 1e-9)
+    weights = lw[:, None, :] * r.lw[None, :, :]
+    cos *= weights
+    return cos.sum(axis=2) / np.maximum(weights.sum(axis=2), 1e-9)
 
 
-def _corrections(p: Poses, r: Poses, path: np.ndarray, limbs: dict[str, float]) -> list[dict]:
+def _corrections(limbs: dict[str, float], dx: np.ndarray, dy: np.ndarray) -> list[dict]:
+    """The (up to) three worst limbs below 0.8, with the direction the guide's limb points away from
+    the patient's (``dx``, ``dy`` per limb: weighted mean of guide minus patient direction)."""
     out = []
-    for li in np.argsort([limbs.get(n, 1.0) for n in LIMB_NAMES])[:3]:
+    for li in np.argsort([limbs.get(n, 1.0) for n in LIMB_NAMES], kind="stable")[:3]:
         name = LIMB_NAMES[li]
         if name not in limbs or limbs[name] >= 0.8:
             continue
-        w = p.lw[:, li] * r.lw[path, li]
-        if w.sum() <= 0:
-            continue
         # image y grows downwards: a reference limb pointing further up means "raise"
-        dy = float(((r.dirs[path, li, 1] - p.dirs[:, li, 1]) * w).sum() / w.sum())
-        dx = float(((r.dirs[path, li, 0] - p.dirs[:, li, 0]) * w).sum() / w.sum())
-        if abs(dy) >= abs(dx):
-            direction = "raise" if dy < 0 else "lower"
+        if abs(dy[li]) >= abs(dx[li]):
+            direction = "raise" if dy[li] < 0 else "lower"
         else:
-            direction = "move outwards" if dx * (1 if "left" in name else -1) > 0 else "move inwards"
+            direction = "move outwards" if dx[li] * (1 if "left" in name else -1) > 0 else "move inwards"
         label = name.replace("_", " ")
         out.append({"joint": name, "direction": direction, "message": f"{label}: {direction}"})
     return out
@@ -185,48 +250,74 @@ def phase_prior(ref_len: int, prev_phase_idx: int | None, advanced: float) -> np
     return PHASE_PENALTY * np.clip(outside, 0, None) / ref_len
 
 
-def score_poses(p: Poses, ref: ReferenceModel, mirror_mode: str = "auto",
-                prior: np.ndarray | None = None) -> WindowResult:
-    """Scores one resampled window of patient poses against the cyclic reference."""
-    if len(p.norm) < 4 or p.valid.mean() < MIN_VALID_FRACTION:
-        return EMPTY
-    candidates = [(p, False)] + ([(p.mirrored(), True)] if mirror_mode == "auto" else [])
-    valid = p.valid  # the same frames are valid in every candidate
-    costs, picks = [], []
-    for cand, _ in candidates:
-        sim = _similarity_matrix(cand, ref.cyclic)
-        alt = sim_alt = None
-        if LABEL_TOLERANT:
-            alt = cand.relabelled()
-            sim_alt = _similarity_matrix(alt, ref.cyclic)
-        picks.append((sim, alt, sim_alt))
-        # frames where nobody was seen are left out of the mean (cost 0, not counted), never scored as 0
-        both = sim if sim_alt is None else np.maximum(sim, sim_alt)
-        costs.append(np.where(valid[:, None], 1.0 - both, 0.0))
-    totals, paths = subsequence_dtw_batch(np.stack(costs), prior)
-    k = int(np.argmin(totals))
-    cost, path = totals[k] * len(valid) / valid.sum(), paths[k]
-    (cand, is_mirror), (sim, alt, sim_alt) = candidates[k], picks[k]
-    if alt is not None:  # per frame, the labelling the alignment used
-        rows = np.arange(len(path))
-        cand = cand.pick(alt, sim_alt[rows, path] > sim[rows, path])
-    pose_sim = float(np.clip(1.0 - cost, 0.0, 1.0))
-    j0, j1 = int(path[0]), int(path[-1])
-    ref_len = path_length(ref.cyclic.norm[j0:j1 + 1], ref.cyclic.w[j0:j1 + 1])
-    own_len = path_length(cand.norm, cand.w)
+def score_windows(ref: ReferenceModel, windows: list[Rows], priors: list[np.ndarray | None],
+                  mirror_mode: str = "auto") -> list[WindowResult]:
+    """Scores windows of patient rows against the cyclic reference, many at once (windows with the
+    same number of rows share every numpy call). ``priors``: each window's phase prior or None."""
+    out: list[WindowResult] = [EMPTY] * len(windows)
+    groups: dict[int, list[int]] = {}
+    for i, rows in enumerate(windows):
+        if len(rows) >= 4 and rows.valid.mean() >= MIN_VALID_FRACTION:
+            groups.setdefault(len(rows), []).append(i)
+    for idx in groups.values():
+        for i, result in zip(idx, _score_group(ref, [windows[i] for i in idx], [priors[i] for i in idx], mirror_mode)):
+            out[i] = result
+    return out
+
+
+def _score_group(ref: ReferenceModel, ws: list[Rows], priors: list, mirror_mode: str) -> list[WindowResult]:
+    b, t = len(ws), len(ws[0])
+    n_cand = 2 if mirror_mode == "auto" else 1
+    sim = np.stack([w.sim for w in ws])  # (B, 4, T, C)
+    valid = np.stack([w.valid for w in ws])  # (B, T)
+    # per frame the better labelling; frames where nobody was seen cost 0 and are not counted in the mean
+    both = np.maximum(sim[:, 0:2 * n_cand:2], sim[:, 1:2 * n_cand:2])  # (B, n_cand, T, C)
+    cost = np.where(valid[:, None, :, None], 1.0 - both, 0.0).reshape(b * n_cand, t, -1)
+    last, move = accumulate(cost)
+    ranked = last / t
+    if any(p is not None for p in priors):
+        penalty = np.stack([np.zeros(ranked.shape[1]) if p is None else p for p in priors])
+        ranked = ranked + np.repeat(penalty, n_cand, axis=0)
+    end = np.argmin(ranked, axis=1)
+    totals = (last[np.arange(b * n_cand), end] / t).reshape(b, n_cand)
+    k = np.argmin(totals, axis=1)  # the candidate (as seen / mirrored) with the lower cost
+    chosen = np.arange(b) * n_cand + k
+    path = backtrack(move[chosen], end[chosen])  # (B, T)
+    finite = np.isfinite(totals[np.arange(b), k])
+    path[~finite] = 0
+    bb, tt = np.arange(b)[:, None], np.arange(t)[None, :]
+    base = 2 * k[:, None]
+    var = base + (sim[bb, base + 1, tt, path] > sim[bb, base, tt, path])  # per frame, the labelling used
+    norm = np.stack([w.norm for w in ws])[bb, var, tt]  # (B, T, 17, 2)
+    jw = np.stack([w.w for w in ws])[bb, var, tt]
+    dirs = np.stack([w.dirs for w in ws])[bb, var, tt]  # (B, T, L, 2)
+    lw_p = np.stack([w.lw for w in ws])[bb, var, tt]
+    cost_mean = totals[np.arange(b), k] * t / valid.sum(axis=1)
+    pose_sim = np.clip(1.0 - cost_mean, 0.0, 1.0)
+    j0, j1 = path[:, 0], path[:, -1]
+    ref_travel = ref.cyclic_travel[j1] - ref.cyclic_travel[j0]
+    own_travel = np.stack([w.step[1:] for w in ws]).sum(axis=1)
     # Moving at least MOVE_TAU as much as the matched stretch of the guide earns the full factor;
     # moving more is not rewarded here (it shows as a pose mismatch instead).
-    movement = float(np.clip(own_len / max(MOVE_TAU * ref_len, 1e-6), 0.0, 1.0))
+    movement = np.clip(own_travel / np.maximum(MOVE_TAU * ref_travel, 1e-6), 0.0, 1.0)
     r = ref.cyclic
-    limb_cos = np.clip((np.einsum("tld,tld->tl", cand.dirs, r.dirs[path]) - COS_FLOOR) / (1 - COS_FLOOR), 0, 1)
-    lw = cand.lw * r.lw[path]
-    limbs = {LIMB_NAMES[i]: round(float((limb_cos[:, i] * lw[:, i]).sum() / lw[:, i].sum()), 4)
-             for i in range(len(LIMB_NAMES)) if lw[:, i].sum() > 0}
-    agreement = velocity_agreement(cand, r, path)
-    similarity = pose_sim * movement * float(np.clip(VEL_OFFSET + VEL_GAIN * agreement, 0.0, 1.0))
-    corrections = _corrections(cand, r, path, limbs)
-    if movement < 0.5:
-        corrections.insert(0, {"joint": "body", "direction": "move", "message": "follow the guide's movement"})
-    phase = (j1 % ref.length) / max(ref.length - 1, 1)
-    return WindowResult(round(similarity, 4), round(pose_sim, 4), round(movement, 4), limbs, corrections,
-                        round(float(phase), 4), is_mirror, (j0, j1))
+    r_dirs, lw = r.dirs[path], lw_p * r.lw[path]  # (B, T, L, 2), (B, T, L)
+    limb_cos = np.clip(((dirs * r_dirs).sum(axis=-1) - COS_FLOOR) / (1 - COS_FLOOR), 0.0, 1.0)
+    lw_sum = lw.sum(axis=1)  # (B, L)
+    safe = np.maximum(lw_sum, 1e-300)
+    limb_sim = (limb_cos * lw).sum(axis=1) / safe
+    dx = ((r_dirs[..., 0] - dirs[..., 0]) * lw).sum(axis=1) / safe
+    dy = ((r_dirs[..., 1] - dirs[..., 1]) * lw).sum(axis=1) / safe
+    agreement = _velocity_agreement(norm, jw, r.norm[path], r.w[path])
+    similarity = pose_sim * movement * np.clip(VEL_OFFSET + VEL_GAIN * agreement, 0.0, 1.0)
+    results = []
+    for i in range(b):
+        limbs = {LIMB_NAMES[li]: round(float(limb_sim[i, li]), 4) for li in range(len(LIMB_NAMES)) if lw_sum[i, li] > 0}
+        corrections = _corrections(limbs, dx[i], dy[i])
+        if movement[i] < 0.5:
+            corrections.insert(0, {"joint": "body", "direction": "move", "message": "follow the guide's movement"})
+        phase = (int(j1[i]) % ref.length) / max(ref.length - 1, 1)
+        results.append(WindowResult(round(float(similarity[i]), 4), round(float(pose_sim[i]), 4),
+                                    round(float(movement[i]), 4), limbs, corrections, round(float(phase), 4),
+                                    bool(k[i] == 1), (int(j0[i]), int(j1[i]))))
+    return results

@@ -285,3 +285,45 @@ def test_a_processor_with_late_frames_scores_each_session_less_often_the_later_t
     _, off = _state()
     every = [s for f in poses for _, s in asyncio.run(off.handle_batch([f.to_json()], coalesce_after=0))[0]]
     assert len(every) > 30, "shedding off: every due window"
+
+
+def test_windows_scored_together_score_exactly_as_alone():
+    """The processor scores the due windows of many sessions in one call; each session's scores must
+    be byte for byte those of the session scored on its own (and so those of ``rehab score``)."""
+    from rehab.scoring import score_jobs
+
+    model = ReferenceModel.build(reference())
+    sessions = {  # different speeds, start phases, a mirrored one, one with nobody for a while
+        "a": [pose_at(i / 60) for i in range(150)],
+        "b": [pose_at(0.3 + i / 90) for i in range(150)],
+        "c": [[[640 - x, y, c] for x, y, c in pose_at(i / 45)] for i in range(150)],
+        "d": [None] * 40 + [pose_at(i / 60) for i in range(110)],
+    }
+    feeds = {sid: [dataclasses.replace(f, session_id=sid) for f in frames(p, fps=30.0 if sid != "b" else 15.0)]
+             for sid, p in sessions.items()}
+    alone = {sid: [s.to_json() for s in replay_scores(LiveScorer(model, sid, min_interval_ms=100), fs)]
+             for sid, fs in feeds.items()}
+    scorers = {sid: LiveScorer(model, sid, min_interval_ms=100) for sid in feeds}
+    together: dict[str, list] = {sid: [] for sid in feeds}
+    for i in range(150):
+        jobs = [scorers[sid].job() for sid, fs in feeds.items() if scorers[sid].add(fs[i])]
+        for job, score in zip(jobs, score_jobs(jobs, score_ts_ms=0)):
+            together[job.scorer.session_id].append(score.to_json())
+    for sid, scorer in scorers.items():
+        last = scorer.flush(score_ts_ms=0)
+        together[sid] += [last.to_json()] if last is not None else []
+    assert all(len(alone[sid]) > 20 for sid in feeds)
+    assert together == alone
+
+
+def test_rows_do_not_depend_on_how_many_are_computed_together():
+    from rehab.scoring.pose import to_array as arr
+    from rehab.scoring.scorer import Rows
+
+    model = ReferenceModel.build(reference())
+    kps = arr([pose_at(i / 37) if i % 11 else None for i in range(40)])
+    whole = Rows.compute(kps, model)
+    first = Rows.compute(kps[:17], model)
+    rest = Rows.compute(kps[17:], model, [0], [first.last()])
+    for name in ("norm", "w", "dirs", "lw", "sim", "step", "valid"):
+        np.testing.assert_array_equal(getattr(whole, name), getattr(Rows.concat([first, rest]), name), err_msg=name)
