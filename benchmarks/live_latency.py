@@ -7,8 +7,9 @@ frame (one machine, one clock). Reported overall and per interval, so growth ove
     ./dev bench live_latency --sweep 1,2,4,6,8 --seconds 60     # how many sessions before it grows
 Targets (issue 5, 2-core machine, BlazePose on CPU, 15 fps): cloud, 4 sessions: p50 <= 150 ms,
 p99 <= 300 ms, flat over 10 minutes, >= 6 sessions before latency grows; edge: >= 200 sessions.
-The clients run on the same machine as the services and take CPU from them (video encoding in cloud
-mode): the figures are a lower bound of what the services do on their own.
+The clients run on the same machine as the services. In cloud mode they send the clip encoded to H.264
+once up front (as a phone's hardware encoder would) unless ``--client-video live``, where every
+client encodes VP8 in software and takes CPU from the services.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ CLIP = REPO_ROOT / "data" / "pose2sim_single_cam02.mp4"
 
 
 def client_process(gateway: str, n: int, mode: str, seconds: float, fps: float, max_side: int, out,
-                   keypoints=None) -> None:
+                   keypoints=None, preencoded: bool = False) -> None:
     from gateway.client import create_session, stream_file, stream_keypoints
 
     loops = int(seconds * 60 / 100) + 2  # the clip is 100 frames at 60 fps
@@ -42,7 +43,8 @@ def client_process(gateway: str, n: int, mode: str, seconds: float, fps: float, 
             frames = [keypoints[i % len(keypoints)] for i in range(int(seconds * fps))]
             source = stream_keypoints(gateway, grant, frames, fps, tail_s=2.0)
         else:
-            source = stream_file(gateway, grant, str(CLIP), loops=loops, max_side=max_side, tail_s=2.0, fps=fps)
+            source = stream_file(gateway, grant, str(CLIP), loops=loops, max_side=max_side, tail_s=2.0, fps=fps,
+                                 preencoded=preencoded)
         async for r in source:
             sc = r.score
             rows.append((r.received_ms, r.latency_ms, sc.gateway_ts_ms - sc.window_end_ts_ms,
@@ -62,7 +64,7 @@ def client_process(gateway: str, n: int, mode: str, seconds: float, fps: float, 
 
 def run(sessions: int, mode: str, seconds: float, fps: float, max_side: int, per_process: int,
         interval_s: float, complexity: int | None = None,
-        worker_fps: float | None = None) -> dict:
+        worker_fps: float | None = None, client_video: str = "preencoded", worker_threads: int | None = None) -> dict:
     keypoints = None
     if mode == "edge":
         from benchmarks.common import clip_frames
@@ -71,13 +73,15 @@ def run(sessions: int, mode: str, seconds: float, fps: float, max_side: int, per
         frames = clip_frames(CLIP.name)
         keypoints = [(f.width, f.height, f.keypoints) for f in frames[::max(1, round(step))]]
     extra = {} if complexity is None else {"pose_complexity": complexity}
+    if worker_threads is not None:
+        extra["worker_threads"] = worker_threads
     with bench_stack(("processor", "worker", "gateway"), session_max_fps=int(fps), worker_max_fps=int(worker_fps or fps), frame_max_side=max_side,
                      token_ttl_s=max(900, int(seconds) + 300), session_idle_s=60, **extra) as settings:
         ctx = mp.get_context("spawn")
         out = ctx.Queue()
         groups = [min(per_process, sessions - i) for i in range(0, sessions, per_process)]
         procs = [ctx.Process(target=client_process, args=(settings.gateway_url, g, mode, seconds, fps, max_side, out,
-                                                          keypoints)) for g in groups]
+                                                          keypoints, client_video == "preencoded")) for g in groups]
         t0_ms = time.time() * 1000
         for p in procs:
             p.start()
@@ -95,8 +99,9 @@ def run(sessions: int, mode: str, seconds: float, fps: float, max_side: int, per
         if lat:
             buckets.append({"from_s": start, **percentiles(lat)})
     return {
-        "mode": mode, "sessions": sessions, "fps": fps, "seconds": seconds, "frame_max_side": max_side,
-        "pose_complexity": complexity if complexity is not None else "default", "worker_fps": worker_fps or fps,
+        "mode": mode, "client_video": client_video if mode == "cloud" else None, "sessions": sessions, "fps": fps, "seconds": seconds, "frame_max_side": max_side,
+        "pose_complexity": complexity if complexity is not None else "default",
+        "worker_threads": worker_threads if worker_threads is not None else "default", "worker_fps": worker_fps or fps,
         "scores": len(rows), "scores_per_s_per_session": round(len(rows) / max(seconds, 1) / sessions, 2),
         "glass_to_score_ms": percentiles(warm), "hops_ms": hops, "per_interval": buckets,
         "errors": [e for r in results for e in r["errors"]][:5],
@@ -116,18 +121,24 @@ def main() -> None:
                     help="frames per second per session the pose worker takes (default: --fps)")
     ap.add_argument("--complexity", type=int, choices=[0, 1, 2], default=None,
                     help="BlazePose model in the worker (default: REHAB_POSE_COMPLEXITY, 1 = full)")
+    ap.add_argument("--client-video", choices=["preencoded", "live"], default="preencoded",
+                    help="cloud clients: preencoded = the clip encoded to H.264 once and sent at the camera's pace "
+                         "(a phone's hardware encoder: the clients take no CPU from the services); live = "
+                         "aiortc encodes every frame in software (VP8) on this same machine")
+    ap.add_argument("--worker-threads", type=int, default=None,
+                    help="inference lanes in the pose worker (REHAB_WORKER_THREADS; default: the setting's)")
     ap.add_argument("--sweep", default="", help="comma-separated session counts, one run each")
     args = ap.parse_args()
     per_process = args.per_process or (4 if args.mode == "cloud" else 50)
     if args.sweep:
         runs = [run(int(n), args.mode, args.seconds, args.fps, args.max_side, per_process, args.interval,
-                    args.complexity, args.worker_fps) for n in args.sweep.split(",")]
+                    args.complexity, args.worker_fps, args.client_video, args.worker_threads) for n in args.sweep.split(",")]
         summary = [{"sessions": r["sessions"], **{k: r["glass_to_score_ms"][k] for k in ("p50", "p95", "p99")},
                     "scores_per_s_per_session": r["scores_per_s_per_session"]} for r in runs]
         print(json.dumps({"mode": args.mode, "sweep": summary, "runs": runs}, indent=2))
     else:
         print(json.dumps(run(args.sessions, args.mode, args.seconds, args.fps, args.max_side, per_process,
-                             args.interval, args.complexity, args.worker_fps), indent=2))
+                             args.interval, args.complexity, args.worker_fps, args.client_video, args.worker_threads), indent=2))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from typing import AsyncIterator
 import av
 import httpx
 import websockets
-from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from edge.video import frames as video_frames, probe
@@ -137,12 +137,63 @@ async def negotiate(pc: RTCPeerConnection, gateway: str, grant: Grant) -> None:
     await pc.setRemoteDescription(RTCSessionDescription(**r.json()))
 
 
+class EncodedCameraTrack(VideoStreamTrack):
+    """A camera with a hardware encoder: the clip is encoded to H.264 once, up front, and the packets
+    are sent at the camera's pace (aiortc packetizes them without encoding anything). Loops repeat the
+    packets (every loop starts with a key frame). Used by benchmarks so that clients sharing the
+    server's machine do not take its CPU for software video encoding, as phones do not."""
+
+    def __init__(self, path: str, max_side: int = 640, loops: int = 1, fps: float | None = None):
+        super().__init__()
+        camera = FileCameraTrack(path, max_side=max_side, loops=1, fps=fps)
+        self.fps, self.loops = camera.fps, loops
+        images = list(camera._iter)
+        h, w = images[0].shape[:2]
+        codec = av.CodecContext.create("libx264", "w")
+        codec.width, codec.height, codec.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
+        codec.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        codec.gop_size = len(images)  # one key frame per loop, so the loops can repeat the packets
+        codec.options = {"profile": "baseline", "level": "31", "tune": "zerolatency", "preset": "veryfast"}
+        self.packets: list[bytes] = []
+        for i, image in enumerate(images + [None]):
+            frame = None
+            if image is not None:
+                frame = av.VideoFrame.from_ndarray(image[:codec.height, :codec.width], format="bgr24").reformat(
+                    format="yuv420p")
+                frame.pts = round(i * VIDEO_CLOCK / self.fps)
+                frame.pict_type = av.video.frame.PictureType.I if i == 0 else av.video.frame.PictureType.NONE
+            self.packets += [bytes(p) for p in codec.encode(frame)]
+        self.index = 0
+        self.t0_mono: float | None = None
+        self.t0_ms: int | None = None
+        self.first_frame = asyncio.Event()
+
+    async def recv(self) -> av.Packet:
+        if self.t0_mono is None:
+            self.t0_mono, self.t0_ms = time.monotonic(), now_ms()
+            self.first_frame.set()
+        if self.index >= len(self.packets) * self.loops:
+            self.stop()
+            raise MediaStreamError
+        delay = self.t0_mono + self.index / self.fps - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        packet = av.Packet(self.packets[self.index % len(self.packets)])
+        packet.pts = round(self.index * VIDEO_CLOCK / self.fps)
+        packet.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        self.index += 1
+        return packet
+
+
 async def stream_file(gateway: str, grant: Grant, path: str, loops: int = 1, max_side: int = 640,
-                      tail_s: float = 3.0, fps: float | None = None) -> AsyncIterator[Received]:
-    """Streams ``path`` into the granted session; yields scores until ``tail_s`` after the last frame."""
+                      tail_s: float = 3.0, fps: float | None = None, preencoded: bool = False
+                      ) -> AsyncIterator[Received]:
+    """Streams ``path`` into the granted session; yields scores until ``tail_s`` after the last frame.
+    ``preencoded``: send the clip as H.264 encoded once up front (``EncodedCameraTrack``)."""
     session_id = grant.session_id
     ws_url = gateway.replace("http", "ws", 1) + f"/sessions/{session_id}/scores?token={grant.token}"
-    track = FileCameraTrack(path, max_side=max_side, loops=loops, fps=fps)
+    camera = EncodedCameraTrack if preencoded else FileCameraTrack
+    track = camera(path, max_side=max_side, loops=loops, fps=fps)
     pc = RTCPeerConnection()
     channel = pc.createDataChannel("control")
 
@@ -151,7 +202,11 @@ async def stream_file(gateway: str, grant: Grant, path: str, loops: int = 1, max
             channel.send(json.dumps({"type": "clock", "t0_ms": track.t0_ms}))
 
     channel.on("open", send_clock)
-    pc.addTrack(track)
+    sender = pc.addTrack(track)
+    if preencoded:  # the packets are H.264: offer only that
+        transceiver = next(t for t in pc.getTransceivers() if t.sender is sender)
+        transceiver.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs
+                                         if c.mimeType == "video/H264"])
     async with websockets.connect(ws_url, open_timeout=15) as ws:
         try:
             await negotiate(pc, gateway, grant)
