@@ -3,6 +3,11 @@
 Per poll it keeps only the newest frame of each session (older ones are superseded), drops frames
 older than the freshness deadline, runs the backend once on the batch, and publishes one
 ``KeypointFrame`` per frame. Malformed frames go to the dead-letter topic; nothing stops the loop.
+
+Each session gets at most ``max_fps_per_session`` frames a second, and never more than its fair share
+of what the worker can actually infer (measured as it runs): with more sessions than the worker can
+serve at full rate, every session gets fresh frames less often, instead of all of them waiting in a
+queue (latency stays flat; the scores per second per session go down).
 """
 from __future__ import annotations
 
@@ -24,6 +29,21 @@ from rehab.records import DeadLetter, FrameRecord, KeypointFrame, MessageError, 
 from rehab.topics import Topics
 
 log = logging.getLogger("rehab.edge.worker")
+
+
+TARGET_LOAD = 0.8  # the share of the worker's measured capacity handed out: queues stay short
+ACTIVE_WINDOW_S = 2.0  # a session that sent a frame this recently shares the worker
+
+
+def fair_interval_ms(max_fps: float, active_sessions: int, frame_ms: float | None,
+                     target_load: float = TARGET_LOAD) -> float:
+    """The shortest time between two inferred frames of one session: the configured cap, or, when the
+    sessions together would ask for more than ``target_load`` of the worker's capacity (one frame per
+    ``frame_ms``), an equal share of that capacity."""
+    cap = 1000.0 / max_fps
+    if not frame_ms or active_sessions <= 0:
+        return cap
+    return max(cap, active_sessions * frame_ms / target_load)
 
 
 @dataclass
@@ -50,6 +70,8 @@ class PoseWorker:
         self.min_interval_ms = 1000.0 / max_fps_per_session
         self.selectors: dict[str, SubjectSelector] = {}
         self.last_taken_ms: dict[str, int] = {}
+        self.seen_at: dict[str, float] = {}  # session -> monotonic time of its newest frame
+        self.frame_ms: float | None = None  # wall time per inferred frame, all lanes together (EWMA)
         self.counters: Counter[str] = Counter()
         self.stopping = threading.Event()
 
@@ -70,7 +92,8 @@ class PoseWorker:
     def select(self, records) -> list[Decoded]:
         """Newest decodable, fresh frame per session, from one poll's records."""
         newest: dict[str, tuple[FrameRecord, object]] = {}
-        now = now_ms()
+        now, mono = now_ms(), time.monotonic()
+        interval = self.interval_ms(records, mono)
         for record in records:
             self.count("frames_in")
             try:
@@ -82,7 +105,7 @@ class PoseWorker:
                 self.count("dropped_stale")
                 continue
             # (0.75: capture times are whole milliseconds; 30 fps arrives 33 or 34 ms apart)
-            if frame.capture_ts_ms - self.last_taken_ms.get(frame.session_id, -10**12) < 0.75 * self.min_interval_ms:
+            if frame.capture_ts_ms - self.last_taken_ms.get(frame.session_id, -10**12) < 0.75 * interval:
                 self.count("dropped_budget")  # the session's frame budget: no starving the others
                 continue
             prev = newest.get(frame.session_id)
@@ -101,6 +124,17 @@ class PoseWorker:
             self.last_taken_ms[frame.session_id] = frame.capture_ts_ms
         return batch
 
+    def interval_ms(self, records, mono: float) -> float:
+        """This poll's per-session frame interval (``fair_interval_ms``) over the sessions active now."""
+        for record in records:
+            if record.key:
+                self.seen_at[record.key.decode("utf-8", "replace")] = mono
+        for sid in [s for s, t in self.seen_at.items() if mono - t > ACTIVE_WINDOW_S]:
+            del self.seen_at[sid]
+        interval = fair_interval_ms(1000.0 / self.min_interval_ms, len(self.seen_at), self.frame_ms)
+        metrics.WORKER_FPS_BUDGET.set(round(1000.0 / interval, 2))
+        return interval
+
     def process(self, batch: list[Decoded]) -> list[KeypointFrame]:
         if not batch:
             return []
@@ -110,16 +144,27 @@ class PoseWorker:
             people = self.backend.infer([d.image for d in batch], [d.frame.session_id for d in batch])
         chosen: list = [None] * len(batch)
 
+        lane_ms: list[float] = []
+
         def run_lane(lane: int) -> None:
             for i, (d, found) in enumerate(zip(batch, people)):
                 if self._lane(d.frame.session_id) == lane:
+                    t = time.perf_counter()
                     chosen[i] = self._selector(d.frame.session_id).step(d.image, d.frame.capture_ts_ms, found)
+                    lane_ms.append((time.perf_counter() - t) * 1000)
 
         others = [self.pool.submit(run_lane, lane) for lane in range(1, len(self.lanes))] if self.pool else []
         run_lane(0)
         for f in others:
             f.result()
-        self.counters["infer_ms_total"] += int((time.perf_counter() - t0) * 1000)
+        wall_ms = (time.perf_counter() - t0) * 1000
+        # the worker's cost of a frame: a lane's time per frame, shared by the lanes running side by side
+        # (measured per frame, so a poll that brought one frame does not look like a slow worker)
+        # (a multi-person backend infers the whole batch in one call: its cost is the batch's time per frame)
+        per_frame = wall_ms / len(batch) if self.backend.multi_person or not lane_ms else \
+            sum(lane_ms) / len(lane_ms) / len(self.lanes)
+        self.frame_ms = per_frame if self.frame_ms is None else 0.9 * self.frame_ms + 0.1 * per_frame
+        self.counters["infer_ms_total"] += int(wall_ms)
         self.counters["batches"] += 1
         self.counters["batch_frames"] += len(batch)
         out = []

@@ -27,6 +27,8 @@ HOP_LATENCY = Histogram("rehab_hop_latency_ms", "Latency of one hop of the pipel
 DROPPED = Counter("rehab_frames_dropped_total", "Frames or messages dropped on purpose", ["service", "reason"])
 MESSAGES = Counter("rehab_messages_total", "Messages handled", ["service", "kind"])
 SESSIONS = Gauge("rehab_sessions_active", "Sessions with live state in this process", ["service"])
+WORKER_FPS_BUDGET = Gauge("rehab_worker_session_fps_budget",
+                          "Frames per second the pose worker infers per session now (its cap, or a fair share)")
 SUBSCRIBERS = Gauge("rehab_websocket_subscribers", "Open score WebSocket subscriptions")
 LAG = Gauge("rehab_consumer_lag", "Messages between the group's committed offset and the topic's end",
             ["service", "topic"])

@@ -3,6 +3,7 @@ session's budget dropped and counted, one busy session cannot crowd out another.
 from types import SimpleNamespace
 
 import cv2
+import pytest
 import numpy as np
 
 from edge.worker import PoseWorker
@@ -60,3 +61,13 @@ def test_a_frame_that_is_not_a_jpeg_goes_to_the_dead_letter_topic():
     bad.value = b"\xff\xd8 broken"
     assert w.select([bad]) == []
     assert w.counters["dead_letter"] == 1 and w.producer.sent[0][0] == "t.rehab.deadletter.v1"
+
+
+def test_the_worker_shares_its_capacity_fairly_instead_of_queueing():
+    from edge.worker import TARGET_LOAD, fair_interval_ms
+
+    assert fair_interval_ms(15, 2, 10.0) == pytest.approx(1000 / 15), "two sessions fit: the configured cap"
+    shared = fair_interval_ms(15, 8, 20.0)  # 8 sessions x 15 fps would need 2.4 s of work per second
+    assert shared == pytest.approx(8 * 20.0 / TARGET_LOAD)
+    assert 8 * (1000 / shared) * 20.0 / 1000 == pytest.approx(TARGET_LOAD), "the sessions together load it to the target"
+    assert fair_interval_ms(15, 8, None) == pytest.approx(1000 / 15), "nothing measured yet: the cap"
