@@ -16,7 +16,7 @@ from rehab.scoring.scorer import (
     phase_prior, score_windows,
 )
 
-RATE = int(RATE_HZ)  # grid row k is at capture time k * 1000 / RATE ms
+RATE = int(RATE_HZ)  # grid rows per second
 
 
 class RepCounter:
@@ -81,13 +81,16 @@ class LiveScorer:
     last_frame_ts_ms: int | None = None
     rows: Rows | None = None  # the window's resampled rows, computed once each (grid rows rows_k0 ...)
     rows_k0: int = 0
+    grid_origin_ms: int | None = None  # grid row k is at capture time origin + k / RATE_HZ: the session's
+    # first frame, so a recording scores the same whatever its clock's origin
 
     # -- state that survives a restart (kept in a Faust table) --------------------------------
     def snapshot(self) -> dict:
         return {"reps": self.reps.count, "armed": self.reps.armed, "prev_phase": self.reps.prev_phase,
                 "rep_sim": [self.reps.sim_sum, self.reps.sim_n], "total": self.total, "n_scores": self.n_scores,
                 "last_phase_idx": self.last_phase_idx, "last_ts_ms": self.last_ts_ms,
-                "last_seq": self.last_scored_seq, "last_scored_ts_ms": self.last_scored_ts_ms}
+                "last_seq": self.last_scored_seq, "last_scored_ts_ms": self.last_scored_ts_ms,
+                "grid_origin_ms": self.grid_origin_ms}
 
     def window_snapshot(self) -> list:
         """The frames of the current window, compactly: [seq, capture_ts_ms, keypoints or None]."""
@@ -112,6 +115,7 @@ class LiveScorer:
         self.last_seq = self.last_scored_seq = int(snap["last_seq"])
         # frames after the last scored one are re-read after a restart: resume from that one
         self.last_scored_ts_ms = self.last_frame_ts_ms = snap["last_scored_ts_ms"]
+        self.grid_origin_ms = snap.get("grid_origin_ms")
 
     # -- scoring ---------------------------------------------------------------------------
     @property
@@ -132,6 +136,8 @@ class LiveScorer:
                 self.frames.append(f)
             return False
         prev_ts, self.last_seq, self.last_frame_ts_ms = self.last_frame_ts_ms, f.seq, f.capture_ts_ms
+        if self.grid_origin_ms is None:
+            self.grid_origin_ms = f.capture_ts_ms
         self.frames.append(f)
         while self.frames[0].capture_ts_ms < f.capture_ts_ms - self.window_ms:
             self.frames.popleft()
@@ -154,8 +160,9 @@ class LiveScorer:
         """The window ending at the newest frame, to be scored by ``score_jobs`` (at most one job per
         scorer at a time: the next window's phase prior depends on this one's result)."""
         f, first = self.frames[-1], self.frames[0]
-        k_first = -((-first.capture_ts_ms * RATE) // 1000)  # the grid rows inside the window
-        k_last = (f.capture_ts_ms * RATE) // 1000
+        origin = self.grid_origin_ms if self.grid_origin_ms is not None else first.capture_ts_ms
+        k_first = -((-(first.capture_ts_ms - origin) * RATE) // 1000)  # the grid rows inside the window
+        k_last = ((f.capture_ts_ms - origin) * RATE) // 1000
         cached_end = self.rows_k0 + (len(self.rows) if self.rows is not None else 0)
         if self.rows is None or not self.rows_k0 <= k_first <= cached_end:
             keep, new_from, prev = None, k_first, None
@@ -164,7 +171,9 @@ class LiveScorer:
             prev = self.rows.last() if len(self.rows) else None
         kps = np.zeros((0, 17, 3))
         if new_from <= k_last:
-            ts = np.fromiter((x.capture_ts_ms for x in self.frames), dtype=np.float64, count=len(self.frames))
+            # times relative to the origin (small exact numbers: ties between two frames break the same
+            # way whatever the clock's origin)
+            ts = np.fromiter((x.capture_ts_ms - origin for x in self.frames), dtype=np.float64, count=len(self.frames))
             grid = np.arange(new_from, k_last + 1) * (1000.0 / RATE)
             idx = np.clip(np.searchsorted(ts, grid), 1, len(ts) - 1) if len(ts) > 1 else np.zeros(len(grid), int)
             if len(ts) > 1:  # the nearest frame (the earlier one on a tie): a row never changes once made

@@ -1,6 +1,6 @@
 """The scorer: a window of the patient's keypoints against the guide's, on a common clock.
 
-Per window: resample to ``RATE_HZ`` (on a clock anchored at capture time 0, so a frame's row is the
+Per window: resample to ``RATE_HZ`` (on a clock anchored at the session's first frame, so a frame's row is the
 same in every window that holds it); normalise poses; compare limb directions (invariant to position
 and body size) weighted by confidence; align in time with slope-bounded subsequence DTW against the
 reference (played cyclically, so a window may span the end of one repetition and the start of the

@@ -327,3 +327,15 @@ def test_rows_do_not_depend_on_how_many_are_computed_together():
     rest = Rows.compute(kps[17:], model, [0], [first.last()])
     for name in ("norm", "w", "dirs", "lw", "sim", "step", "valid"):
         np.testing.assert_array_equal(getattr(whole, name), getattr(Rows.concat([first, rest]), name), err_msg=name)
+
+
+def test_a_recording_scores_the_same_whatever_its_clock_origin():
+    """Rows are resampled on a grid anchored at the session's first frame: shifting every capture time
+    by the same amount changes nothing (``rehab extract`` stamps frames from the wall clock, so the
+    same video extracted twice has two origins; ``rehab score`` scores every window)."""
+    fs = frames([pose_at(i / 50) for i in range(120)], fps=25.0)
+    shifted = [dataclasses.replace(f, capture_ts_ms=f.capture_ts_ms + 1_700_000_000_017) for f in fs]
+    model = ReferenceModel.build(reference())
+    a = replay_scores(LiveScorer(model, "s"), fs)
+    b = replay_scores(LiveScorer(model, "s"), shifted)
+    assert [(x.similarity, x.phase, x.reps) for x in a] == [(x.similarity, x.phase, x.reps) for x in b]
