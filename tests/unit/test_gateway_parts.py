@@ -81,3 +81,18 @@ def test_marker_jitter_buffer_releases_a_frame_on_its_last_packet():
     assert gap.add(_rtp(10, 9000, False, b"x"))[1] is None
     assert gap.add(_rtp(12, 9000, True, b"z"))[1] is None
     assert gap.add(_rtp(11, 9000, False, b"y"))[1].data == b"xyz"
+
+
+def test_the_session_fps_budget_drops_frames_by_capture_time_and_never_holds_one_back():
+    from gateway.ingest import VideoIngest
+
+    ingest = VideoIngest("s", "ref", producer=None, topic="t", max_fps=15.0)
+    kept, last = [], None
+    for i in range(60):  # a 30 fps camera: every other frame fits a 15 fps budget
+        ts = 1000 + round(i * 1000 / 30)
+        if not ingest.over_budget(ts, last):
+            kept.append(i)
+            last = ts
+    assert kept == list(range(0, 60, 2))
+    assert not ingest.over_budget(1000 + 67, 1000), "a 15 fps camera is never dropped"
+    assert not ingest.over_budget(500, 1000), "a capture clock that went back starts afresh"
