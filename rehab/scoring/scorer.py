@@ -74,13 +74,6 @@ def movement_steps(norm: np.ndarray, w: np.ndarray, prev_norm: np.ndarray, prev_
     return np.minimum(steps(norm, w), steps(norm[:, idx], w[:, idx]))
 
 
-def path_length(norm: np.ndarray, w: np.ndarray) -> float:
-    """Total movement along a sequence of poses (see ``movement_steps``)."""
-    if len(norm) < 2:
-        return 0.0
-    return float(movement_steps(norm[1:], w[1:], norm[:-1], w[:-1]).sum())
-
-
 @dataclass(frozen=True)
 class ReferenceModel:
     reference_id: str
