@@ -468,7 +468,8 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
                     channel.send(json.dumps({"type": "error", "reason": str(exc)}))
                 return
             session.tasks.append(asyncio.create_task(ingest.publish(frame)))
-            session.tasks[:] = [t for t in session.tasks if not t.done()]
+            if len(session.tasks) > 64:  # forget finished publishes now and then, not on every message
+                session.tasks[:] = [t for t in session.tasks if not t.done()]
 
         async def scores_to_channel(channel) -> None:
             q = fanout.subscribe(sid)

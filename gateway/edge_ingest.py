@@ -15,7 +15,7 @@ the same channel as ``{"type": "score", ...}`` (the lowest-latency path), as wel
 from __future__ import annotations
 
 import dataclasses
-import json
+import orjson
 import time
 from collections import Counter
 
@@ -54,8 +54,10 @@ def parse_message(raw, session_id: str, reference_id: str) -> KeypointFrame:
     if len(raw) > MAX_MESSAGE_BYTES:
         raise EdgeMessageError(f"message of {len(raw)} bytes is larger than {MAX_MESSAGE_BYTES}")
     try:
-        msg = json.loads(raw)
-    except ValueError as exc:
+        msg = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if "NaN" in raw or "Infinity" in raw:
+            raise EdgeMessageError("not JSON: NaN and Infinity are not JSON numbers (keypoints must be finite)") from None
         raise EdgeMessageError(f"not JSON: {exc}") from None
     if not isinstance(msg, dict) or msg.get("type") != "keypoints":
         raise EdgeMessageError('expected a JSON object with "type": "keypoints"')
