@@ -121,11 +121,7 @@ class ScoringState:
                     k = pos[sid]
                     f = queue[k]
                     pos[sid] = k + 1
-                    lateness = wall - max(f.gateway_ts_ms, f.infer_ts_ms)
-                    # late: at most 4 scores a second for the session (the product's floor), and when
-                    # more than 2 s late, one per how late it is (a backlog drains instead of being scored)
-                    spacing = LATE_SCORE_SPACING_MS if lateness < 2000 else lateness
-                    late = bool(coalesce_after) and lateness > late_ms and wall - self.scored_at.get(sid, 0) < spacing
+                    late = bool(coalesce_after) and self.held_back(sid, f, wall, late_ms)
                     defer = (behind and k < n - 1) or late
                     due = scorer.add(f, defer=defer)
                     if defer:
@@ -142,9 +138,17 @@ class ScoringState:
             # arrive while this batch is scored, instead of after it
         return results, failures
 
+    def held_back(self, sid: str, f: KeypointFrame, wall: int, late_ms: int) -> bool:
+        """A late frame (more than ``late_ms`` after the gateway or worker stamped it) is not scored if
+        its session was scored too recently: at most 4 scores a second (the product's floor), and when
+        over 2 s late, one per how late it is (a backlog drains instead of being scored)."""
+        lateness = wall - max(f.gateway_ts_ms, f.infer_ts_ms)
+        spacing = LATE_SCORE_SPACING_MS if lateness < 2000 else lateness
+        return lateness > late_ms and wall - self.scored_at.get(sid, 0) < spacing
+
     def flush_due(self, quiet_s: float, late_ms: int = 300) -> list[tuple[LiveScorer, Score]]:
         """Scores for sessions whose newest frame is unscored and who sent nothing for ``quiet_s``
-        (a late frame waits for the session's score spacing, as in ``handle_batch``); forgets sessions
+        (a late frame waits for the session's score spacing: ``held_back``); forgets sessions
         idle for ``idle_evict_s`` (their snapshot stays in the table)."""
         now, wall, out, jobs = time.monotonic(), now_ms(), [], []
         for sid, scorer in list(self.scorers.items()):
@@ -156,9 +160,7 @@ class ScoringState:
                 continue
             if now - seen < quiet_s or not scorer.pending:
                 continue
-            newest = scorer.frames[-1]
-            if wall - max(newest.gateway_ts_ms, newest.infer_ts_ms) > late_ms and \
-                    wall - self.scored_at.get(sid, 0) < LATE_SCORE_SPACING_MS:
+            if self.held_back(sid, scorer.frames[-1], wall, late_ms):
                 continue
             jobs.append(scorer.job())
         for job, score in zip(jobs, score_jobs(jobs)):
