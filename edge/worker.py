@@ -36,12 +36,13 @@ ACTIVE_WINDOW_S = 2.0  # a session that sent a frame this recently shares the wo
 
 
 def fair_interval_ms(max_fps: float, active_sessions: int, frame_ms: float | None,
-                     target_load: float = TARGET_LOAD) -> float:
+                     target_load: float = TARGET_LOAD, lanes: int = 1) -> float:
     """The shortest time between two inferred frames of one session: the configured cap, or, when the
     sessions together would ask for more than ``target_load`` of the worker's capacity (one frame per
-    ``frame_ms``), an equal share of that capacity."""
+    ``frame_ms``), an equal share of that capacity. Sessions that each have a lane to themselves are
+    never held back: nobody waits behind them, and the newest-frame rule already keeps them fresh."""
     cap = 1000.0 / max_fps
-    if not frame_ms or active_sessions <= 0:
+    if not frame_ms or active_sessions <= lanes:
         return cap
     return max(cap, active_sessions * frame_ms / target_load)
 
@@ -131,7 +132,8 @@ class PoseWorker:
                 self.seen_at[record.key.decode("utf-8", "replace")] = mono
         for sid in [s for s, t in self.seen_at.items() if mono - t > ACTIVE_WINDOW_S]:
             del self.seen_at[sid]
-        interval = fair_interval_ms(1000.0 / self.min_interval_ms, len(self.seen_at), self.frame_ms)
+        interval = fair_interval_ms(1000.0 / self.min_interval_ms, len(self.seen_at), self.frame_ms,
+                                    lanes=len(self.lanes))
         metrics.WORKER_FPS_BUDGET.set(round(1000.0 / interval, 2))
         return interval
 

@@ -71,3 +71,6 @@ def test_the_worker_shares_its_capacity_fairly_instead_of_queueing():
     assert shared == pytest.approx(8 * 20.0 / TARGET_LOAD)
     assert 8 * (1000 / shared) * 20.0 / 1000 == pytest.approx(TARGET_LOAD), "the sessions together load it to the target"
     assert fair_interval_ms(15, 8, None) == pytest.approx(1000 / 15), "nothing measured yet: the cap"
+    assert fair_interval_ms(30, 1, 60.0) == pytest.approx(1000 / 30), "a session alone on its lane is never held back"
+    assert fair_interval_ms(30, 2, 60.0, lanes=2) == pytest.approx(1000 / 30)
+    assert fair_interval_ms(30, 3, 60.0, lanes=2) == pytest.approx(3 * 60.0 / TARGET_LOAD)
