@@ -138,12 +138,14 @@ class ScoringState:
             # arrive while this batch is scored, instead of after it
         return results, failures
 
-    def held_back(self, sid: str, f: KeypointFrame, wall: int, late_ms: int) -> bool:
+    def held_back(self, sid: str, f: KeypointFrame, wall: int, late_ms: int, drain: bool = True) -> bool:
         """A late frame (more than ``late_ms`` after the gateway or worker stamped it) is not scored if
-        its session was scored too recently: at most 4 scores a second (the product's floor), and when
-        over 2 s late, one per how late it is (a backlog drains instead of being scored)."""
+        its session was scored too recently: at most 4 scores a second (the product's floor), and, with
+        ``drain``, when over 2 s late one per how late it is (a backlog drains instead of being scored).
+        The timer does not drain: a quiet session's last frame is scored within 250 ms, however old its
+        stamps (frames replayed into the topic, say)."""
         lateness = wall - max(f.gateway_ts_ms, f.infer_ts_ms)
-        spacing = LATE_SCORE_SPACING_MS if lateness < 2000 else lateness
+        spacing = lateness if drain and lateness >= 2000 else LATE_SCORE_SPACING_MS
         return lateness > late_ms and wall - self.scored_at.get(sid, 0) < spacing
 
     def flush_due(self, quiet_s: float, late_ms: int = 300) -> list[tuple[LiveScorer, Score]]:
@@ -160,7 +162,7 @@ class ScoringState:
                 continue
             if now - seen < quiet_s or not scorer.pending:
                 continue
-            if self.held_back(sid, scorer.frames[-1], wall, late_ms):
+            if self.held_back(sid, scorer.frames[-1], wall, late_ms, drain=False):
                 continue
             jobs.append(scorer.job())
         for job, score in zip(jobs, score_jobs(jobs)):

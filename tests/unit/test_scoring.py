@@ -287,6 +287,22 @@ def test_a_processor_with_late_frames_scores_each_session_less_often_the_later_t
     assert len(every) > 30, "shedding off: every due window"
 
 
+def test_the_timer_scores_a_quiet_sessions_last_frame_however_old_its_stamps():
+    """Frames replayed into the topic carry stamps minutes old; the batch may drain such a backlog by
+    scoring it rarely, but the timer must still score a quiet session's last frame within 250 ms."""
+    import time as clock
+
+    asyncio, state = _state()
+    old = 1_000  # stamped long ago
+    poses = [dataclasses.replace(f, reference_id="ref", gateway_ts_ms=old, infer_ts_ms=old)
+             for f in frames([pose_at(i / 60) for i in range(62)])]
+    scored = asyncio.run(state.handle_batch([f.to_json() for f in poses], coalesce_after=0))[0]
+    assert scored and scored[-1][1].window_end_seq == 60, "the last frame is pending (not first of its slot)"
+    assert state.flush_due(quiet_s=0.0) == [], "just scored: the late frame waits its 250 ms"
+    clock.sleep(0.3)
+    assert [s.window_end_seq for _, s in state.flush_due(quiet_s=0.0)] == [61]
+
+
 def test_windows_scored_together_score_exactly_as_alone():
     """The processor scores the due windows of many sessions in one call; each session's scores must
     be byte for byte those of the session scored on its own (and so those of ``rehab score``)."""
