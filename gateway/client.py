@@ -60,9 +60,7 @@ class FileCameraTrack(VideoStreamTrack):
     async def recv(self) -> av.VideoFrame:
         """Like a camera: frames are due at t0 + i / fps; a frame whose time has passed while the
         encoder was busy is skipped (counted), never sent late."""
-        if self.t0_mono is None:
-            self.t0_mono, self.t0_ms = time.monotonic(), now_ms()
-            self.first_frame.set()
+        self._start_clock()
         behind = int((time.monotonic() - self.t0_mono) * self.fps) - self.index
         for _ in range(max(0, behind - 1)):  # one frame of slack, then skip
             if next(self._iter, None) is None:
@@ -73,15 +71,24 @@ class FileCameraTrack(VideoStreamTrack):
         if image is None:
             self.stop()
             raise MediaStreamError
+        frame = await self._when_due(av.VideoFrame.from_ndarray(image, format="bgr24"))
+        self.sent += 1
+        return frame
+
+    def _start_clock(self) -> None:
+        if self.t0_mono is None:
+            self.t0_mono, self.t0_ms = time.monotonic(), now_ms()
+            self.first_frame.set()
+
+    async def _when_due(self, item):
+        """Waits until frame ``index`` is due (t0 + index / fps), stamps it and moves on."""
         delay = self.t0_mono + self.index / self.fps - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-        frame.pts = round(self.index * VIDEO_CLOCK / self.fps)
-        frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        item.pts = round(self.index * VIDEO_CLOCK / self.fps)
+        item.time_base = fractions.Fraction(1, VIDEO_CLOCK)
         self.index += 1
-        self.sent += 1
-        return frame
+        return item
 
 
 @dataclass
@@ -137,17 +144,16 @@ async def negotiate(pc: RTCPeerConnection, gateway: str, grant: Grant) -> None:
     await pc.setRemoteDescription(RTCSessionDescription(**r.json()))
 
 
-class EncodedCameraTrack(VideoStreamTrack):
+class EncodedCameraTrack(FileCameraTrack):
     """A camera with a hardware encoder: the clip is encoded to H.264 once, up front, and the packets
     are sent at the camera's pace (aiortc packetizes them without encoding anything). Loops repeat the
     packets (every loop starts with a key frame). Used by benchmarks so that clients sharing the
     server's machine do not take its CPU for software video encoding, as phones do not."""
 
     def __init__(self, path: str, max_side: int = 640, loops: int = 1, fps: float | None = None):
-        super().__init__()
-        camera = FileCameraTrack(path, max_side=max_side, loops=1, fps=fps)
-        self.fps, self.loops = camera.fps, loops
-        images = list(camera._iter)
+        super().__init__(path, max_side=max_side, loops=1, fps=fps)
+        self.loops = loops
+        images = list(self._iter)  # one loop of the camera's frames
         h, w = images[0].shape[:2]
         codec = av.CodecContext.create("libx264", "w")
         codec.width, codec.height, codec.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
@@ -163,25 +169,15 @@ class EncodedCameraTrack(VideoStreamTrack):
                 frame.pts = round(i * VIDEO_CLOCK / self.fps)
                 frame.pict_type = av.video.frame.PictureType.I if i == 0 else av.video.frame.PictureType.NONE
             self.packets += [bytes(p) for p in codec.encode(frame)]
-        self.index = 0
-        self.t0_mono: float | None = None
-        self.t0_ms: int | None = None
-        self.first_frame = asyncio.Event()
 
     async def recv(self) -> av.Packet:
-        if self.t0_mono is None:
-            self.t0_mono, self.t0_ms = time.monotonic(), now_ms()
-            self.first_frame.set()
+        """Every packet is sent when due (none skipped: a P-frame needs the ones before it)."""
+        self._start_clock()
         if self.index >= len(self.packets) * self.loops:
             self.stop()
             raise MediaStreamError
-        delay = self.t0_mono + self.index / self.fps - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        packet = av.Packet(self.packets[self.index % len(self.packets)])
-        packet.pts = round(self.index * VIDEO_CLOCK / self.fps)
-        packet.time_base = fractions.Fraction(1, VIDEO_CLOCK)
-        self.index += 1
+        packet = await self._when_due(av.Packet(self.packets[self.index % len(self.packets)]))
+        self.sent += 1
         return packet
 
 

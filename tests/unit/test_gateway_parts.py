@@ -96,3 +96,25 @@ def test_the_session_fps_budget_drops_frames_by_capture_time_and_never_holds_one
     assert kept == list(range(0, 60, 2))
     assert not ingest.over_budget(1000 + 67, 1000), "a 15 fps camera is never dropped"
     assert not ingest.over_budget(500, 1000), "a capture clock that went back starts afresh"
+
+
+def test_a_preencoded_camera_sends_h264_packets_at_its_pace_and_loops_from_a_key_frame(data_dir):
+    import asyncio
+    import time
+
+    from gateway.client import VIDEO_CLOCK, EncodedCameraTrack
+
+    track = EncodedCameraTrack(str(data_dir / "pose2sim_single_cam02.mp4"), max_side=240, loops=2, fps=30.0)
+    n = len(track.packets)
+    assert n == 50, "one loop of the 60 fps clip as a 30 fps camera"
+    assert b"\x00\x00\x01\x65" in track.packets[0], "the first packet holds an IDR slice (Annex B start code)"
+    assert not any(b"\x00\x00\x01\x65" in p for p in track.packets[1:]), "and only the first"
+
+    async def read(k):
+        return [await track.recv() for _ in range(k)]
+
+    t = time.monotonic()
+    packets = asyncio.run(read(n + 2))
+    assert time.monotonic() - t >= (n + 1) / 30.0 - 0.05, "sent at the camera's pace, not all at once"
+    assert [p.pts for p in packets[:3]] == [0, VIDEO_CLOCK // 30, 2 * VIDEO_CLOCK // 30]
+    assert bytes(packets[n]) == track.packets[0], "the second loop starts again at the key frame"
