@@ -10,7 +10,7 @@ import numpy as np
 
 from rehab.records import KeypointFrame, Score, now_ms
 from rehab.reference import Reference
-from rehab.scoring.pose import to_array
+from rehab.scoring.pose import nearest, to_array
 from rehab.scoring.scorer import (
     EMPTY, MIN_WINDOW_FRACTION, PHASE_ANCHOR_MIN, RATE_HZ, SCORER_VERSION, ReferenceModel, Rows, WindowResult,
     phase_prior, score_windows,
@@ -174,10 +174,8 @@ class LiveScorer:
             # times relative to the origin (small exact numbers: ties between two frames break the same
             # way whatever the clock's origin)
             ts = np.fromiter((x.capture_ts_ms - origin for x in self.frames), dtype=np.float64, count=len(self.frames))
-            grid = np.arange(new_from, k_last + 1) * (1000.0 / RATE)
-            idx = np.clip(np.searchsorted(ts, grid), 1, len(ts) - 1) if len(ts) > 1 else np.zeros(len(grid), int)
-            if len(ts) > 1:  # the nearest frame (the earlier one on a tie): a row never changes once made
-                idx = np.where(grid - ts[idx - 1] <= ts[idx] - grid, idx - 1, idx)
+            # the nearest frame (the earlier one on a tie): a row never changes once made
+            idx = nearest(ts, np.arange(new_from, k_last + 1) * (1000.0 / RATE))
             kps = to_array([self.frames[i].keypoints for i in idx])
         prior = None
         if self.last_ts_ms is not None:

@@ -69,12 +69,15 @@ def limb_directions(norm: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.nda
     return unit, lw
 
 
+def nearest(ts_ms: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Index of the frame nearest each grid time (the earlier one on a tie), for sorted ``ts_ms``."""
+    if len(ts_ms) < 2:
+        return np.zeros(len(grid), int)
+    idx = np.clip(np.searchsorted(ts_ms, grid), 1, len(ts_ms) - 1)
+    return np.where(grid - ts_ms[idx - 1] <= ts_ms[idx] - grid, idx - 1, idx)
+
+
 def resample(ts_ms: np.ndarray, values: np.ndarray, rate_hz: float, start_ms: float, end_ms: float) -> np.ndarray:
     """Nearest-frame resampling onto a fixed clock (deterministic; never blends missing joints)."""
     n = int(np.floor((end_ms - start_ms) * rate_hz / 1000.0 + 1e-9)) + 1
-    grid = start_ms + np.arange(max(n, 1)) * 1000.0 / rate_hz
-    idx = np.clip(np.searchsorted(ts_ms, grid), 1, len(ts_ms) - 1) if len(ts_ms) > 1 else np.zeros(len(grid), int)
-    if len(ts_ms) > 1:
-        left_closer = (grid - ts_ms[idx - 1]) <= (ts_ms[idx] - grid)
-        idx = np.where(left_closer, idx - 1, idx)
-    return values[idx]
+    return values[nearest(ts_ms, start_ms + np.arange(max(n, 1)) * 1000.0 / rate_hz)]
