@@ -52,17 +52,24 @@ def backtrack(move: np.ndarray, end: np.ndarray) -> np.ndarray:
     return path
 
 
+def best_ends(cost: np.ndarray, end_penalty: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For B cost matrices (B, n, m): the mean cost of the best alignment (B,), its end column (B,)
+    and the moves (for ``backtrack``). ``end_penalty`` (m,) or (B, m), in mean-cost units, ranks the
+    ends but is not in the returned cost."""
+    b, n, _ = cost.shape
+    last, move = accumulate(cost)
+    ranked = last / n if end_penalty is None else last / n + end_penalty
+    end = np.argmin(ranked, axis=1)
+    return last[np.arange(b), end] / n, end, move
+
+
 def subsequence_dtw_batch(cost: np.ndarray, end_penalty: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Aligns every row of each (n, m) cost matrix to a contiguous stretch of its columns.
 
     ``end_penalty`` (m,) or (B, m), in mean-cost units, makes some ends less likely (phases the patient
     cannot have reached since the last window); it ranks the ends but is not in the returned cost.
     Returns (mean cost (B,), inf where no path exists; matched column of each row (B, n))."""
-    b, n, _ = cost.shape
-    last, move = accumulate(cost)
-    ranked = last / n if end_penalty is None else last / n + end_penalty
-    end = np.argmin(ranked, axis=1)
-    total = last[np.arange(b), end] / n
+    total, end, move = best_ends(cost, end_penalty)
     path = backtrack(move, end)
     path[~np.isfinite(total)] = 0
     return total, path

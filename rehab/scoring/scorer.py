@@ -20,7 +20,7 @@ import numpy as np
 
 from rehab.coco import LIMBS, MIRROR
 from rehab.reference import Reference
-from rehab.scoring.align import accumulate, backtrack
+from rehab.scoring.align import backtrack, best_ends
 from rehab.scoring.pose import limb_directions, normalize, resample, to_array
 
 SCORER_VERSION = "limbdtw-2.1.0"
@@ -50,10 +50,6 @@ class Poses:
     def of(cls, norm: np.ndarray, w: np.ndarray) -> "Poses":
         dirs, lw = limb_directions(norm, w)
         return cls(norm, w, dirs, lw)
-
-    @property
-    def valid(self) -> np.ndarray:
-        return self.lw.sum(axis=1) > 0
 
 
 def movement_steps(norm: np.ndarray, w: np.ndarray, prev_norm: np.ndarray, prev_w: np.ndarray) -> np.ndarray:
@@ -266,13 +262,11 @@ def _score_group(ref: ReferenceModel, ws: list[Rows], priors: list, mirror_mode:
     # per frame the better labelling; frames where nobody was seen cost 0 and are not counted in the mean
     both = np.maximum(sim[:, 0:2 * n_cand:2], sim[:, 1:2 * n_cand:2])  # (B, n_cand, T, C)
     cost = np.where(valid[:, None, :, None], 1.0 - both, 0.0).reshape(b * n_cand, t, -1)
-    last, move = accumulate(cost)
-    ranked = last / t
+    penalty = None
     if any(p is not None for p in priors):
-        penalty = np.stack([np.zeros(ranked.shape[1]) if p is None else p for p in priors])
-        ranked = ranked + np.repeat(penalty, n_cand, axis=0)
-    end = np.argmin(ranked, axis=1)
-    totals = (last[np.arange(b * n_cand), end] / t).reshape(b, n_cand)
+        penalty = np.repeat(np.stack([np.zeros(cost.shape[2]) if p is None else p for p in priors]), n_cand, axis=0)
+    total, end, move = best_ends(cost, penalty)
+    totals = total.reshape(b, n_cand)
     k = np.argmin(totals, axis=1)  # the candidate (as seen / mirrored) with the lower cost
     chosen = np.arange(b) * n_cand + k
     path = backtrack(move[chosen], end[chosen])  # (B, T)

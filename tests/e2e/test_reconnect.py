@@ -9,11 +9,16 @@ from aiortc import RTCPeerConnection
 from gateway.client import FileCameraTrack, create_session, negotiate, stream_file
 
 
-async def _connect(url, grant, clip):
+async def _stream_then_drop(url, clip, seconds):
+    """A new session streamed for ``seconds``, then its peer connection closed without a DELETE (the
+    network drops, or the patient closes the tab); returns the session's grant."""
+    grant = await create_session(url, "guide")
     pc = RTCPeerConnection()
     pc.addTrack(FileCameraTrack(clip))
     await negotiate(pc, url, grant)  # raises if the gateway refuses the offer
-    return pc
+    await asyncio.sleep(seconds)
+    await pc.close()
+    return grant
 
 
 def _session(url, grant):
@@ -24,10 +29,7 @@ def test_a_reconnect_continues_the_session(live_stack, data_dir):
     url, clip = live_stack.gateway_url, str(data_dir / "pose2sim_single_cam02.mp4")
 
     async def run():
-        grant = await create_session(url, "guide")
-        pc = await _connect(url, grant, clip)
-        await asyncio.sleep(2.0)
-        await pc.close()  # the network drops: no DELETE
+        grant = await _stream_then_drop(url, clip, 2.0)
         await asyncio.sleep(1.0)
         after = [r async for r in stream_file(url, grant, clip)]  # a new offer, same session
         return grant, after
@@ -40,14 +42,7 @@ def test_a_reconnect_continues_the_session(live_stack, data_dir):
 def test_a_peer_that_hangs_up_ends_its_session(live_stack, data_dir):
     url, clip = live_stack.gateway_url, str(data_dir / "pose2sim_single_cam02.mp4")
 
-    async def run():
-        grant = await create_session(url, "guide")
-        pc = await _connect(url, grant, clip)
-        await asyncio.sleep(1.5)
-        await pc.close()
-        return grant
-
-    grant = asyncio.run(run())
+    grant = asyncio.run(_stream_then_drop(url, clip, 1.5))
     assert _session(url, grant)["ended_at"] is None, "a moment's drop does not end the session"
     deadline = time.monotonic() + live_stack.session_idle_s + 10
     while time.monotonic() < deadline and _session(url, grant)["ended_at"] is None:
