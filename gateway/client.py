@@ -12,11 +12,13 @@ from typing import AsyncIterator
 
 import av
 import httpx
+import orjson
 import websockets
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from edge.video import frames as video_frames, probe
+from gateway import sctp
 from rehab.records import Score, now_ms
 
 VIDEO_CLOCK = 90_000
@@ -135,6 +137,7 @@ async def create_session(gateway: str, reference_id: str, patient_id: str = "dem
 async def negotiate(pc: RTCPeerConnection, gateway: str, grant: Grant) -> None:
     """Offer ``pc``'s tracks and channels to the granted session and apply the gateway's answer
     (also what a reconnect does: a new offer for the same session)."""
+    sctp.install()  # delayed SACKs on the data channel, as browsers do (gateway/sctp.py)
     await pc.setLocalDescription(await pc.createOffer())
     async with httpx.AsyncClient(base_url=gateway, timeout=30) as http:
         r = await http.post(f"/sessions/{grant.session_id}/offer", headers=grant.headers,
@@ -253,15 +256,18 @@ async def _aiter(items):
 
 
 async def stream_keypoints(gateway: str, grant: Grant, frames, fps: float, tail_s: float = 3.0,
-                           errors: list | None = None, model: str = "blazepose") -> AsyncIterator[Received]:
+                           errors: list | None = None, model: str = "blazepose",
+                           send_lag_ms: list | None = None) -> AsyncIterator[Received]:
     """Edge mode: sends keypoints (an iterable or async iterable of (width, height, keypoints or None))
-    over the data channel, frame i at t0 + i / fps, and yields the scores that come back on it."""
+    over the data channel, frame i at t0 + i / fps (its capture time), and yields the scores that come
+    back on it. ``send_lag_ms`` collects how late each frame left after its capture time (a busy
+    device or load generator shows here, not as the gateway's latency)."""
     inbox: asyncio.Queue = asyncio.Queue()
 
     def on_message(raw):
-        msg = json.loads(raw)
+        msg = orjson.loads(raw)
         if msg.get("type") == "score":
-            inbox.put_nowait(Received(Score.from_json(json.dumps(msg["score"])), now_ms()))
+            inbox.put_nowait(Received(Score.from_json(orjson.dumps(msg["score"])), now_ms()))
         elif msg.get("type") == "error" and errors is not None:
             errors.append(msg["reason"])
 
@@ -274,24 +280,30 @@ async def stream_keypoints(gateway: str, grant: Grant, frames, fps: float, tail_
             delay = t0_mono + seq / fps - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            channel.send(json.dumps({"type": "keypoints", "seq": seq, "capture_ts_ms": t0_ms + round(seq * 1000 / fps),
-                                     "width": w, "height": h, "keypoints": kps, "model": model}))
+            elif send_lag_ms is not None:
+                send_lag_ms.append(-delay * 1000)
+            channel.send(orjson.dumps({"type": "keypoints", "seq": seq, "capture_ts_ms": t0_ms + round(seq * 1000 / fps),
+                                       "width": w, "height": h, "keypoints": kps, "model": model}).decode())
             seq += 1
 
     sender = asyncio.create_task(send_all())
+    getter = asyncio.ensure_future(inbox.get())
     try:
-        ended_at = None
+        deadline = None  # tail_s after the last frame
         while True:
-            if ended_at is None and sender.done():
-                sender.result()
-                ended_at = time.monotonic()
-            if ended_at is not None and time.monotonic() - ended_at > tail_s:
+            timeout = None if deadline is None else deadline - time.monotonic()
+            if timeout is not None and timeout <= 0:
                 break
-            try:
-                yield await asyncio.wait_for(inbox.get(), 0.1)
-            except asyncio.TimeoutError:
-                continue
+            waiting = {getter} if sender.done() else {getter, sender}
+            await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if deadline is None and sender.done():
+                sender.result()
+                deadline = time.monotonic() + tail_s
+            if getter.done():
+                yield getter.result()
+                getter = asyncio.ensure_future(inbox.get())
     finally:
+        getter.cancel()
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await sender

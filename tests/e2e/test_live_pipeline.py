@@ -2,6 +2,7 @@
 gateway; the pose worker and the Faust processor run as their own processes; scores come back over
 the WebSocket and are in MySQL."""
 import asyncio
+import json
 
 import httpx
 import pytest
@@ -69,3 +70,33 @@ def test_gateway_refuses_bad_requests_clearly(live_stack):
     with pytest.raises(websockets.ConnectionClosed) as err:
         asyncio.run(ws_without_token())
     assert err.value.rcvd.code == 4401
+
+
+def test_a_subscriber_asking_for_keypoints_gets_the_sessions_skeletons_as_well_as_its_scores(live_stack, data_dir):
+    """The browser app draws the patient's skeleton from the keypoints pushed with ``keypoints=true``
+    (the gateway reads the keypoints topic only while such a subscriber exists); the client's own
+    subscription, without it, gets scores only (``Score.from_json`` would fail on anything else)."""
+    async def run():
+        grant = await create_session(live_stack.gateway_url, "guide")
+        url = live_stack.gateway_url.replace("http", "ws", 1) + \
+            f"/sessions/{grant.session_id}/scores?token={grant.token}&keypoints=true"
+        pushed: list[dict] = []
+
+        async def watch(ws):
+            async for raw in ws:
+                pushed.append(json.loads(raw))
+
+        async with websockets.connect(url, open_timeout=15) as ws:
+            watcher = asyncio.create_task(watch(ws))
+            await asyncio.sleep(1.0)  # the gateway starts reading the keypoints topic
+            received = [r async for r in stream_file(live_stack.gateway_url, grant,
+                                                     str(data_dir / "pose2sim_single_cam02.mp4"))]
+            watcher.cancel()
+        return grant.session_id, received, pushed
+
+    session_id, received, pushed = asyncio.run(run())
+    frames = [m for m in pushed if m.get("schema") == "keypoint_frame.v1"]
+    scores = [m for m in pushed if "similarity" in m]
+    assert len(frames) >= 20, f"{len(frames)} keypoint frames pushed for a 100-frame clip"
+    assert {f["session_id"] for f in frames} == {session_id}
+    assert len(scores) >= len(received) - 1 and received, "the same subscriber also gets the scores"

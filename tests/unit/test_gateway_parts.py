@@ -118,3 +118,92 @@ def test_a_preencoded_camera_sends_h264_packets_at_its_pace_and_loops_from_a_key
     assert time.monotonic() - t >= (n + 1) / 30.0 - 0.05, "sent at the camera's pace, not all at once"
     assert [p.pts for p in packets[:3]] == [0, VIDEO_CLOCK // 30, 2 * VIDEO_CLOCK // 30]
     assert bytes(packets[n]) == track.packets[0], "the second loop starts again at the key frame"
+
+
+class _FakeKeypointConsumer:
+    def __init__(self):
+        self.records: list = []
+        self.stopped = False
+
+    async def getmany(self, timeout_ms, max_records):
+        await asyncio.sleep(0.01)
+        out, self.records = self.records, []
+        return {"tp": out} if out else {}
+
+    async def stop(self):
+        self.stopped = True
+
+
+async def test_the_keypoints_topic_is_read_only_while_someone_subscribed_to_keypoints():
+    from types import SimpleNamespace
+
+    opened: list[_FakeKeypointConsumer] = []
+
+    async def open_keypoints():
+        opened.append(_FakeKeypointConsumer())
+        return opened[-1]
+
+    fan = ScoreFanout(open_keypoints=open_keypoints, keypoints_linger_s=0.05)
+    scores_only = fan.subscribe("a")
+    await asyncio.sleep(0.05)
+    assert not opened, "no keypoint subscriber: the topic is not read"
+    drawing = fan.subscribe("a", keypoints=True)
+    await asyncio.sleep(0.05)
+    assert len(opened) == 1
+    opened[0].records = [SimpleNamespace(key=b"a", value=b'{"seq": 1}'), SimpleNamespace(key=b"b", value=b"{}")]
+    await asyncio.sleep(0.05)
+    assert drawing.get_nowait() == '{"seq": 1}' and drawing.empty(), "its own session's frames only"
+    assert scores_only.empty(), "a scores-only subscriber gets no keypoints"
+    fan.unsubscribe("a", drawing)
+    await asyncio.sleep(0.2)
+    assert opened[0].stopped and fan.keypoint_feed.done(), "stopped once nobody wants keypoints"
+    fan.subscribe("a", keypoints=True)
+    await asyncio.sleep(0.05)
+    assert len(opened) == 2, "a new keypoint subscriber starts it again"
+    await fan.close()
+    assert opened[1].stopped
+
+
+async def test_delayed_sacks_acknowledge_every_second_packet_and_lose_nothing():
+    from aiortc import RTCPeerConnection
+    from aiortc.rtcsctptransport import SackChunk
+
+    from gateway import sctp
+
+    sctp.install()
+    a, b = RTCPeerConnection(), RTCPeerConnection()
+    channel = a.createDataChannel("keypoints")
+    got: list = []
+    opened = asyncio.Event()
+    channel.on("open", opened.set)
+    b.on("datachannel", lambda ch: ch.on("message", got.append))
+    await a.setLocalDescription(await a.createOffer())
+    await b.setRemoteDescription(a.localDescription)
+    await b.setLocalDescription(await b.createAnswer())
+    await a.setRemoteDescription(b.localDescription)
+    await asyncio.wait_for(opened.wait(), 10)
+    receiver = b.sctp
+    sent_sacks = []
+    send_chunk = receiver._send_chunk
+
+    async def counting(chunk):
+        if isinstance(chunk, SackChunk):
+            sent_sacks.append(chunk.cumulative_tsn)
+        await send_chunk(chunk)
+
+    receiver._send_chunk = counting
+    try:
+        for i in range(10):
+            channel.send(f"frame {i}")
+            await asyncio.sleep(0.03)  # one packet at a time, as a 30 fps edge device sends
+        await asyncio.sleep(0.05)
+        assert got[-10:] == [f"frame {i}" for i in range(10)]
+        assert 4 <= len(sent_sacks) <= 6, f"{len(sent_sacks)} SACKs for 10 packets (aiortc alone: 10)"
+        sent_sacks.clear()
+        channel.send("alone")
+        await asyncio.sleep(sctp.SACK_DELAY_S + 0.15)
+        assert got[-1] == "alone" and len(sent_sacks) == 1, "a lone packet is acknowledged by the timer"
+        assert a.sctp._flight_size == 0, "the sender holds nothing unacknowledged"
+    finally:
+        await a.close()
+        await b.close()

@@ -1,0 +1,161 @@
+"""How many edge-mode sessions one gateway holds, printed as JSON. Each session is a real aiortc client
+sending the patient clip's keypoints over its data channel at FPS; the benchmark reads the keypoints
+topic and measures, per frame, capture -> in Kafka (the gateway's whole job: receive over
+DTLS/SCTP, validate, publish), frames lost, sessions that failed, and the CPU the gateway process used.
+Only the gateway runs: scoring them is the stream processor's capacity (``processor_throughput``).
+``client_frames_sent_late`` is how late the clients sent frames after their capture time: that part of
+capture -> in Kafka is the load generator's, not the gateway's.
+
+    ./dev bench edge_capacity [--sessions 200] [--seconds 60] [--fps 15] [--per-process 50]
+Target (issue 5): at least 200 concurrent edge sessions on one gateway. The clients run on the same
+machine (they use about as much CPU as the gateway does), at a lower priority (``--client-nice``).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import orjson  # noqa: E402
+from kafka import KafkaConsumer  # noqa: E402
+
+from benchmarks.common import bench_stack, clip_frames, percentiles  # noqa: E402
+from rehab.records import now_ms  # noqa: E402
+from rehab.services import Services  # noqa: E402
+
+CLIP = "pose2sim_single_cam02.mp4"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def clients(gateway: str, first: int, n: int, seconds: float, fps: float, ramp_s: float, keypoints, nice: int,
+            out) -> None:
+    from gateway.client import create_session, stream_keypoints
+
+    os.nice(nice)
+    lag: list[float] = []
+
+    async def one(k: int):
+        await asyncio.sleep(ramp_s * k / max(n, 1))
+        grant = await create_session(gateway, "guide", patient_id=f"edge-{first + k}", mode="edge")
+        frames = [keypoints[i % len(keypoints)] for i in range(int(seconds * fps))]
+        errors: list[str] = []
+        async for _ in stream_keypoints(gateway, grant, frames, fps, tail_s=1.0, errors=errors, send_lag_ms=lag):
+            pass
+        return grant.session_id, len(frames), errors
+
+    async def main():
+        results = await asyncio.gather(*(one(k) for k in range(n)), return_exceptions=True)
+        # frames that left more than 1 ms after their capture time (the rest left on time)
+        out.put(([r if not isinstance(r, BaseException) else repr(r) for r in results], [x for x in lag if x > 1]))
+
+    asyncio.run(main())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sessions", type=int, default=200)
+    ap.add_argument("--seconds", type=float, default=60, help="how long each session streams")
+    ap.add_argument("--fps", type=float, default=15)
+    ap.add_argument("--per-process", type=int, default=50, help="client sessions per client process")
+    ap.add_argument("--ramp", type=float, default=20, help="seconds over which the sessions start")
+    ap.add_argument("--client-nice", type=int, default=10,
+                    help="niceness of the client processes: on one machine they compete with the gateway for "
+                         "the CPU, as they would not in a deployment; 0 = no priority for the gateway")
+    args = ap.parse_args()
+    frames = clip_frames(CLIP)
+    step = max(1, round(60 / args.fps))  # the 60 fps clip at the camera's rate
+    keypoints = [(f.width, f.height, f.keypoints) for f in frames[::step]]
+    with bench_stack(services=(), session_max_fps=int(args.fps), token_ttl_s=int(args.seconds) + 900,
+                     session_idle_s=60) as settings:
+        consumer = KafkaConsumer(settings.topics.keypoints, bootstrap_servers=settings.kafka_bootstrap,
+                                 group_id=None, auto_offset_reset="latest", fetch_max_wait_ms=10)
+        consumer.poll(timeout_ms=500)  # assigned, at the end of the (empty) topic
+        seen: list[tuple[int, str, int, int]] = []  # (received_ms, session, capture -> kafka, capture -> gateway)
+        stop = threading.Event()
+
+        def read():
+            while not stop.is_set():
+                for batch in consumer.poll(timeout_ms=100).values():
+                    t = now_ms()
+                    for m in batch:
+                        f = orjson.loads(m.value)
+                        seen.append((t, f["session_id"], t - f["capture_ts_ms"], f["gateway_ts_ms"] - f["capture_ts_ms"]))
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        with tempfile.TemporaryDirectory() as logs, Services(settings, Path(logs), names=("gateway",)) as services:
+            gw_pid = services.procs["gateway"].pid
+            ctx = mp.get_context("spawn")
+            out = ctx.Queue()
+            groups = [(i, min(args.per_process, args.sessions - i)) for i in range(0, args.sessions, args.per_process)]
+            procs = [ctx.Process(target=clients, args=(settings.gateway_url, i, n, args.seconds, args.fps, args.ramp,
+                                                       keypoints, args.client_nice, out)) for i, n in groups]
+            t0 = now_ms()
+            for p in procs:
+                p.start()
+            # the steady window: every session started (ramp + connection set-up), none finished
+            steady_from, steady_to = t0 + (args.ramp + 5) * 1000, t0 + args.seconds * 1000
+            cpu = {}
+            while now_ms() < steady_to:
+                if "from" not in cpu and now_ms() >= steady_from:
+                    cpu["from"] = (now_ms(), cpu_seconds(gw_pid))
+                time.sleep(0.2)
+            cpu["to"] = (now_ms(), cpu_seconds(gw_pid))
+            replies = [out.get(timeout=args.seconds + 300) for _ in procs]
+            results = [r for rs, _ in replies for r in rs]
+            late = [x for _, lags in replies for x in lags]
+            for p in procs:
+                p.join(30)
+        stop.set()
+        reader.join(5)
+        consumer.close()
+    ok = [r for r in results if not isinstance(r, str)]
+    failed = [r for r in results if isinstance(r, str)]
+    sent = sum(n for _, n, _ in ok)
+    per_session: dict[str, int] = {}
+    for _, sid, _, _ in seen:
+        per_session[sid] = per_session.get(sid, 0) + 1
+    steady = [row for row in seen if steady_from <= row[0] < steady_to]
+    active = {row[1] for row in steady}
+    buckets = []
+    for start in range(0, int(args.seconds), 10):
+        lat = [row[2] for row in seen if t0 + start * 1000 <= row[0] < t0 + (start + 10) * 1000]
+        if lat:
+            buckets.append({"from_s": start, "sessions_publishing": len({row[1] for row in seen
+                                                                         if t0 + start * 1000 <= row[0] < t0 + (start + 10) * 1000}),
+                            **percentiles(lat)})
+    span_s = (cpu["to"][0] - cpu["from"][0]) / 1000 if "from" in cpu else None
+    print(json.dumps({
+        "sessions": args.sessions, "fps": args.fps, "seconds": args.seconds,
+        "client_processes": len(groups), "sessions_failed": len(failed), "failures": failed[:5],
+        "sessions_sending_in_steady_window": len(active),
+        "frames_sent": sent, "frames_in_kafka": len(seen),
+        "frames_lost": sent - sum(per_session.get(sid, 0) for sid, _, _ in ok),
+        "data_channel_errors": sorted({e for _, _, errs in ok for e in errs})[:5],
+        "steady_window_s": span_s,
+        "steady_frames_per_s": round(len(steady) / span_s, 1) if span_s else None,
+        "capture_to_kafka_ms": percentiles([row[2] for row in steady]),
+        "client_frames_sent_late": {"share": round(len(late) / max(sent, 1), 4), **percentiles(late)},
+        "capture_to_gateway_ms": percentiles([row[3] for row in steady]),
+        "gateway_cpu_cores": round((cpu["to"][1] - cpu["from"][1]) / span_s, 3) if span_s else None,
+        "per_10s": buckets,
+        "target_sessions": 200,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
