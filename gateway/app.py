@@ -51,7 +51,7 @@ from gateway.offer import Offer, OfferError
 from gateway.uploads import Extractor, UploadError, receive_video
 from rehab import metrics
 from rehab.reference import _ID as ID_PATTERN
-from rehab.settings import Settings
+from rehab.settings import MAX_SESSION_FPS, Settings
 from rehab.storage.repository import Database
 
 log = logging.getLogger("rehab.gateway")
@@ -103,6 +103,14 @@ async def read_json(request: Request):
 # made 5 ms the Java producer's default, KIP-1030). With 100 edge sessions: 0.56 -> 0.50 cores of gateway,
 # capture -> in Kafka p50 6 -> 8 ms (./dev bench edge_capacity).
 PRODUCER_LINGER_MS = 5
+
+
+def resumed_seq(elapsed_s: float, clock_margin_s: float = 60.0) -> int:
+    """The first frame number for a session that earlier connections (in another gateway process) fed:
+    above any they can have used, as no session gets more than MAX_SESSION_FPS frames a second (plus a
+    burst) from any gateway. (An edge device's own numbers are added to it: one that skips numbers
+    ahead of its frame rate can still overlap its earlier frames after a gateway restart.)"""
+    return int((elapsed_s + clock_margin_s) * MAX_SESSION_FPS) + 1
 
 
 def create_app(settings: Settings, make_backend=None) -> Starlette:
@@ -458,11 +466,17 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
             return error(400, f"bad offer: {exc}")
         if row["ended_at"] is not None:
             return error(409, "session has ended")
-        first_seq = 0
-        if sid in live:  # a reconnecting client (or an ICE restart) replaces its old peer connection;
-            old = live.pop(sid)  # the session's frame numbers go on, so no frame looks like a repeat
+        try:
+            earlier, elapsed_s = await res["db"].connect_session(sid)
+        except LookupError:
+            return error(404, "unknown session")
+        first_seq = 0  # the session's frame numbers go on across connections, so no frame looks like a repeat
+        if sid in live:  # a reconnecting client (or an ICE restart) replaces its old peer connection
+            old = live.pop(sid)
             first_seq = old.ingest.next_seq + 1
             await old.close()
+        elif earlier:  # connected before, through a gateway that restarted since or another one
+            first_seq = resumed_seq(elapsed_s)
         pc = RTCPeerConnection()
         edge = row["mode"] == "edge"
         if edge:

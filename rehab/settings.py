@@ -12,6 +12,7 @@ from pathlib import Path
 from rehab.topics import Topics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+MAX_SESSION_FPS = 120  # the highest frame budget a gateway can give a session
 
 
 class SettingsError(ValueError):
@@ -129,8 +130,8 @@ class Settings:
             raise SettingsError("REHAB_TOKEN_TTL_S must be between 10 and 86400 seconds")
         if not 1024 <= self.upload_max_bytes <= 2 * 1024**3:
             raise SettingsError("REHAB_UPLOAD_MAX_BYTES must be between 1 KiB and 2 GiB")
-        if not 1 <= self.session_max_fps <= 120:
-            raise SettingsError("REHAB_SESSION_MAX_FPS must be between 1 and 120")
+        if not 1 <= self.session_max_fps <= MAX_SESSION_FPS:
+            raise SettingsError(f"REHAB_SESSION_MAX_FPS must be between 1 and {MAX_SESSION_FPS}")
         if not 2 <= self.session_idle_s <= 3600:
             raise SettingsError("REHAB_SESSION_IDLE_S must be between 2 and 3600 seconds")
         if self.admin_api_key and len(self.admin_api_key) < 16:

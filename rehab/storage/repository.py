@@ -94,6 +94,17 @@ class Database:
         keys = ("id", "patient_id", "reference_id", "mode", "started_at", "ended_at")
         return dict(zip(keys, row))
 
+    async def connect_session(self, session_id: str) -> tuple[int, float]:
+        """Counts a new peer connection; returns (connections before this one, seconds since the session
+        started, by the database's clock)."""
+        await self._execute("UPDATE sessions SET connections = connections + 1 WHERE id=%s", (session_id,))
+        row = await self._execute(
+            "SELECT connections - 1, TIMESTAMPDIFF(MICROSECOND, started_at, CURRENT_TIMESTAMP(3)) / 1e6 "
+            "FROM sessions WHERE id=%s", (session_id,), fetch="one")
+        if row is None:
+            raise LookupError(session_id)
+        return int(row[0]), float(row[1])
+
     async def end_session(self, session_id: str, summary: dict) -> None:
         await self._execute(
             "UPDATE sessions SET ended_at=COALESCE(ended_at, CURRENT_TIMESTAMP(3)), summary=%s WHERE id=%s",

@@ -21,7 +21,8 @@ def free_port() -> int:
 def live_stack(tmp_path_factory, clip_keypoints):
     port = free_port()
     with isolated(gateway_port=port, gateway_url=f"http://127.0.0.1:{port}", worker_metrics_port=free_port(),
-                  processor_metrics_port=free_port(), session_idle_s=15) as settings:
+                  processor_metrics_port=free_port(), session_idle_s=15,
+                  auth_secret="e2e-secret-shared-by-the-gateways") as settings:
         frames = clip_keypoints("pose2sim_single_cam01.mp4")
         ref = Reference("guide", "guide", 60.0, frames[0].width, frames[0].height, "blazepose", "v", "0" * 64,
                         [f.keypoints for f in frames])

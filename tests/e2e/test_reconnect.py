@@ -48,3 +48,32 @@ def test_a_peer_that_hangs_up_ends_its_session(live_stack, data_dir):
     while time.monotonic() < deadline and _session(url, grant)["ended_at"] is None:
         time.sleep(1)
     assert _session(url, grant)["ended_at"] is not None, "ended after REHAB_SESSION_IDLE_S without the peer"
+
+
+def test_a_session_goes_on_through_another_gateway_process(live_stack, data_dir, tmp_path):
+    """A reconnect that reaches a gateway which never saw the session (the first one restarted, or a
+    load balancer picked another): its frames are numbered past the first connection's, so the processor
+    scores them instead of taking them for repeats of frames it has scored."""
+    from rehab.services import Services
+    from rehab.storage.repository import Database
+    from tests.e2e.conftest import free_port
+
+    port = free_port()
+    second = live_stack.with_(gateway_port=port, gateway_url=f"http://127.0.0.1:{port}",
+                              worker_metrics_port=free_port(), processor_metrics_port=free_port())
+    clip = str(data_dir / "pose2sim_single_cam02.mp4")
+
+    async def run():
+        grant = await _stream_then_drop(live_stack.gateway_url, clip, 3.0)
+        await asyncio.sleep(1.0)
+        async with Database.opened(live_stack) as db:
+            scored_before = await db._execute("SELECT MAX(window_end_seq) FROM scores WHERE session_id=%s",
+                                              (grant.session_id,), fetch="one")
+        after = [r async for r in stream_file(second.gateway_url, grant, clip)]
+        return scored_before[0], after
+
+    with Services(second, tmp_path, names=("gateway",)):
+        scored_before, after = asyncio.run(run())
+    assert scored_before is not None, "the first connection was scored"
+    assert len(after) >= 8, f"{len(after)} scores through the second gateway"
+    assert all(r.score.window_start_seq > scored_before for r in after[1:]), "new frames, numbered past the old"
