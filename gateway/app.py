@@ -43,7 +43,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway import sctp
 from gateway.auth import AuthError, Claims, TokenSigner, bearer, check_api_key, origin_allowed
-from gateway.edge_ingest import EdgeIngest, EdgeMessageError
+from gateway.edge_ingest import EdgeIngest, EdgeMessageError, KeypointPublisher
 from gateway.fanout import ScoreFanout
 from gateway.jitter import install as install_marker_jitter_buffer
 from gateway.ingest import VideoIngest
@@ -103,6 +103,9 @@ async def read_json(request: Request):
 # made 5 ms the Java producer's default, KIP-1030). With 100 edge sessions: 0.56 -> 0.50 cores of gateway,
 # capture -> in Kafka p50 6 -> 8 ms (./dev bench edge_capacity).
 PRODUCER_LINGER_MS = 5
+# A partition's batch holds ~700 keypoint frames (aiokafka's 16 KB held ~10): sends wait for a full batch
+# to drain only when Kafka is far behind, not whenever a request is in flight.
+PRODUCER_BATCH_BYTES = 1 << 20
 
 
 def resumed_seq(elapsed_s: float, clock_margin_s: float = 60.0) -> int:
@@ -143,8 +146,10 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
     async def lifespan(app):
         res["db"] = await Database.connect(settings, maxsize=10)
         res["producer"] = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=PRODUCER_LINGER_MS,
-                                           max_request_size=8 * 1024 * 1024)
+                                           max_batch_size=PRODUCER_BATCH_BYTES, max_request_size=8 * 1024 * 1024)
         await res["producer"].start()
+        res["keypoints"] = KeypointPublisher(res["producer"], topics.keypoints)
+        publisher = asyncio.create_task(res["keypoints"].run())
         consumer = AIOKafkaConsumer(topics.scores, bootstrap_servers=settings.kafka_bootstrap,
                                     group_id=None, auto_offset_reset="latest", fetch_max_wait_ms=20)
         await consumer.start()
@@ -163,6 +168,8 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await fan_task
             await consumer.stop()
+            await res["keypoints"].drain()  # frames accepted from devices reach Kafka before the producer stops
+            publisher.cancel()
             await res["producer"].stop()
             await res["db"].close()
             await asyncio.to_thread(res["extractor"].close)
@@ -480,8 +487,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         pc = RTCPeerConnection()
         edge = row["mode"] == "edge"
         if edge:
-            ingest = EdgeIngest(sid, row["reference_id"], res["producer"], topics.keypoints, settings.session_max_fps,
-                                first_seq)
+            ingest = EdgeIngest(sid, row["reference_id"], res["keypoints"], settings.session_max_fps, first_seq)
         else:
             ingest = VideoIngest(sid, row["reference_id"], res["producer"], topics.frames,
                                  settings.frame_max_side, settings.jpeg_quality, settings.session_max_fps, first_seq)
@@ -497,9 +503,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
                 if channel.readyState == "open":
                     channel.send(json.dumps({"type": "error", "reason": str(exc)}))
                 return
-            session.tasks.append(asyncio.create_task(ingest.publish(frame)))
-            if len(session.tasks) > 64:  # forget finished publishes now and then, not on every message
-                session.tasks[:] = [t for t in session.tasks if not t.done()]
+            ingest.publish(frame)
 
         async def scores_to_channel(channel) -> None:
             q = fanout.subscribe(sid)

@@ -14,15 +14,21 @@ the same channel as ``{"type": "score", ...}`` (the lowest-latency path), as wel
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-import orjson
+import logging
 import time
-from collections import Counter
+from collections import Counter, deque
+
+import orjson
+from aiokafka.errors import KafkaTimeoutError
 
 from rehab import metrics
 from rehab.records import KeypointFrame, MessageError, now_ms
 
+log = logging.getLogger("rehab.gateway.edge")
 MAX_MESSAGE_BYTES = 8 * 1024
+MAX_QUEUED = 50_000  # accepted frames waiting for Kafka (~16 s of 200 sessions at 15 fps, ~75 MB)
 FIELDS = {"type", "seq", "capture_ts_ms", "width", "height", "keypoints", "model", "model_version", "box"}
 
 
@@ -85,17 +91,69 @@ def parse_message(raw, session_id: str, reference_id: str) -> KeypointFrame:
         raise EdgeMessageError(str(exc)) from None
 
 
-class EdgeIngest:
-    """One edge session's keypoint channel: validate, rate-limit, publish."""
+class KeypointPublisher:
+    """Publishes the accepted frames of every edge session, in arrival order, from one task.
 
-    def __init__(self, session_id: str, reference_id: str, producer, topic: str, max_fps: float = 30.0,
+    One sender, not a task per frame: when Kafka falls behind and the producer's batch fills, aiokafka
+    makes every waiting ``send`` re-wait (with a timer each) each time the batch drains; with a task per
+    frame, 170 edge sessions on a busy machine turned that into a stall the gateway did not recover
+    from (py-spy: half its time in ``wait_drain`` timers). A frame once accepted stays queued here until
+    Kafka has it, even if its session closes or reconnects; when ``MAX_QUEUED`` frames wait (Kafka
+    unreachable for long), new ones are refused at the door, with a reason sent to the device."""
+
+    def __init__(self, producer, topic: str, max_queued: int = MAX_QUEUED):
+        self.producer, self.topic, self.max_queued = producer, topic, max_queued
+        self.queue: deque = deque()
+        self.ready = asyncio.Event()
+        self.failed = 0
+
+    def full(self) -> bool:
+        return len(self.queue) >= self.max_queued
+
+    def submit(self, key: bytes, value: bytes, on_sent=None) -> None:
+        self.queue.append((key, value, on_sent))
+        self.ready.set()
+
+    async def run(self) -> None:
+        while True:
+            if not self.queue:
+                self.ready.clear()
+                await self.ready.wait()
+                continue
+            key, value, on_sent = self.queue[0]
+            try:
+                await self.producer.send(self.topic, key=key, value=value)  # into the batch, not acked yet
+            except KafkaTimeoutError:  # the batch stayed full for the request timeout: Kafka is away
+                log.warning("Kafka is not taking keypoint frames; %d queued, retrying", len(self.queue))
+                await asyncio.sleep(0.5)
+                continue
+            except Exception:  # a frame Kafka will never take (it was validated, so a bug): not retried
+                self.failed += 1
+                log.exception("could not publish an edge keypoint frame")
+            self.queue.popleft()
+            if on_sent is not None:
+                on_sent()
+
+    async def drain(self, timeout_s: float = 5.0) -> None:
+        """Waits (at shutdown) until the queued frames are handed to the producer."""
+        deadline = time.monotonic() + timeout_s
+        while self.queue and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+
+class EdgeIngest:
+    """One edge session's keypoint channel: validate, rate-limit, publish (through the gateway's
+    ``KeypointPublisher``)."""
+
+    def __init__(self, session_id: str, reference_id: str, publisher: KeypointPublisher, max_fps: float = 30.0,
                  first_seq: int = 0):
         """``first_seq``: after a reconnect the device may count from 0 again; the published frame
         numbers go on from the old connection's (device seq + offset)."""
         self.session_id, self.reference_id = session_id, reference_id
+        self.key = session_id.encode()
         self.seq_offset = first_seq
         self.next_seq = first_seq
-        self.producer, self.topic = producer, topic
+        self.publisher = publisher
         self.bucket = TokenBucket(max_fps, burst=max(2.0, max_fps / 2))
         self.last_seq = -1
         self.counters: Counter[str] = Counter()
@@ -109,14 +167,23 @@ class EdgeIngest:
         if not self.bucket.take():
             self.counters["dropped_rate"] += 1
             raise EdgeMessageError("more keypoint messages than the session's fps budget: dropped")
+        if self.publisher.full():
+            self.counters["refused_busy"] += 1
+            raise EdgeMessageError("the server cannot store frames right now: frame not accepted, send the next")
         self.last_seq = frame.seq
         return frame
 
-    async def publish(self, frame: KeypointFrame) -> None:
+    def publish(self, frame: KeypointFrame) -> None:
+        """Queues an accepted frame for Kafka (it is published even if the session closes first)."""
         if self.seq_offset:
             frame = dataclasses.replace(frame, seq=frame.seq + self.seq_offset)
         self.next_seq = max(self.next_seq, frame.seq + 1)
-        await self.producer.send(self.topic, key=self.session_id.encode(), value=frame.to_json())
-        self.counters["frames_published"] += 1
-        metrics.MESSAGES.labels("gateway", "edge_keypoints").inc()
+        self.publisher.submit(self.key, frame.to_json(), self._sent)
         metrics.observe_hop("capture_to_gateway", frame.gateway_ts_ms - frame.capture_ts_ms)
+
+    def _sent(self) -> None:
+        self.counters["frames_published"] += 1
+        PUBLISHED.inc()
+
+
+PUBLISHED = metrics.MESSAGES.labels("gateway", "edge_keypoints")

@@ -1,4 +1,5 @@
 import asyncio
+import json
 
 import numpy as np
 import pytest
@@ -207,3 +208,59 @@ async def test_delayed_sacks_acknowledge_every_second_packet_and_lose_nothing():
     finally:
         await a.close()
         await b.close()
+
+
+class _SlowProducer:
+    """aiokafka's ``send`` as seen from outside: returns once the message is in a batch; blocks while
+    ``blocked`` (a full batch), raises KafkaTimeoutError ``timeouts`` times first."""
+
+    def __init__(self, timeouts: int = 0):
+        self.sent: list[tuple[bytes, bytes]] = []
+        self.blocked = asyncio.Event()
+        self.blocked.set()
+        self.timeouts = timeouts
+        self.concurrent = self.max_concurrent = 0
+
+    async def send(self, topic, key, value):
+        from aiokafka.errors import KafkaTimeoutError
+
+        self.concurrent += 1
+        self.max_concurrent = max(self.max_concurrent, self.concurrent)
+        try:
+            await self.blocked.wait()
+            if self.timeouts:
+                self.timeouts -= 1
+                raise KafkaTimeoutError()
+            self.sent.append((key, value))
+        finally:
+            self.concurrent -= 1
+
+
+def _edge_message(seq: int) -> str:
+    return json.dumps({"type": "keypoints", "seq": seq, "capture_ts_ms": 1_000 + seq * 66, "width": 640,
+                       "height": 480, "keypoints": [[100.0 + seq, 200.0, 0.9]] * 17})
+
+
+async def test_accepted_edge_frames_reach_kafka_in_order_from_one_sender_even_after_their_session_closes():
+    from gateway.edge_ingest import EdgeIngest, EdgeMessageError, KeypointPublisher
+
+    producer = _SlowProducer(timeouts=1)
+    publisher = KeypointPublisher(producer, "keypoints", max_queued=6)
+    a = EdgeIngest("a", "guide", publisher, max_fps=1000)
+    b = EdgeIngest("b", "guide", publisher, max_fps=1000)
+    producer.blocked.clear()  # Kafka is behind: the batch is full
+    runner = asyncio.create_task(publisher.run())
+    for seq in range(3):
+        a.publish(a.accept(_edge_message(seq)))
+        b.publish(b.accept(_edge_message(seq)))
+    with pytest.raises(EdgeMessageError, match="cannot store frames"):
+        a.accept(_edge_message(3))  # the queue is full: refused at the door, nothing queued is dropped
+    del a, b  # the sessions end; their accepted frames are still owed to Kafka
+    await asyncio.sleep(0.05)
+    assert producer.max_concurrent == 1, "one send waits on the full batch, not one per frame"
+    producer.blocked.set()
+    await asyncio.wait_for(publisher.drain(), 5)  # includes one KafkaTimeoutError, retried
+    runner.cancel()
+    keys = [k for k, _ in producer.sent]
+    assert keys == [b"a", b"b"] * 3, "every accepted frame, in arrival order"
+    assert [json.loads(v)["seq"] for k, v in producer.sent if k == b"a"] == [0, 1, 2]
