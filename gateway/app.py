@@ -99,13 +99,12 @@ async def read_json(request: Request):
         raise OfferError(f"body is not JSON: {exc}") from None
 
 
-# Frames and keypoints wait up to 5 ms to share a produce request with other sessions' messages (Kafka 4.0
-# made 5 ms the Java producer's default, KIP-1030). With 100 edge sessions: 0.56 -> 0.50 cores of gateway,
-# capture -> in Kafka p50 6 -> 8 ms (./dev bench edge_capacity).
-PRODUCER_LINGER_MS = 5
-# A partition's batch holds ~700 keypoint frames (aiokafka's 16 KB held ~10): sends wait for a full batch
-# to drain only when Kafka is far behind, not whenever a request is in flight.
-PRODUCER_BATCH_BYTES = 1 << 20
+# Edge keypoints wait up to 5 ms to share a produce request with other sessions' (Kafka 4.0 made 5 ms
+# the Java producer's default, KIP-1030): with 100 edge sessions 0.56 -> 0.50 cores of gateway, capture ->
+# in Kafka p50 6 -> 8 ms (./dev bench edge_capacity). A partition's batch holds ~700 frames (aiokafka's
+# 16 KB default held ~10), so a send waits for a full batch only when Kafka is far behind.
+KEYPOINTS_LINGER_MS = 5
+KEYPOINTS_BATCH_BYTES = 1 << 20
 
 
 def resumed_seq(elapsed_s: float, clock_margin_s: float = 60.0) -> int:
@@ -145,10 +144,15 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app):
         res["db"] = await Database.connect(settings, maxsize=10)
-        res["producer"] = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=PRODUCER_LINGER_MS,
-                                           max_batch_size=PRODUCER_BATCH_BYTES, max_request_size=8 * 1024 * 1024)
+        # camera frames (cloud mode): a few sessions per gateway, each frame sent at once
+        res["producer"] = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0,
+                                           max_request_size=8 * 1024 * 1024)
         await res["producer"].start()
-        res["keypoints"] = KeypointPublisher(res["producer"], topics.keypoints)
+        # keypoints (edge mode): hundreds of sessions per gateway, batched
+        res["keypoint_producer"] = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap,
+                                                    linger_ms=KEYPOINTS_LINGER_MS, max_batch_size=KEYPOINTS_BATCH_BYTES)
+        await res["keypoint_producer"].start()
+        res["keypoints"] = KeypointPublisher(res["keypoint_producer"], topics.keypoints)
         publisher = asyncio.create_task(res["keypoints"].run())
         consumer = AIOKafkaConsumer(topics.scores, bootstrap_servers=settings.kafka_bootstrap,
                                     group_id=None, auto_offset_reset="latest", fetch_max_wait_ms=20)
@@ -170,6 +174,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
             await consumer.stop()
             await res["keypoints"].drain()  # frames accepted from devices reach Kafka before the producer stops
             publisher.cancel()
+            await res["keypoint_producer"].stop()
             await res["producer"].stop()
             await res["db"].close()
             await asyncio.to_thread(res["extractor"].close)
