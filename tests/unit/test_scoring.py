@@ -358,3 +358,22 @@ def test_a_recording_scores_the_same_whatever_its_clock_origin():
     a = replay_scores(LiveScorer(model, "s"), fs)
     b = replay_scores(LiveScorer(model, "s"), shifted)
     assert [(x.similarity, x.phase, x.reps) for x in a] == [(x.similarity, x.phase, x.reps) for x in b]
+
+
+def test_a_late_session_is_scored_once_per_how_late_its_frames_are():
+    """Between 4 a second and never: 600 ms late -> a score at most every 600 ms of our time."""
+    import time as clock
+
+    from rehab.records import now_ms
+
+    asyncio, state = _state()
+    poses = [dataclasses.replace(f, reference_id="ref") for f in frames([pose_at(i / 60) for i in range(240)])]
+    scored_at, t0 = [], clock.monotonic()
+    for f in poses:  # 4 s of frames fed over ~1.6 s, each arriving 600 ms after it was stamped
+        stamp = now_ms() - 600
+        g = dataclasses.replace(f, gateway_ts_ms=stamp, infer_ts_ms=stamp)
+        if asyncio.run(state.handle_batch([g.to_json()]))[0]:
+            scored_at.append(clock.monotonic() - t0)
+        clock.sleep(0.006)
+    gaps = [b - a for a, b in zip(scored_at, scored_at[1:])]
+    assert len(scored_at) >= 2 and min(gaps) >= 0.58, f"scores at {scored_at} s"  # (clock reading jitter)
