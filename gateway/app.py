@@ -251,6 +251,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
 
     metrics.SESSIONS.labels("gateway").set_function(lambda: len(live))
     metrics.SUBSCRIBERS.set_function(lambda: sum(len(v) for v in fanout.subscribers.values()))
+    metrics.EDGE_QUEUE.set_function(lambda: len(res["keypoints"].queue) if "keypoints" in res else 0)
 
     async def prometheus(request: Request):
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
