@@ -3,7 +3,9 @@ sending the patient clip's keypoints over its data channel at FPS; the benchmark
 the keypoints topic (the quarter of the sessions that hash to it: a sample, as reading every frame
 would take CPU from the gateway) and measures, per frame, capture -> in Kafka (the gateway's whole job: receive over
 DTLS/SCTP, validate, publish), frames lost, sessions that failed, and the CPU the gateway process used.
-Only the gateway runs: scoring them is the stream processor's capacity (``processor_throughput``).
+Only the gateway runs: scoring them is the stream processor's capacity (``processor_throughput``); the
+benchmark writes synthetic scores (``--score-rate`` a second per session) to the scores topic instead,
+which the gateway pushes down each session's data channel, and reports scores topic -> client.
 ``client_frames_sent_late`` is how late the clients sent frames after their capture time: that part of
 capture -> in Kafka is the load generator's, not the gateway's.
 
@@ -50,25 +52,52 @@ def cpu_seconds(pid: int) -> float:
 
 
 def clients(gateway: str, first: int, n: int, seconds: float, fps: float, ramp_s: float, keypoints, nice: int,
-            out) -> None:
+            bootstrap: str, scores_topic: str, score_rate: float, out) -> None:
+    from aiokafka import AIOKafkaProducer
+
     from gateway.client import create_session, stream_keypoints
+    from rehab.records import Score
 
     os.nice(nice)
     lag: list[float] = []
+    push: list[int] = []  # score_ts -> received on the data channel, ms
+    active: dict[str, int] = {}
+
+    async def feed(producer) -> None:
+        """Scores for this process's sessions at ``score_rate`` a second each, as a processor would send
+        them: the gateway pushes each down its session's data channel."""
+        while True:
+            await asyncio.sleep(1.0 / score_rate)
+            t = now_ms()
+            for sid in list(active):
+                active[sid] += 1
+                sc = Score(sid, 0, active[sid], t, t, 0.5, {}, [], 0.0, 0, "bench", t, t, t, "guide")
+                await producer.send(scores_topic, key=sid.encode(), value=sc.to_json())
 
     async def one(k: int):
         await asyncio.sleep(ramp_s * k / max(n, 1))
         grant = await create_session(gateway, "guide", patient_id=f"edge-{first + k}", mode="edge")
         frames = [keypoints[i % len(keypoints)] for i in range(int(seconds * fps))]
         errors: list[str] = []
-        async for _ in stream_keypoints(gateway, grant, frames, fps, tail_s=1.0, errors=errors, send_lag_ms=lag):
-            pass
+        active[grant.session_id] = 0
+        try:
+            async for r in stream_keypoints(gateway, grant, frames, fps, tail_s=1.0, errors=errors, send_lag_ms=lag):
+                push.append(r.received_ms - r.score.score_ts_ms)
+        finally:
+            active.pop(grant.session_id, None)
         return grant.session_id, len(frames), errors
 
     async def main():
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+        await producer.start()
+        feeder = asyncio.create_task(feed(producer)) if score_rate > 0 else None
         results = await asyncio.gather(*(one(k) for k in range(n)), return_exceptions=True)
+        if feeder is not None:
+            feeder.cancel()
+        await producer.stop()
         # frames that left more than 1 ms after their capture time (the rest left on time)
-        out.put(([r if not isinstance(r, BaseException) else repr(r) for r in results], [x for x in lag if x > 1]))
+        out.put(([r if not isinstance(r, BaseException) else repr(r) for r in results], [x for x in lag if x > 1],
+                 push))
 
     asyncio.run(main())
 
@@ -80,6 +109,9 @@ def main() -> None:
     ap.add_argument("--fps", type=float, default=15)
     ap.add_argument("--per-process", type=int, default=50, help="client sessions per client process")
     ap.add_argument("--ramp", type=float, default=20, help="seconds over which the sessions start")
+    ap.add_argument("--score-rate", type=float, default=4,
+                    help="synthetic scores a second per session written to the scores topic, which the gateway "
+                         "pushes down each session's data channel (a processor's 4/s floor; 0: none)")
     ap.add_argument("--client-nice", type=int, default=0,
                     help="niceness of the client processes (they compete with the gateway for this machine's "
                          "CPU; 0: equally. A higher value starves them: at 10 their peer connections failed)")
@@ -113,7 +145,9 @@ def main() -> None:
             out = ctx.Queue()
             groups = [(i, min(args.per_process, args.sessions - i)) for i in range(0, args.sessions, args.per_process)]
             procs = [ctx.Process(target=clients, args=(settings.gateway_url, i, n, args.seconds, args.fps, args.ramp,
-                                                       keypoints, args.client_nice, out)) for i, n in groups]
+                                                       keypoints, args.client_nice, settings.kafka_bootstrap,
+                                                       settings.topics.scores, args.score_rate, out))
+                     for i, n in groups]
             t0 = now_ms()
             for p in procs:
                 p.start()
@@ -126,8 +160,9 @@ def main() -> None:
                 time.sleep(0.2)
             cpu["to"] = (now_ms(), cpu_seconds(gw_pid))
             replies = [out.get(timeout=args.seconds + 300) for _ in procs]
-            results = [r for rs, _ in replies for r in rs]
-            late = [x for _, lags in replies for x in lags]
+            results = [r for rs, _, _ in replies for r in rs]
+            late = [x for _, lags, _ in replies for x in lags]
+            pushed = [x for _, _, p in replies for x in p]
             for p in procs:
                 p.join(30)
         stop.set()
@@ -162,6 +197,9 @@ def main() -> None:
         "sampled_frames_per_s": round(len(steady) / span_s, 1) if span_s else None,
         "capture_to_kafka_ms": percentiles([row[2] for row in steady]),
         "client_frames_sent_late": {"share": round(len(late) / max(sent, 1), 4), **percentiles(late)},
+        "score_rate_per_session": args.score_rate,
+        "scores_received_per_s_per_session": round(len(pushed) / args.seconds / max(len(ok), 1), 2),
+        "score_to_data_channel_ms": percentiles(pushed),
         "capture_to_gateway_ms": percentiles([row[3] for row in steady]),
         "gateway_cpu_cores": round((cpu["to"][1] - cpu["from"][1]) / span_s, 3) if span_s else None,
         "per_10s": buckets,
