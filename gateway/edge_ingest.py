@@ -105,7 +105,6 @@ class KeypointPublisher:
         self.producer, self.topic, self.max_queued = producer, topic, max_queued
         self.queue: deque = deque()
         self.ready = asyncio.Event()
-        self.failed = 0
 
     def full(self) -> bool:
         return len(self.queue) >= self.max_queued
@@ -128,7 +127,7 @@ class KeypointPublisher:
                 await asyncio.sleep(0.5)
                 continue
             except Exception:  # a frame Kafka will never take (it was validated, so a bug): not retried
-                self.failed += 1
+                metrics.DROPPED.labels("gateway", "edge_publish_failed").inc()
                 log.exception("could not publish an edge keypoint frame")
             self.queue.popleft()
             if on_sent is not None:
