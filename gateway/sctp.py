@@ -51,7 +51,3 @@ async def _delayed_send_sack(transport: RTCSctpTransport) -> None:
 
 def install() -> None:
     RTCSctpTransport._send_sack = _delayed_send_sack
-
-
-def installed() -> bool:
-    return RTCSctpTransport._send_sack is _delayed_send_sack
