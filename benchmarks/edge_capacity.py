@@ -30,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson  # noqa: E402
 from kafka import KafkaConsumer, TopicPartition  # noqa: E402
-from kafka.partitioner.default import murmur2  # noqa: E402
 
 from benchmarks.common import bench_stack, clip_frames, percentiles  # noqa: E402
 from rehab.records import now_ms  # noqa: E402
 from rehab.services import Services  # noqa: E402
+from rehab.topics import default_partition  # noqa: E402
 
 CLIP = "pose2sim_single_cam02.mp4"
 SAMPLE_PARTITION = 0
@@ -42,7 +42,7 @@ SAMPLE_PARTITION = 0
 
 def sampled(session_id: str, partitions: int) -> bool:
     """Whether the session's frames are in the measured partition (Kafka's default partitioner)."""
-    return (murmur2(session_id.encode()) & 0x7FFFFFFF) % partitions == SAMPLE_PARTITION
+    return default_partition(session_id, partitions) == SAMPLE_PARTITION
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -180,11 +180,10 @@ def main() -> None:
     active = {row[1] for row in steady}
     buckets = []
     for start in range(0, int(args.seconds), 10):
-        lat = [row[2] for row in seen if t0 + start * 1000 <= row[0] < t0 + (start + 10) * 1000]
-        if lat:
-            buckets.append({"from_s": start, "sampled_sessions_publishing": len({row[1] for row in seen
-                                                                         if t0 + start * 1000 <= row[0] < t0 + (start + 10) * 1000}),
-                            **percentiles(lat)})
+        rows = [row for row in seen if t0 + start * 1000 <= row[0] < t0 + (start + 10) * 1000]
+        if rows:
+            buckets.append({"from_s": start, "sampled_sessions_publishing": len({row[1] for row in rows}),
+                            **percentiles([row[2] for row in rows])})
     span_s = (cpu["to"][0] - cpu["from"][0]) / 1000 if "from" in cpu else None
     print(json.dumps({
         "sessions": args.sessions, "fps": args.fps, "seconds": args.seconds,

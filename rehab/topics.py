@@ -10,6 +10,13 @@ SCORES = "rehab.scores.v1"
 DEAD_LETTER = "rehab.deadletter.v1"
 
 
+def default_partition(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (the producers' here) gives a record keyed ``key``."""
+    from kafka.partitioner.default import murmur2  # (settings import this module; most callers never need it)
+
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str

@@ -15,13 +15,13 @@ from pathlib import Path
 import asyncmy
 import faust
 import orjson
-from kafka.partitioner.default import murmur2
 from mode import Service
 
 from rehab import metrics
 from rehab.records import DeadLetter, Score
 from rehab.settings import Settings
 from rehab.storage.repository import Database
+from rehab.topics import default_partition
 from stream_processor.processor import ScoringState
 
 log = logging.getLogger("rehab.stream_processor")
@@ -108,7 +108,7 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
     def put(table, sid: str, value: bytes) -> None:
         partition = partition_of.get(sid)
         if partition is None:  # not seen in this process (cannot happen for a scored session)
-            partition = (murmur2(sid.encode()) & 0x7FFFFFFF) % PARTITIONS  # Kafka's default partitioner
+            partition = default_partition(sid, PARTITIONS)
         key = sid.encode()
         table.send_changelog(partition, key, value)
         table.data[key] = value
