@@ -32,7 +32,29 @@ log = logging.getLogger("rehab.edge.worker")
 
 
 TARGET_LOAD = 0.8  # the share of the worker's measured capacity handed out: queues stay short
+FORGET_AFTER_S = 60.0  # a session quiet this long (after ACTIVE_WINDOW_S) loses its tracker and policy
 ACTIVE_WINDOW_S = 2.0  # a session that sent a frame this recently shares the worker
+
+
+def publishable_keypoints(kps: np.ndarray, width: int, height: int) -> list[list[float]]:
+    """A backend's (17, 3) keypoints as a record accepts them. Models extrapolate joints of a patient
+    close to the camera far outside the image (a worker used to exit on such a frame): a joint
+    beyond the records' margin (one image size around it) or not finite is kept at the nearest point
+    of that margin with confidence 0, so the scorer ignores it."""
+    k = np.array(kps, dtype=np.float64).reshape(-1, 3)
+    finite = np.isfinite(k).all(axis=1)
+    k[~finite] = 0.0
+    x, y = k[:, 0].copy(), k[:, 1].copy()
+    outside = (x < -width) | (x > 2 * width) | (y < -height) | (y > 2 * height)
+    k[:, 0] = np.clip(x, -width, 2 * width)
+    k[:, 1] = np.clip(y, -height, 2 * height)
+    k[:, 2] = np.clip(k[:, 2], 0.0, 1.0)
+    k[outside | ~finite, 2] = 0.0
+    return k.round(2).tolist()
+
+
+def publishable_box(box) -> list[float]:
+    return [round(float(v), 2) if np.isfinite(v) else 0.0 for v in box]
 
 
 def fair_interval_ms(max_fps: float, active_sessions: int, frame_ms: float | None,
@@ -72,6 +94,7 @@ class PoseWorker:
         self.selectors: dict[str, SubjectSelector] = {}
         self.last_taken_ms: dict[str, int] = {}
         self.seen_at: dict[str, float] = {}  # session -> monotonic time of its newest frame
+        self.quiet_since: dict[str, float] = {}  # sessions no longer active -> since when
         self.frame_ms: float | None = None  # wall time per inferred frame, all lanes together (EWMA)
         self.counters: Counter[str] = Counter()
         self.stopping = threading.Event()
@@ -125,6 +148,20 @@ class PoseWorker:
             self.last_taken_ms[frame.session_id] = frame.capture_ts_ms
         return batch
 
+    def forget_quiet(self, mono: float) -> None:
+        """Releases what the worker holds for sessions that sent nothing for ``FORGET_AFTER_S`` (their
+        tracker, subject policy, budget): state must not grow by one entry per session forever. A
+        session that comes back later is acquired afresh."""
+        for sid in [s for s, t in self.quiet_since.items() if mono - t > FORGET_AFTER_S or s in self.seen_at]:
+            del self.quiet_since[sid]
+            if sid in self.seen_at:
+                continue  # active again
+            self.last_taken_ms.pop(sid, None)
+            selector = self.selectors.pop(sid, None)
+            if selector is not None:
+                selector.close()
+            self.count("sessions_forgotten")
+
     def interval_ms(self, records, mono: float) -> float:
         """This poll's per-session frame interval (``fair_interval_ms``) over the sessions active now."""
         for record in records:
@@ -132,6 +169,8 @@ class PoseWorker:
                 self.seen_at[record.key.decode("utf-8", "replace")] = mono
         for sid in [s for s, t in self.seen_at.items() if mono - t > ACTIVE_WINDOW_S]:
             del self.seen_at[sid]
+            self.quiet_since[sid] = mono
+        self.forget_quiet(mono)
         interval = fair_interval_ms(1000.0 / self.min_interval_ms, len(self.seen_at), self.frame_ms,
                                     lanes=len(self.lanes))
         metrics.WORKER_FPS_BUDGET.set(round(1000.0 / interval, 2))
@@ -172,14 +211,20 @@ class PoseWorker:
         out = []
         for d, person in zip(batch, chosen):
             f = d.frame
-            kf = KeypointFrame(
-                session_id=f.session_id, seq=f.seq, capture_ts_ms=f.capture_ts_ms, gateway_ts_ms=f.gateway_ts_ms,
-                infer_ts_ms=now_ms(), model=self.backend.name, model_version=self.backend.version,
-                width=d.image.shape[1], height=d.image.shape[0],
-                keypoints=None if person is None else person.keypoints.round(2).tolist(),
-                box=None if person is None else [round(v, 2) for v in person.box],
-                reference_id=f.reference_id,
-            )
+            h, w = d.image.shape[:2]
+            try:
+                kf = KeypointFrame(
+                    session_id=f.session_id, seq=f.seq, capture_ts_ms=f.capture_ts_ms, gateway_ts_ms=f.gateway_ts_ms,
+                    infer_ts_ms=now_ms(), model=self.backend.name, model_version=self.backend.version,
+                    width=w, height=h,
+                    keypoints=None if person is None else publishable_keypoints(person.keypoints, w, h),
+                    box=None if person is None else publishable_box(person.box),
+                    reference_id=f.reference_id,
+                )
+            except MessageError as exc:  # a bug in a backend must cost one frame, never the worker
+                self.count("frames_unpublishable")
+                log.warning("session %s frame %d: keypoints not publishable: %s", f.session_id, f.seq, exc)
+                continue
             self.producer.send(self.topics.keypoints, key=f.session_id.encode(), value=kf.to_json())
             metrics.observe_hop("gateway_to_inferred", kf.infer_ts_ms - f.gateway_ts_ms)
             out.append(kf)

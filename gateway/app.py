@@ -51,6 +51,7 @@ from gateway.offer import Offer, OfferError
 from gateway.uploads import Extractor, UploadError, receive_video
 from rehab import metrics
 from rehab.reference import _ID as ID_PATTERN
+from rehab.records import check_client_ts
 from rehab.settings import MAX_SESSION_FPS, Settings
 from rehab.storage.repository import Database
 
@@ -89,10 +90,56 @@ def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+class BodyTooLarge(OfferError):
+    """A JSON body over ``MAX_BODY``: answered 413, found while reading (never read whole first)."""
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The request body, read chunk by chunk and refused as soon as it passes ``limit`` bytes (a
+    300 MB body used to be read whole into memory before any check). A declared Content-Length over
+    the limit is refused before reading anything."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"request body of {int(declared)} bytes is larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"request body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+MAX_JSON_DEPTH = 32
+
+
+def json_depth_ok(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether no array/object nests deeper than ``limit`` (counted on the bytes, outside strings,
+    before parsing: Python's json recursion on ``[[[[...`` costs time and can raise RecursionError)."""
+    depth, in_str, escaped = 0, False, False
+    for b in raw:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif b == 0x5C:  # backslash
+                escaped = True
+            elif b == 0x22:
+                in_str = False
+        elif b == 0x22:
+            in_str = True
+        elif b in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return False
+        elif b in (0x5D, 0x7D):
+            depth -= 1
+    return True
+
+
 async def read_json(request: Request):
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise OfferError(f"request body larger than {MAX_BODY} bytes")
+    body = await read_body(request)
+    if not json_depth_ok(body):
+        raise OfferError(f"body nests JSON deeper than {MAX_JSON_DEPTH} levels")
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -197,10 +244,14 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
             await asyncio.sleep(min(2.0, settings.session_idle_s / 4))
             now = time.monotonic()
             for sid, session in list(live.items()):
-                if session.disconnected_at is not None and now - session.disconnected_at > settings.session_idle_s:
-                    await finish(sid, "hang-up")
-                elif now - session.last_activity > settings.session_idle_s:
-                    await finish(sid, "timeout")
+                try:
+                    if session.disconnected_at is not None and now - session.disconnected_at > settings.session_idle_s:
+                        await finish(sid, "hang-up")
+                    elif now - session.last_activity > settings.session_idle_s:
+                        await finish(sid, "timeout")
+                except Exception:  # MySQL away, a peer that fails to close: try again next round, never stop
+                    metrics.ERRORS.labels("gateway", "reaper").inc()
+                    log.exception("could not end idle session %s; retrying", sid)
 
     # -- access ------------------------------------------------------------------------------
     def refused(exc: AuthError) -> JSONResponse:
@@ -223,7 +274,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         except AuthError as exc:
             return None, refused(exc)
         except OfferError as exc:
-            return None, error(400, str(exc))
+            return None, error(413 if isinstance(exc, BodyTooLarge) else 400, str(exc))
 
     async def session_access(conn, sid: str, send: bool) -> tuple[dict, Claims]:
         """The session row and the caller's claims; AuthError / LookupError otherwise."""
@@ -403,6 +454,11 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
             return refusal
         if not isinstance(body, dict) or not isinstance(body.get("reference_id"), str):
             return error(422, "body must be a JSON object with a string 'reference_id'")
+        unknown = set(body) - {"reference_id", "patient_id", "mode"}
+        if unknown:
+            return error(422, f"unknown fields {sorted(unknown)[:5]}")
+        if not ID_PATTERN.match(body["reference_id"]):
+            return error(422, "reference_id must be 1-64 letters, digits, '_', '.', '-'")
         patient = body.get("patient_id", "anonymous")
         mode = body.get("mode", "cloud")
         if not isinstance(patient, str) or not ID_PATTERN.match(patient):
@@ -476,7 +532,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         except LookupError:
             return error(404, "unknown session")
         except OfferError as exc:
-            return error(400, f"bad offer: {exc}")
+            return error(413 if isinstance(exc, BodyTooLarge) else 400, f"bad offer: {exc}")
         if row["ended_at"] is not None:
             return error(409, "session has ended")
         try:
@@ -536,10 +592,12 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
             def on_message(message):
                 try:
                     msg = json.loads(message)
-                    if msg.get("type") == "clock" and isinstance(msg.get("t0_ms"), int) and not edge:
-                        ingest.clock_t0_ms = msg["t0_ms"]
-                except (ValueError, AttributeError):
+                    if msg.get("type") == "clock" and not edge:
+                        ingest.clock_t0_ms = check_client_ts("t0_ms", msg.get("t0_ms"))
+                except (ValueError, AttributeError, RecursionError) as exc:  # MessageError is a ValueError
                     ingest.counters["bad_channel_messages"] += 1
+                    if channel.readyState == "open":
+                        channel.send(json.dumps({"type": "error", "reason": str(exc)[:200]}))
 
         @pc.on("track")
         def on_track(track):

@@ -86,12 +86,14 @@ class TokenSigner:
         if not token:
             raise AuthError(401, "a token is required (Authorization: Bearer TOKEN, or ?token= on the WebSocket)")
         body, _, mac = token.partition(".")
-        if not body or not mac or not hmac.compare_digest(mac, self._mac(body)):
+        # compared as bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500)
+        if not body or not mac or not hmac.compare_digest(mac.encode("utf-8", "surrogateescape"),
+                                                          self._mac(body).encode()):
             raise AuthError(401, "the token is not valid (forged, truncated or from another gateway)")
         try:
             c = json.loads(_unb64(body))
             claims = Claims(c["role"], c["pid"], c["sid"], float(c["exp"]), c["sub"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise AuthError(401, "the token is not valid (unreadable claims)") from None
         if claims.role not in ROLES:
             raise AuthError(401, "the token is not valid (unknown role)")

@@ -24,11 +24,14 @@ import orjson
 from aiokafka.errors import KafkaTimeoutError
 
 from rehab import metrics
-from rehab.records import KeypointFrame, MessageError, now_ms
+from rehab.records import MAX_INT, KeypointFrame, MessageError, check_client_ts, now_ms
 
 log = logging.getLogger("rehab.gateway.edge")
 MAX_MESSAGE_BYTES = 8 * 1024
 MAX_QUEUED = 50_000  # accepted frames waiting for Kafka (~16 s of 200 sessions at 15 fps, ~75 MB)
+# A device's frame numbers: room for a 30 fps session to run for years, and for the gateway's offset
+# after a reconnect (``first_seq``) on top, within records.MAX_INT
+MAX_DEVICE_SEQ = (1 << 52) - 1
 FIELDS = {"type", "seq", "capture_ts_ms", "width", "height", "keypoints", "model", "model_version", "box"}
 
 
@@ -79,10 +82,15 @@ def parse_message(raw, session_id: str, reference_id: str) -> KeypointFrame:
     if isinstance(msg["width"], int) and isinstance(msg["height"], int) and \
             not (16 <= msg["width"] <= 4096 and 16 <= msg["height"] <= 4096):
         raise EdgeMessageError("width and height must be between 16 and 4096 pixels")
+    seq = msg["seq"]
+    if isinstance(seq, int) and not isinstance(seq, bool) and not 0 <= seq <= MAX_DEVICE_SEQ:
+        raise EdgeMessageError(f"seq must be an integer in [0, {MAX_DEVICE_SEQ}]")
     try:
+        received = now_ms()
+        check_client_ts("capture_ts_ms", msg["capture_ts_ms"], received)
         return KeypointFrame(
-            session_id=session_id, seq=msg["seq"], capture_ts_ms=msg["capture_ts_ms"], gateway_ts_ms=now_ms(),
-            infer_ts_ms=msg["capture_ts_ms"] if isinstance(msg["capture_ts_ms"], int) else 0,
+            session_id=session_id, seq=seq, capture_ts_ms=msg["capture_ts_ms"], gateway_ts_ms=received,
+            infer_ts_ms=msg["capture_ts_ms"],
             model=f"edge:{model}", model_version=str(msg.get("model_version", "")),
             width=msg["width"], height=msg["height"], keypoints=msg["keypoints"], box=msg.get("box"),
             reference_id=reference_id,
@@ -163,6 +171,8 @@ class EdgeIngest:
         frame = parse_message(raw, self.session_id, self.reference_id)
         if frame.seq <= self.last_seq:
             raise EdgeMessageError(f"seq {frame.seq} is not after {self.last_seq}")
+        if frame.seq + self.seq_offset > MAX_INT:
+            raise EdgeMessageError("this session has used up its frame numbers: start a new session")
         if not self.bucket.take():
             self.counters["dropped_rate"] += 1
             raise EdgeMessageError("more keypoint messages than the session's fps budget: dropped")

@@ -94,9 +94,22 @@ class ScoreFanout:
         return delivered
 
     async def run(self, consumer) -> None:
-        """Feeds from a started aiokafka consumer of the scores topic until cancelled."""
+        """Feeds from a started aiokafka consumer of the scores topic until cancelled; an error (Kafka
+        away, a record it cannot use) is logged and the feed goes on, it never ends score fan-out."""
+        while True:
+            try:
+                await self._feed(consumer)
+                return  # the consumer was stopped
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                metrics.ERRORS.labels("gateway", "score_fanout").inc()
+                log.exception("score fan-out failed; resuming in 1 s")
+                await asyncio.sleep(1.0)
+
+    async def _feed(self, consumer) -> None:
         async for msg in consumer:
-            if msg.key is None:
+            if msg.key is None or msg.value is None:  # a tombstone or a keyless record: nothing to push
                 continue
             sid = msg.key.decode("utf-8", "replace")
             delivered = self.publish(sid, msg.value.decode("utf-8", "replace"))

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from rehab import metrics
-from rehab.records import FrameRecord, now_ms
+from rehab.records import MAX_CLOCK_SKEW_MS, FrameRecord, MessageError, now_ms
 
 log = logging.getLogger("rehab.gateway.ingest")
 
@@ -64,6 +64,22 @@ def encode_jpeg(image: np.ndarray, max_side: int, quality: int) -> tuple[bytes, 
     return buf.tobytes(), image.shape[1], image.shape[0]
 
 
+def downscaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """The frame's size with its long side at most ``max_side`` (even sizes, as YUV 4:2:0 wants)."""
+    scale = min(1.0, max_side / max(width, height, 1))
+    return max(2, round(width * scale) // 2 * 2), max(2, round(height * scale) // 2 * 2)
+
+
+def frame_to_jpeg(frame, max_side: int, quality: int) -> tuple[bytes, int, int]:
+    """A decoded video frame (av.VideoFrame) as JPEG, downscaled *while* it is converted to BGR
+    (libswscale does both in one pass), so an 8k track never becomes an 8k BGR array. Runs on a
+    worker thread, never on the event loop."""
+    w, h = downscaled_size(frame.width, frame.height, max_side)
+    image = frame.to_ndarray(width=w, height=h, format="bgr24") if (w, h) != (frame.width, frame.height) \
+        else frame.to_ndarray(format="bgr24")
+    return encode_jpeg(image, max_side, quality)
+
+
 class VideoIngest:
     """One session's video: ``read_track`` and ``publish`` run as two tasks."""
 
@@ -79,9 +95,13 @@ class VideoIngest:
         self.next_seq = first_seq
 
     def capture_ts(self, frame) -> int:
+        now = now_ms()
         if self.clock_t0_ms is not None and frame.pts is not None and frame.time_base is not None:
-            return self.clock_t0_ms + round(float(frame.pts * frame.time_base) * 1000)
-        return now_ms()  # no client clock: the time the frame reached us
+            ts = self.clock_t0_ms + round(float(frame.pts * frame.time_base) * 1000)
+            if abs(ts - now) <= MAX_CLOCK_SKEW_MS:  # (t0_ms is checked on arrival; pts comes from RTP)
+                return ts
+            self.counters["capture_ts_out_of_range"] += 1
+        return now  # no (usable) client clock: the time the frame reached us
 
     async def read_track(self, track, on_frame=None) -> None:
         from aiortc.mediastreams import MediaStreamError
@@ -106,6 +126,10 @@ class VideoIngest:
         return last_ts_ms is not None and 0 <= capture_ts_ms - last_ts_ms < 0.75 * self.min_interval * 1000
 
     async def publish(self) -> None:
+        """Publishes the newest frame whenever it is free, for as long as the session lives. A frame
+        that cannot be published (Kafka away, a frame that cannot be encoded) is dropped and counted,
+        and the next one is tried: the session is not ended by an outage (the newest frame is what
+        matters for live feedback, so nothing is queued while Kafka is away)."""
         loop = asyncio.get_running_loop()
         last_ts: int | None = None
         while True:
@@ -115,12 +139,26 @@ class VideoIngest:
                 metrics.DROPPED.labels("gateway", "budget").inc()
                 continue
             last_ts = item.capture_ts_ms
-            image = item.frame.to_ndarray(format="bgr24")
-            jpeg, w, h = await loop.run_in_executor(None, encode_jpeg, image, self.max_side, self.quality)
-            record = FrameRecord(self.session_id, item.seq, item.capture_ts_ms, now_ms(), w, h,
-                                 self.reference_id, jpeg)
+            try:
+                jpeg, w, h = await loop.run_in_executor(None, frame_to_jpeg, item.frame, self.max_side, self.quality)
+                record = FrameRecord(self.session_id, item.seq, item.capture_ts_ms, now_ms(), w, h,
+                                     self.reference_id, jpeg)
+            except (ValueError, MessageError) as exc:  # MessageError is a ValueError; named for the reader
+                self.counters["dropped_bad_frame"] += 1
+                metrics.DROPPED.labels("gateway", "bad_frame").inc()
+                log.warning("session %s: frame %d not published: %s", self.session_id, item.seq, exc)
+                continue
             key, value, headers = record.to_kafka()
-            await self.producer.send_and_wait(self.topic, value=value, key=key, headers=headers)
+            try:
+                await self.producer.send_and_wait(self.topic, value=value, key=key, headers=headers)
+            except Exception as exc:  # aiokafka's KafkaError & co.: Kafka away or refusing; keep the session
+                self.counters["dropped_publish_failed"] += 1
+                metrics.DROPPED.labels("gateway", "publish_failed").inc()
+                if self.counters["dropped_publish_failed"] % 50 == 1:
+                    log.warning("session %s: Kafka did not take a frame (%s: %s); dropped %d so far",
+                                self.session_id, type(exc).__name__, exc, self.counters["dropped_publish_failed"])
+                await asyncio.sleep(0.2)  # do not spin while Kafka is away
+                continue
             self.counters["frames_published"] += 1
             metrics.MESSAGES.labels("gateway", "frames_published").inc()
             metrics.observe_hop("capture_to_gateway", record.gateway_ts_ms - record.capture_ts_ms)

@@ -25,6 +25,8 @@ LATENCY_BUCKETS_MS = (2, 5, 10, 20, 35, 50, 75, 100, 150, 200, 300, 500, 1000, 2
 HOP_LATENCY = Histogram("rehab_hop_latency_ms", "Latency of one hop of the pipeline, milliseconds", ["hop"],
                         buckets=LATENCY_BUCKETS_MS)
 DROPPED = Counter("rehab_frames_dropped_total", "Frames or messages dropped on purpose", ["service", "reason"])
+ERRORS = Counter("rehab_errors_total", "Errors a service survived (a background task retried, a session's failure contained)",
+                 ["service", "where"])
 MESSAGES = Counter("rehab_messages_total", "Messages handled", ["service", "kind"])
 SESSIONS = Gauge("rehab_sessions_active", "Sessions with live state in this process", ["service"])
 WORKER_FPS_BUDGET = Gauge("rehab_worker_session_fps_budget",

@@ -17,6 +17,11 @@ from rehab.coco import N_KEYPOINTS
 
 MAX_ID_LEN = 64
 FRAME_META_HEADER = "rehab-meta"
+# Every integer in a message stays below 2^53: exact as a JSON number in any language (JavaScript's
+# Number, float64), inside MySQL's BIGINT, and far from the 64-bit limit of the serialisers (orjson
+# refuses integers past 2^64; a seq or timestamp of 2^63 from one client crashed the shared processor)
+MAX_INT = (1 << 53) - 1
+MAX_IMAGE_SIDE = 16384  # pixels; larger frames are downscaled before they become a record
 
 
 class MessageError(ValueError):
@@ -32,11 +37,27 @@ def _check_id(name: str, value: Any) -> None:
         raise MessageError(f"{name} must be a non-empty string of at most {MAX_ID_LEN} characters")
 
 
-def _check_int(name: str, value: Any, minimum: int = 0, optional: bool = False) -> None:
+def _check_int(name: str, value: Any, minimum: int = 0, optional: bool = False, maximum: int = MAX_INT) -> None:
     if optional and value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise MessageError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        raise MessageError(f"{name} must be an integer in [{minimum}, {maximum}], got {shown}")
+
+
+MAX_CLOCK_SKEW_MS = 86_400_000  # a client's timestamps must be within a day of the receiver's clock
+
+
+def check_client_ts(name: str, value: Any, now: int | None = None) -> int:
+    """A timestamp a client sent (ms since the epoch): an integer within ``MAX_CLOCK_SKEW_MS`` of the
+    receiver's clock, else MessageError. Services stamp their own hops; only clients' clocks are
+    checked this way (a replayed topic keeps its old stamps)."""
+    now = now_ms() if now is None else now
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value - now) > MAX_CLOCK_SKEW_MS:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        raise MessageError(f"{name} must be an integer time in ms within a day of the server's clock ({now}), "
+                           f"got {shown}")
+    return value
 
 
 def _finite(v: Any) -> bool:
@@ -86,8 +107,8 @@ class FrameRecord:
         _check_int("seq", self.seq)
         _check_int("capture_ts_ms", self.capture_ts_ms)
         _check_int("gateway_ts_ms", self.gateway_ts_ms)
-        _check_int("width", self.width, 1)
-        _check_int("height", self.height, 1)
+        _check_int("width", self.width, 1, maximum=MAX_IMAGE_SIDE)
+        _check_int("height", self.height, 1, maximum=MAX_IMAGE_SIDE)
         if self.reference_id is not None:
             _check_id("reference_id", self.reference_id)
         if not isinstance(self.jpeg, (bytes, bytearray)) or self.jpeg[:2] != b"\xff\xd8":
@@ -162,8 +183,8 @@ class KeypointFrame:
         _check_id("session_id", self.session_id)
         for name in ("seq", "capture_ts_ms", "gateway_ts_ms", "infer_ts_ms"):
             _check_int(name, getattr(self, name))
-        _check_int("width", self.width, 1)
-        _check_int("height", self.height, 1)
+        _check_int("width", self.width, 1, maximum=MAX_IMAGE_SIDE)
+        _check_int("height", self.height, 1, maximum=MAX_IMAGE_SIDE)
         if not isinstance(self.model, str) or not isinstance(self.model_version, str):
             raise MessageError("model and model_version must be strings")
         if self.keypoints is not None:

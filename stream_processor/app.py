@@ -81,7 +81,17 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
         return holder["db"]
 
     async def load_reference(reference_id: str):
-        return await (await db()).get_reference(reference_id)
+        """The reference from MySQL; while MySQL is away, retried (the agent waits, as ``store`` does,
+        rather than crash or dead-letter a good frame)."""
+        delay = 0.5
+        while True:
+            try:
+                return await (await db()).get_reference(reference_id)
+            except (OSError, asyncmy.errors.OperationalError) as exc:
+                metrics.ERRORS.labels("processor", "reference_lookup").inc()
+                log.warning("MySQL unavailable for reference %s (%s); retrying in %.1fs", reference_id, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     def load_snapshot(session_id: str) -> dict | None:
         raw = session_to_state.get(session_id.encode())
@@ -166,10 +176,25 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
                 metrics.MESSAGES.labels("processor", "dead_letter").inc()
             await emit(results)
 
+    def forget(sid: str) -> None:
+        """Releases an evicted session everywhere: tombstones in both tables' changelogs (compaction
+        then drops its state for good), and this process's maps."""
+        key = sid.encode()
+        partition = partition_of.pop(sid, None)
+        if partition is None:
+            partition = default_partition(sid, PARTITIONS)
+        for table in (session_to_state, session_to_window):
+            if table.data.pop(key, None) is not None:
+                table.send_changelog(partition, key, None)
+        window_saved_at.pop(sid, None)
+
     @app.timer(interval=TIMER_INTERVAL_S)
     async def flush_pending():
-        """Frames that arrived within the minimum interval are scored once the session goes quiet."""
+        """Frames that arrived within the minimum interval are scored once the session goes quiet;
+        sessions idle past ``idle_evict_s`` are forgotten."""
         await emit(state.flush_due(quiet_s=settings.processor_min_interval_ms / 1000.0))
+        while state.evicted:
+            forget(state.evicted.pop())
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender, assigned, **kwargs) -> None:

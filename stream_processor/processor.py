@@ -44,6 +44,8 @@ class ScoringState:
     models: dict[str, ReferenceModel] = field(default_factory=dict)
     last_seen: dict[str, float] = field(default_factory=dict)
     scored_at: dict[str, int] = field(default_factory=dict)  # our wall clock at each session's last score
+    failed_windows: int = 0  # windows that raised while scored (a bug), skipped
+    evicted: list[str] = field(default_factory=list)  # sessions forgotten since the caller last took them
     coalesced: int = 0  # frames added to a window without being scored, because their session was behind
 
     async def _model(self, reference_id: str) -> ReferenceModel:
@@ -92,7 +94,7 @@ class ScoringState:
           earlier rule of 4 a second until 2 s late.)
         At live pace a batch holds a frame or two per session, nothing is late, and every due window is
         scored exactly as ``handle`` would."""
-        frames, failures = [], []
+        frames, failures, index = [], [], {}
         for i, raw in enumerate(raws):
             try:
                 frames.append((i, KeypointFrame.from_json(raw)))
@@ -106,6 +108,7 @@ class ScoringState:
                 failures.append((i, exc))
                 continue
             queues.setdefault(f.session_id, []).append(f)
+            index[id(f)] = i
         now, wall = time.monotonic(), now_ms()
         for sid in queues:
             self.last_seen[sid] = now
@@ -126,7 +129,13 @@ class ScoringState:
                     pos[sid] = k + 1
                     late = bool(coalesce_after) and self.held_back(sid, f, wall, late_ms)
                     defer = (behind and k < n - 1) or late
-                    due = scorer.add(f, defer=defer)
+                    try:
+                        due = scorer.add(f, defer=defer)
+                    except Exception as exc:  # one session's frame must never stop the shared agent
+                        log.exception("session %s: frame %d could not be added", sid, f.seq)
+                        failures.append((index[id(f)], UnusableMessage(
+                            f"frame could not be scored ({type(exc).__name__}: {exc})")))
+                        continue
                     if defer:
                         self.coalesced += 1
                     if due or (behind and k == n - 1 and not late and scorer.pending):
@@ -134,7 +143,7 @@ class ScoringState:
                         break
                 if pos[sid] >= n:
                     del pos[sid]
-            for job, score in zip(jobs, score_jobs(jobs)):
+            for job, score in self._score(jobs):
                 self.scored_at[job.scorer.session_id] = wall
                 results.append((job.scorer, score))
             await asyncio.sleep(0)  # let the consumer's fetcher run between rounds: the next events
@@ -154,7 +163,8 @@ class ScoringState:
     def flush_due(self, quiet_s: float, late_ms: int = 300) -> list[tuple[LiveScorer, Score]]:
         """Scores for sessions whose newest frame is unscored and who sent nothing for ``quiet_s``
         (a late frame waits for the session's score spacing: ``held_back``); forgets sessions
-        idle for ``idle_evict_s`` (their snapshot stays in the table)."""
+        idle for ``idle_evict_s`` (``evicted`` lists them, so the caller can release their saved state:
+        the gateway ends a session idle for far less, so nothing resumes it)."""
         now, wall, out, jobs = time.monotonic(), now_ms(), [], []
         for sid, scorer in list(self.scorers.items()):
             seen = self.last_seen.get(sid, now)
@@ -162,15 +172,32 @@ class ScoringState:
                 del self.scorers[sid]
                 self.last_seen.pop(sid, None)
                 self.scored_at.pop(sid, None)
+                self.evicted.append(sid)
                 continue
             if now - seen < quiet_s or not scorer.pending:
                 continue
             if self.held_back(sid, scorer.frames[-1], wall, late_ms, drain=False):
                 continue
             jobs.append(scorer.job())
-        for job, score in zip(jobs, score_jobs(jobs)):
+        for job, score in self._score(jobs):
             self.scored_at[job.scorer.session_id] = wall
             out.append((job.scorer, score))
+        return out
+
+    def _score(self, jobs: list) -> list[tuple]:
+        """(job, score) for the jobs, scored together; if that fails, each alone, and a job that fails
+        alone is skipped and counted (``failed_windows``): one session's failure stays its own."""
+        try:
+            return list(zip(jobs, score_jobs(jobs)))
+        except Exception:
+            log.exception("a batch of %d windows could not be scored together; scoring them one by one", len(jobs))
+        out = []
+        for job in jobs:
+            try:
+                out.append((job, score_jobs([job])[0]))
+            except Exception:
+                self.failed_windows += 1
+                log.exception("session %s: a window could not be scored", job.scorer.session_id)
         return out
 
 

@@ -3,6 +3,7 @@ gateway validates and publishes them, scores come back on the same channel. Malf
 too-fast messages are refused with a reason while the session (and the one next to it) goes on."""
 import asyncio
 import json
+import time
 import math
 
 from gateway.client import create_session, open_keypoint_channel, stream_keypoints
@@ -33,8 +34,10 @@ def test_bad_keypoint_messages_are_refused_and_the_session_goes_on(live_stack, c
     clip = _clip(clip_keypoints)
     w, h, good = next(c for c in clip if c[2] is not None)
 
+    t0 = int(time.time() * 1000)
+
     def msg(seq, **over):
-        m = {"type": "keypoints", "seq": seq, "capture_ts_ms": 1_000_000 + seq * 33, "width": w, "height": h,
+        m = {"type": "keypoints", "seq": seq, "capture_ts_ms": t0 + seq * 33, "width": w, "height": h,
              "keypoints": good}
         m.update(over)
         return json.dumps(m)
@@ -49,6 +52,9 @@ def test_bad_keypoint_messages_are_refused_and_the_session_goes_on(live_stack, c
         "unknown field": msg(5, evil=1),
         "seq going back": msg(0),
         "binary": b"\x00\x01",
+        "seq past 2^53": msg(2 ** 63),
+        "timestamp past 64 bits": msg(6, capture_ts_ms=18_000_000_000_000_000_000),
+        "timestamp a year off": msg(7, capture_ts_ms=t0 - 365 * 86_400_000),
     }
 
     async def run():
@@ -68,7 +74,7 @@ def test_bad_keypoint_messages_are_refused_and_the_session_goes_on(live_stack, c
         neighbour_scores = [r async for r in stream_keypoints(live_stack.gateway_url, neighbour, clip, 30.0)]
         # and the session itself still scores good messages after all that
         for i in range(60):
-            channel.send(msg(1000 + i, capture_ts_ms=2_000_000 + i * 33, keypoints=clip[i % len(clip)][2]))
+            channel.send(msg(1000 + i, capture_ts_ms=t0 + 5_000 + i * 33, keypoints=clip[i % len(clip)][2]))
             await asyncio.sleep(1 / 30)
         await asyncio.sleep(2.0)
         scores = [r for r in replies if r["type"] == "score"]
@@ -78,7 +84,8 @@ def test_bad_keypoint_messages_are_refused_and_the_session_goes_on(live_stack, c
     errors, neighbour_scores, scores = asyncio.run(run())
     text = " | ".join(errors)
     for needle in ("not JSON", "larger than", "list of 17", "outside [0, 1]", "finite", "far outside",
-                   "unknown fields", "is not after", "binary", "fps budget"):
+                   "unknown fields", "is not after", "binary", "fps budget", "seq must be an integer in",
+                   "within a day"):
         assert needle in text, f"no clear error for {needle!r}: {text}"
     assert len(neighbour_scores) >= 5, "a session next to the bad one gets its scores"
     assert scores and scores[-1]["score"]["window_end_seq"] >= 1040, "the session goes on after bad messages"

@@ -170,3 +170,43 @@ def test_openapi_schema_documents_the_endpoints(gw):
     assert {"/references", "/references/{reference_id}/score", "/sessions", "/sessions/{session_id}/offer"} <= set(paths)
     assert "415" in paths["/references"]["post"]["responses"]
     assert "401" in paths["/sessions/{session_id}/offer"]["post"]["responses"]
+
+
+def test_a_huge_body_is_refused_with_413(gw, guide):
+    """(That the gateway stops reading at the limit is tested on Starlette's Request in the unit tier
+    and on the real server in tests/e2e: this in-process client sends the whole body first.)"""
+    r = gw.post("/sessions", content=b" " * (1 << 20) + b"{}", headers={"Content-Type": "application/json"})
+    assert r.status_code == 413, r.text
+    assert "larger than" in r.json()["error"]
+    # a declared length over the limit is refused before anything is read
+    r = gw.post("/sessions", content=b"{}", headers={"Content-Length": str(300 << 20)})
+    assert r.status_code == 413
+    s = new_session(gw)
+    r = gw.post(f"/sessions/{s['session_id']}/offer", content=b" " * (1 << 20), headers=bearer(s["token"]))
+    assert r.status_code == 413
+
+
+@pytest.mark.parametrize("name, body", [
+    ("deep nesting", b"[" * 100_000 + b"]" * 100_000),
+    ("integer past 64 bits", b'{"reference_id": "guide", "patient_id": "p1", "x": 18000000000000000000}'),
+    ("not an object", b"[1, 2, 3]"),
+    ("patient id an object", b'{"reference_id": "guide", "patient_id": {"a": 1}}'),
+    ("invalid UTF-8", b'{"reference_id": "\xff\xfe"}'),
+])
+def test_hostile_session_bodies_get_a_4xx(gw, guide, name, body):
+    r = gw.post("/sessions", content=body, headers={"Content-Type": "application/json"})
+    assert 400 <= r.status_code < 500, f"{name}: {r.status_code} {r.text}"
+    assert "error" in r.json()
+    assert gw.get("/health").status_code == 200
+
+
+def test_a_token_with_a_non_ascii_signature_is_a_401(gw, guide):
+    s = new_session(gw)
+    body = s["token"].split(".")[0]
+    for token in (f"{body}.sig\u00e9", f"{body}\u00e9.abc", "\u4e2d.\u4e2d"):
+        # (HTTP headers are latin-1: send the token's UTF-8 bytes as a client would)
+        headers = {"Authorization": b"Bearer " + token.encode()}
+        r = gw.post(f"/sessions/{s['session_id']}/offer", json={"sdp": SDP, "type": "offer"}, headers=headers)
+        assert r.status_code == 401, f"{token!r}: {r.status_code} {r.text}"
+        r = gw.get(f"/sessions/{s['session_id']}", headers=headers)
+        assert r.status_code == 401, f"{token!r}: {r.status_code} {r.text}"

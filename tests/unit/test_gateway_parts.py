@@ -1,5 +1,6 @@
 import asyncio
 import json
+import time
 
 import numpy as np
 import pytest
@@ -237,7 +238,7 @@ class _SlowProducer:
 
 
 def _edge_message(seq: int) -> str:
-    return json.dumps({"type": "keypoints", "seq": seq, "capture_ts_ms": 1_000 + seq * 66, "width": 640,
+    return json.dumps({"type": "keypoints", "seq": seq, "capture_ts_ms": int(time.time() * 1000) + seq * 66, "width": 640,
                        "height": 480, "keypoints": [[100.0 + seq, 200.0, 0.9]] * 17})
 
 
