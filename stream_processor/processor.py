@@ -36,7 +36,7 @@ class ScoringState:
 
     load_reference: Callable[[str], Awaitable[Reference | None]]
     load_snapshot: Callable[[str], dict | None] = lambda _sid: None
-    load_window: Callable[[str], list | None] = lambda _sid: None
+    load_window: Callable[[str], dict | list | None] = lambda _sid: None
     window_ms: int = 1000
     min_interval_ms: int = 50
     idle_evict_s: float = 300.0

@@ -3,6 +3,8 @@ repetitions, and the running session similarity. The live processor and the offl
 ``LiveScorer``, so the same keypoints always give the same scores."""
 from __future__ import annotations
 
+import base64
+import dataclasses
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -10,13 +12,15 @@ import numpy as np
 
 from rehab.records import KeypointFrame, Score, now_ms
 from rehab.reference import Reference
+from rehab.scoring.form import NEUTRAL, UNSEEN, FormResult, N_FEATURES, decode, encode
 from rehab.scoring.pose import nearest, to_array
 from rehab.scoring.scorer import (
-    EMPTY, MIN_WINDOW_FRACTION, PHASE_ANCHOR_MIN, RATE_HZ, SCORER_VERSION, ReferenceModel, Rows, WindowResult,
+    EMPTY, MIN_WINDOW_FRACTION, calibrate, PHASE_ANCHOR_MIN, RATE_HZ, SCORER_VERSION, ReferenceModel, Rows, WindowResult,
     phase_prior, score_windows,
 )
 
 RATE = int(RATE_HZ)  # grid rows per second
+FORM_HINT_BELOW = 0.9  # the form's hints lead the corrections when it costs more than 10 %
 
 
 class RepCounter:
@@ -83,6 +87,8 @@ class LiveScorer:
     rows_k0: int = 0
     grid_origin_ms: int | None = None  # grid row k is at capture time origin + k / RATE_HZ: the session's
     # first frame, so a recording scores the same whatever its clock's origin
+    angles: deque = field(default_factory=deque)  # the joint angles of the last grid rows, for the form
+    angles_k_last: int = -1  # the grid row of the newest entry in ``angles``
 
     # -- state that survives a restart (kept in a Faust table) --------------------------------
     def snapshot(self) -> dict:
@@ -92,13 +98,23 @@ class LiveScorer:
                 "last_seq": self.last_scored_seq, "last_scored_ts_ms": self.last_scored_ts_ms,
                 "grid_origin_ms": self.grid_origin_ms}
 
-    def window_snapshot(self) -> list:
-        """The frames of the current window, compactly: [seq, capture_ts_ms, keypoints or None]."""
+    def window_snapshot(self) -> dict:
+        """The frames of the current window, compactly: [seq, capture_ts_ms, keypoints or None], and the
+        form history (one byte an angle, base64)."""
         kps = np.round(to_array([f.keypoints for f in self.frames]), 1).tolist()  # (one numpy call, not 1,500 rounds)
-        return [[f.seq, f.capture_ts_ms, None if f.keypoints is None else k] for f, k in zip(self.frames, kps)]
+        frames = [[f.seq, f.capture_ts_ms, None if f.keypoints is None else k] for f, k in zip(self.frames, kps)]
+        hist = np.stack([np.full(N_FEATURES, UNSEEN, np.uint8) if a is None else a for a in self.angles]) \
+            if self.angles else np.zeros((0, N_FEATURES), np.uint8)
+        return {"frames": frames, "angles": base64.b64encode(hist.tobytes()).decode(), "angles_k_last": self.angles_k_last}
 
-    def restore_window(self, rows: list, template: KeypointFrame) -> None:
-        """Refills the window after a restart (frames older than the restored counters only)."""
+    def restore_window(self, snap: dict | list, template: KeypointFrame) -> None:
+        """Refills the window after a restart (frames older than the restored counters only) and the
+        form history. (A list is a snapshot from before the form existed: frames only.)"""
+        rows = snap if isinstance(snap, list) else snap.get("frames", [])
+        if isinstance(snap, dict) and snap.get("angles"):
+            codes = np.frombuffer(base64.b64decode(snap["angles"]), np.uint8).reshape(-1, N_FEATURES)
+            self.angles = deque(None if (c == UNSEEN).all() else c.copy() for c in codes)
+            self.angles_k_last = int(snap.get("angles_k_last", -1))
         restored = [KeypointFrame(self.session_id, int(seq), int(ts), template.gateway_ts_ms, template.infer_ts_ms,
                                   template.model, template.model_version, template.width, template.height, kps,
                                   reference_id=template.reference_id)
@@ -188,14 +204,36 @@ class LiveScorer:
         parts = ([self.rows[job.keep:]] if job.keep is not None else []) + ([new] if new is not None else [])
         rows = Rows.concat(parts) if parts else None
         self.rows, self.rows_k0 = rows, job.k_first
+        if new is not None:  # each grid row enters the form history once, in order
+            k0 = job.k_last - len(new) + 1
+            keep_from = max(self.angles_k_last + 1 - k0, 0)
+            if k0 + keep_from > self.angles_k_last + 1:
+                self.angles.extend([None] * min(k0 + keep_from - self.angles_k_last - 1, self.ref.form.history_rows))
+            self.angles.extend(encode(new.angles[keep_from:]))
+            self.angles_k_last = max(self.angles_k_last, job.k_last)
+            while len(self.angles) > self.ref.form.history_rows:
+                self.angles.popleft()
         return rows[: job.k_last - job.k_first + 1]
+
+    def form(self) -> FormResult:
+        """The form over the last ``history_rows`` grid rows (rows without anybody are left out)."""
+        if not self.angles:
+            return NEUTRAL
+        unseen = np.full(N_FEATURES, UNSEEN, np.uint8)
+        return self.ref.form.assess(decode(np.stack([unseen if a is None else a for a in self.angles])))
 
     def _complete(self, job: "WindowJob", result: WindowResult, score_ts_ms: int | None) -> Score:
         f, first = job.last, job.first
         if result.similarity >= PHASE_ANCHOR_MIN:  # only a confident match anchors the phase; a weak one
             # leaves the old anchor, whose band of reachable phases widens with time, so tracking recovers
             self.last_phase_idx, self.last_ts_ms = result.ref_span[1] % self.ref.length, f.capture_ts_ms
-        reps = self.reps.update(result.phase, result.similarity)
+        # a repetition is counted on the movement (done badly, it is still a repetition done)
+        reps = self.reps.update(result.phase, calibrate(result.similarity))
+        if result is not EMPTY:
+            form = self.form()
+            hints = form.corrections() if form.factor < FORM_HINT_BELOW else []
+            result = dataclasses.replace(result, similarity=round(calibrate(result.similarity * form.factor), 4),
+                                         corrections=(hints + result.corrections)[:4])
         if result is not EMPTY or self.n_scores:  # the session starts when the patient is first in view:
             self.total += result.similarity  # nobody in the windows before that is no score against them
             self.n_scores += 1

@@ -21,9 +21,10 @@ import numpy as np
 from rehab.coco import LIMBS, MIRROR
 from rehab.reference import Reference
 from rehab.scoring.align import backtrack, best_ends
+from rehab.scoring.form import FormModel, angle_features
 from rehab.scoring.pose import limb_directions, normalize, resample, to_array
 
-SCORER_VERSION = "limbdtw-2.1.0"
+SCORER_VERSION = "limbdtw-3.0.0"
 RATE_HZ = 30.0
 COS_FLOOR = 0.0  # limb cosine at or below this counts as 0 similarity, 1.0 as 1
 MIN_VALID_FRACTION = 0.5
@@ -34,6 +35,21 @@ PHASE_ANCHOR_MIN = 0.6
 LABEL_TOLERANT = True
 JITTER_PER_STEP = 0.008  # torso lengths per joint and 1/RATE_HZ step: what a still person's joints wobble
 MIN_WINDOW_FRACTION = 0.3  # the first score comes once 30% of a window has been seen
+# Calibration (docs/scoring.md): the raw window similarity (movement match x form) is mapped piecewise
+# linearly through (0, 0), (CALIBRATION_KNEE, GOOD) and (1, 1), so that GOOD means the same everywhere:
+# the knee is where, pooled over every UI-PRMD movement, view and guide, correct repetitions by other
+# people are told from incorrect ones with equal error rates. One map for every exercise.
+GOOD = 0.75
+CALIBRATION_KNEE = 0.55
+
+
+def calibrate(raw: float) -> float:
+    raw = min(max(raw, 0.0), 1.0)
+    if raw <= CALIBRATION_KNEE:
+        return GOOD * raw / CALIBRATION_KNEE
+    return GOOD + (1.0 - GOOD) * (raw - CALIBRATION_KNEE) / (1.0 - CALIBRATION_KNEE)
+
+
 LIMB_NAMES = tuple(f"{b}" if a.split("_")[0] == b.split("_")[0] else f"{a}-{b}" for a, b in LIMBS)
 
 
@@ -76,6 +92,7 @@ class ReferenceModel:
     poses: Poses  # one repetition, resampled
     cyclic: Poses  # two repetitions back to back
     cyclic_travel: np.ndarray  # movement from the cyclic reference's start to each sample (2L,)
+    form: FormModel  # the guide's range of motion per joint angle (rehab/scoring/form.py)
 
     @classmethod
     def build(cls, ref: Reference) -> "ReferenceModel":
@@ -85,7 +102,7 @@ class ReferenceModel:
         poses = Poses.of(*normalize(kps))
         double = Poses.of(np.concatenate([poses.norm] * 2), np.concatenate([poses.w] * 2))
         steps = movement_steps(double.norm[1:], double.w[1:], double.norm[:-1], double.w[:-1])
-        return cls(ref.id, poses, double, np.concatenate([[0.0], np.cumsum(steps)]))
+        return cls(ref.id, poses, double, np.concatenate([[0.0], np.cumsum(steps)]), FormModel.of(angle_features(kps)))
 
     @property
     def length(self) -> int:
@@ -110,13 +127,14 @@ class Rows:
     sim: np.ndarray  # (4, T, C) similarity to every sample of the cyclic reference, in [0, 1]
     step: np.ndarray  # (T,) movement from the previous frame (0 for the first one seen)
     valid: np.ndarray  # (T,) somebody was seen
+    angles: np.ndarray  # (T, F) joint angles for the form assessment (form.angle_features)
 
     def __len__(self) -> int:
         return self.step.shape[0]
 
     def __getitem__(self, sl: slice) -> "Rows":
         return Rows(self.norm[:, sl], self.w[:, sl], self.dirs[:, sl], self.lw[:, sl], self.sim[:, sl],
-                    self.step[sl], self.valid[sl])
+                    self.step[sl], self.valid[sl], self.angles[sl])
 
     def last(self) -> tuple[np.ndarray, np.ndarray]:
         """The newest row's pose as seen (what the next row's movement is measured from)."""
@@ -126,8 +144,8 @@ class Rows:
     def concat(parts: list["Rows"]) -> "Rows":
         if len(parts) == 1:
             return parts[0]
-        return Rows(*(np.concatenate([getattr(p, f) for p in parts], axis=0 if f in ("step", "valid") else 1)
-                      for f in ("norm", "w", "dirs", "lw", "sim", "step", "valid")))
+        return Rows(*(np.concatenate([getattr(p, f) for p in parts], axis=0 if f in ("step", "valid", "angles") else 1)
+                      for f in ("norm", "w", "dirs", "lw", "sim", "step", "valid", "angles")))
 
     @classmethod
     def compute(cls, kps: np.ndarray, ref: ReferenceModel, starts: list[int] | None = None,
@@ -150,7 +168,8 @@ class Rows:
             prev_n[s], prev_w[s] = prev if prev is not None else (0.0, 0.0)
         step = movement_steps(norm, w, prev_n, prev_w)
         lw4 = lw.reshape(4, n, -1)
-        return cls(norm4, w4, dirs.reshape(4, n, *dirs.shape[1:]), lw4, sim, step, lw4[AS_SEEN].sum(axis=1) > 0)
+        return cls(norm4, w4, dirs.reshape(4, n, *dirs.shape[1:]), lw4, sim, step, lw4[AS_SEEN].sum(axis=1) > 0,
+                   angle_features(kps))
 
 
 def _velocity_agreement(pn: np.ndarray, pw: np.ndarray, rn: np.ndarray, rw: np.ndarray, chunk: int = 5) -> np.ndarray:

@@ -1,0 +1,217 @@
+"""Form: how the patient's range of motion compares with the guide's, joint angle by joint angle.
+
+The window score (``scorer.py``) says whether the patient does the guide's movement now. It cannot
+see what a physiotherapist looks at over a whole repetition: a joint the exercise keeps still that
+moves anyway (the trunk leaning, an elbow bending in a shoulder exercise: compensation), and a joint
+the exercise moves that does not get as far (a squat not deep enough). This module measures both,
+from angles only, so body proportions, height and camera distance drop out:
+
+- ``angle_features``: per frame, 15 angles in radians, each the same under mirroring and under a
+  detector's left/right label swap (for paired joints, the smaller and the larger of left and right):
+  elbow and knee flexion, the unsigned inclination of upper arms, forearms, thighs and lower legs,
+  the trunk's lean from vertical, and the tilt of the shoulder and hip lines.
+- ``FormModel.of(guide features)``: the guide's range per angle (5th to 95th percentile over its
+  repetition) and how much each angle *moves* in this exercise (``moving`` in [0, 1], range over
+  ``MOVING_RAD``): learned from the guide, no parameter per exercise.
+- ``FormModel.assess(recent features)``: over the patient's last ``HISTORY_FACTOR`` guide lengths,
+  ``excess`` (range beyond the guide's, weighted by how still the guide keeps that angle) and
+  ``deficit`` (range short of the guide's, weighted by how much it moves; counted once a whole
+  guide length has been seen). ``factor = exp(-(excess + DEFICIT_WEIGHT * deficit) / TAU)``.
+
+Constants were chosen on UI-PRMD across subjects (docs/scoring.md): the guide is one subject's
+repetition, the attempts are the other subjects'.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rehab.coco import INDEX
+
+FEATURES = ("elbows (the straighter)", "elbows (the more bent)", "knees (the straighter)", "knees (the more bent)",
+            "upper arms (lower)", "upper arms (higher)", "forearms (lower)", "forearms (higher)",
+            "thighs (lower)", "thighs (higher)", "lower legs (lower)", "lower legs (higher)",
+            "trunk", "shoulder line", "hip line")
+LABELS = ("elbows", "elbows", "knees", "knees", "upper arms", "upper arms", "forearms", "forearms",
+          "thighs", "thighs", "lower legs", "lower legs", "trunk", "shoulders", "hips")
+N_FEATURES = len(FEATURES)
+MIN_CONF = 0.3
+MOVING_RAD = 1.0  # an angle whose guide range reaches this (57 degrees) counts fully as moving
+DEFICIT_WEIGHT = 0.3
+TAU = 2.0  # radians of summed range error that bring the factor to 1/e
+NOISE_SLACK = 5.0  # excess range below this many times an angle's jitter is forgiven
+DEFICIT_SLACK = 0.25  # a range down to 75 % of the guide's is not short (another camera angle foreshortens)
+HISTORY_FACTOR = 1.5  # the patient's range is measured over this many guide lengths
+MIN_ROWS = 8  # fewer frames with a pose than this: no judgement yet (factor 1)
+PCT = (5.0, 95.0)
+
+_J = INDEX
+
+
+def _angle_at(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Unsigned angle at b between b->a and b->c, (T,)."""
+    v1, v2 = a - b, c - b
+    return np.abs(np.arctan2(v1[:, 0] * v2[:, 1] - v1[:, 1] * v2[:, 0], (v1 * v2).sum(axis=1)))
+
+
+def _inclination(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Unsigned angle of a->b from straight down (image y grows downwards), (T,): the same mirrored."""
+    v = b - a
+    return np.abs(np.arctan2(v[:, 0], v[:, 1]))
+
+
+def angle_features(kps: np.ndarray) -> np.ndarray:
+    """(T, 17, 3) keypoints -> (T, N_FEATURES) angles in radians; NaN where a joint is not seen."""
+    xy = kps[..., :2]
+    seen = kps[..., 2] >= MIN_CONF
+    t = len(kps)
+
+    def j(name):
+        return xy[:, _J[name]]
+
+    def ok(*names):
+        return np.logical_and.reduce([seen[:, _J[n]] for n in names])
+
+    def pair(fn, a, b, c=None):
+        out = []
+        for side in ("left_", "right_"):
+            names = [side + a, side + b] + ([side + c] if c else [])
+            v = fn(*(j(n) for n in names))
+            out.append(np.where(ok(*names), v, np.nan))
+        lo, hi = np.fmin(out[0], out[1]), np.fmax(out[0], out[1])
+        both = ~np.isnan(out[0]) & ~np.isnan(out[1])
+        return np.where(both, lo, np.nan), np.where(both, hi, np.nan)
+
+    cols = []
+    elbow = pair(_angle_at, "shoulder", "elbow", "wrist")
+    knee = pair(_angle_at, "hip", "knee", "ankle")
+    # flexion: pi - interior angle, so "the more bent" is the larger number
+    cols += [np.pi - elbow[1], np.pi - elbow[0], np.pi - knee[1], np.pi - knee[0]]
+    for a, b in (("shoulder", "elbow"), ("elbow", "wrist"), ("hip", "knee"), ("knee", "ankle")):
+        cols += list(pair(_inclination, a, b))
+    hips_ok, sho_ok = ok("left_hip", "right_hip"), ok("left_shoulder", "right_shoulder")
+    mid_hip = (j("left_hip") + j("right_hip")) / 2
+    mid_sho = (j("left_shoulder") + j("right_shoulder")) / 2
+    cols.append(np.where(hips_ok & sho_ok, np.pi - _inclination(mid_hip, mid_sho), np.nan))  # 0 = upright
+    for a, b, good in (("left_shoulder", "right_shoulder", sho_ok), ("left_hip", "right_hip", hips_ok)):
+        # tilt from horizontal, the same whichever side is labelled left
+        cols.append(np.where(good, np.abs(np.abs(_inclination(j(b), j(a))) - np.pi / 2), np.nan))
+    out = np.stack(cols, axis=1) if t else np.zeros((0, N_FEATURES))
+    return out
+
+
+# The patient's recent angles are kept as one byte each (0.7 degrees a step, 255 = not seen): a session's
+# form history (~135 rows x 15 angles) fits in the window snapshot a restarted processor restores, and a
+# restored scorer decodes exactly what an uninterrupted one holds.
+_STEP = np.pi / 254
+UNSEEN = 255
+
+
+def encode(feats: np.ndarray) -> np.ndarray:
+    """(T, F) radians (NaN = not seen) -> (T, F) uint8."""
+    codes = np.clip(np.round(np.nan_to_num(feats, nan=0.0) / _STEP), 0, 254).astype(np.uint8)
+    codes[np.isnan(feats)] = UNSEEN
+    return codes
+
+
+def decode(codes: np.ndarray) -> np.ndarray:
+    return np.where(codes == UNSEEN, np.nan, codes.astype(np.float64) * _STEP)
+
+
+def jitter(feats: np.ndarray) -> np.ndarray:
+    """Per angle, the median distance of a frame from the midpoint of its neighbours, (F,): what a
+    detector's frame-to-frame noise adds (a smooth movement at 30 Hz adds almost nothing)."""
+    if len(feats) < 3:
+        return np.zeros(feats.shape[1])
+    d = np.abs(feats[1:-1] - (feats[:-2] + feats[2:]) / 2)
+    return _nanmedian(d)
+
+
+def _nanmedian(d: np.ndarray) -> np.ndarray:
+    out = np.zeros(d.shape[1])
+    for f in range(d.shape[1]):
+        v = d[:, f]
+        v = v[~np.isnan(v)]
+        out[f] = np.median(v) if len(v) else 0.0
+    return out
+
+
+def ranges(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Low and high (5th, 95th percentile) of each angle over the frames where it is seen; NaN if never."""
+    lo = np.full(feats.shape[1], np.nan)
+    hi = lo.copy()
+    for f in range(feats.shape[1]):
+        v = feats[:, f]
+        v = v[~np.isnan(v)]
+        if len(v) >= 2:
+            lo[f], hi[f] = np.percentile(v, PCT)
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class FormResult:
+    factor: float  # in (0, 1]; 1 when nothing is off or too little has been seen yet
+    excess: np.ndarray  # (F,) radians of range beyond the guide's, weighted by how still the guide keeps it
+    deficit: np.ndarray  # (F,) radians of range short of the guide's, weighted by how much it moves
+
+    def corrections(self, limit: int = 2, min_rad: float = 0.12) -> list[dict]:
+        """The worst angles as hints, e.g. 'trunk: keep it still, as the guide does'."""
+        cost = self.excess + DEFICIT_WEIGHT * self.deficit
+        out, named = [], set()
+        for f in np.argsort(-cost, kind="stable"):
+            if cost[f] < min_rad or len(out) >= limit:
+                break
+            label = LABELS[f]
+            if label in named:
+                continue
+            named.add(label)
+            if self.excess[f] >= DEFICIT_WEIGHT * self.deficit[f]:
+                out.append({"joint": label, "direction": "keep still",
+                            "message": f"{label}: keep them steadier, as the guide does" if label.endswith("s")
+                            and label not in ("shoulders", "hips") else f"{label}: keep it steadier, as the guide does"})
+            else:
+                out.append({"joint": label, "direction": "full range",
+                            "message": f"{label}: move through the guide's full range"})
+        return out
+
+
+NEUTRAL = FormResult(1.0, np.zeros(N_FEATURES), np.zeros(N_FEATURES))
+
+
+@dataclass(frozen=True)
+class FormModel:
+    lo: np.ndarray
+    hi: np.ndarray
+    moving: np.ndarray  # (F,) in [0, 1]
+    length: int  # the guide's repetition, in rows
+
+    @classmethod
+    def of(cls, feats: np.ndarray) -> "FormModel":
+        lo, hi = ranges(feats)
+        rom = np.nan_to_num(hi - lo, nan=0.0)
+        return cls(lo, hi, np.clip(rom / MOVING_RAD, 0.0, 1.0), len(feats))
+
+    @property
+    def history_rows(self) -> int:
+        return max(int(np.ceil(HISTORY_FACTOR * self.length)), 30)
+
+    def assess(self, feats: np.ndarray) -> FormResult:
+        """The patient's recent angles (H, F), oldest first, against the guide's ranges."""
+        seen = ~np.isnan(feats).all(axis=1)
+        if seen.sum() < MIN_ROWS:
+            return NEUTRAL
+        lo, hi = ranges(feats[seen])
+        both = ~np.isnan(lo) & ~np.isnan(self.lo)
+        g = np.where(both, self.hi - self.lo, 0.0)
+        a = np.where(both, hi - lo, 0.0)
+        # range the detector's own jitter explains is not movement (a clean sensor: ~0; a phone camera's
+        # BlazePose: ~0.1 rad on the elbows)
+        slack = np.nan_to_num(NOISE_SLACK * jitter(feats[seen]), nan=0.0)
+        excess = np.maximum(a - g - slack, 0.0) * (1.0 - self.moving)
+        # a range is short only once (nearly) a whole repetition has been seen, and by more than a camera
+        # at another angle foreshortens it
+        coverage = np.clip((seen.sum() / max(self.length, 1) - 0.5) / 0.5, 0.0, 1.0)
+        deficit = np.maximum(g * (1.0 - DEFICIT_SLACK) - a, 0.0) * self.moving * coverage
+        factor = float(np.exp(-(excess.sum() + DEFICIT_WEIGHT * deficit.sum()) / TAU))
+        return FormResult(factor, excess, deficit)
