@@ -105,7 +105,15 @@ async function startEdgeModel(channel) {
     });
   }
   const pose = new window.Pose({ locateFile: (f) => `/vendor/pose/${f}` });
-  pose.setOptions({ modelComplexity: 1, smoothLandmarks: true });
+  // full model by default; ?complexity=0|1|2 forces one. A device too slow for the full model (more
+  // than SLOW_MS a frame, e.g. no GPU for WebGL) moves to the lite one: fewer but timely keypoints
+  // beat a frame every second, which no window can score.
+  const forced = params.get("complexity");
+  let complexity = forced !== null ? Number(forced) : 1;
+  pose.setOptions({ modelComplexity: complexity, smoothLandmarks: true });
+  const SLOW_MS = 180;
+  const stats = $("camera").dataset;
+  stats.sent = 0; stats.inferMs = 0; stats.complexity = complexity;
   const video = $("camera");
   let seq = 0;
   pose.onResults((res) => {
@@ -116,13 +124,29 @@ async function startEdgeModel(channel) {
     if (channel.readyState === "open") {
       channel.send(JSON.stringify({ type: "keypoints", seq: seq++, capture_ts_ms: state.frameTs, width: w, height: h,
         keypoints: kps, model: "blazepose-web", model_version: "0.5" }));
+      stats.sent = seq;
     }
   });
   state.pose = pose;
+  let inferMs = null, frames = 0;
   const loop = async () => {
     if (!state.running) return;
-    if (video.readyState >= 2) { state.frameTs = Date.now(); await pose.send({ image: video }); }
-    setTimeout(loop, 1000 / 15);  // 15 fps is plenty for rehabilitation movements
+    const started = performance.now();
+    if (video.readyState >= 2) {
+      state.frameTs = Date.now();
+      await pose.send({ image: video });
+      const ms = performance.now() - started;
+      frames += 1;
+      inferMs = inferMs === null ? ms : 0.8 * inferMs + 0.2 * ms;
+      stats.inferMs = Math.round(inferMs);
+      if (forced === null && complexity > 0 && frames >= 5 && inferMs > SLOW_MS) {
+        complexity = 0; frames = 0; inferMs = null;
+        pose.setOptions({ modelComplexity: 0, smoothLandmarks: true });
+        stats.complexity = 0;
+      }
+    }
+    // 15 fps is plenty for rehabilitation movements; a slower device sends as fast as it infers
+    setTimeout(loop, Math.max(0, 1000 / 15 - (performance.now() - started)));
   };
   loop();
 }

@@ -52,7 +52,8 @@ class Browser:
         self.profile = tempfile.TemporaryDirectory(prefix="rehab-chromium-")
         self.log = open(log, "wb")
         self.proc = subprocess.Popen(
-            [exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            [exe, "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--enable-unsafe-swiftshader",
+             "--use-angle=swiftshader",
              "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
              f"--use-file-for-fake-video-capture={fake_camera}", f"--remote-debugging-port={self.port}",
              "--remote-allow-origins=*", f"--user-data-dir={self.profile.name}", "--window-size=1280,900",

@@ -38,13 +38,14 @@ def test_scores_reach_the_page(live_stack, fake_camera, tmp_path, mode):
         browser.goto(f"{live_stack.gateway_url}/?reference=guide&patient=browser-test&mode={mode}&autostart=1")
         count = _wait_for_scores(browser, 8, 90)
         status = browser.evaluate("document.getElementById('status').textContent")
+        device = browser.evaluate("JSON.stringify(document.getElementById('camera').dataset)")
         time.sleep(1.0)  # let the overlay draw a few more frames for the screenshot
         shot = browser.screenshot(ARTIFACTS / f"browser_app_{mode}.png")
         reps = browser.evaluate("document.getElementById('reps').textContent")
         hints = browser.evaluate("document.getElementById('latency').textContent")
     finally:
         browser.close()
-    assert count >= 8, f"scores shown on the page: {count}; status: {status!r}"
+    assert count >= 8, f"scores shown on the page: {count}; status: {status!r}; on-device model: {device}"
     assert ("Streaming your camera" if mode == "cloud" else "runs on this device") in status, status
     assert reps.isdigit() and "after capture" in hints
     assert shot.stat().st_size > 10_000
