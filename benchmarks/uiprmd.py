@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__import__("os").environ.get("REHAB_UIPRMD_DIR", ROOT.parent / "shared" / "data" / "ui-prmd"))
+DATA = Path(__import__("os").environ.get("REHAB_UIPRMD_DIR", ROOT / "data" / "ui-prmd"))
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ MIN_WINDOW_FRACTION = 0.3  # the first score comes once 30% of a window has been
 # the knee is where, pooled over every UI-PRMD movement, view and guide, correct repetitions by other
 # people are told from incorrect ones with equal error rates. One map for every exercise.
 GOOD = 0.75
-CALIBRATION_KNEE = 0.55
+CALIBRATION_KNEE = 0.42
 
 
 def calibrate(raw: float) -> float:

@@ -1,0 +1,32 @@
+"""The score on people it was never shown (UI-PRMD, benchmarks/scoring_quality.py): a guide of one
+subject, the other subjects' correct and incorrect repetitions as attempts."""
+import pytest
+
+from benchmarks import scoring_quality as sq
+
+
+def _run(views, movements, processes=2):
+    sq._init(views)
+    results = [sq._score_guide((v, m, s, False)) for v in views for m in movements for s in range(1, 6)]
+    return sq.summarise(results), results
+
+
+def test_a_compensating_shoulder_abduction_scores_below_a_correct_one_by_other_people():
+    """Shoulder abduction seen from the front, the incorrect repetitions lean the trunk and bend the
+    elbow. The movement-only score (limbdtw-2.1.0) told them apart at AUC 0.80 across subjects; the form
+    term (range of motion per joint angle against the guide's) is what lifts it above 0.9."""
+    summary, _ = _run(["front"], [7])
+    row = summary["per_movement"]["front"][7]
+    assert row["auc"] >= 0.9, row
+    assert row["correct_median"] > row["incorrect_median"] + 0.05, row
+
+
+@pytest.mark.slow
+def test_every_movement_and_view_across_subjects():
+    """Regression floors at what limbdtw-3.0.0 measures (docs/scoring.md), below issue 10's targets
+    (mean AUC 0.90, no movement below 0.80), which this scorer does not meet."""
+    summary, results = _run(["front", "side"], range(1, 11))
+    assert summary["summary"]["front"]["mean_auc"] >= 0.80, summary["summary"]
+    assert summary["summary"]["side"]["mean_auc"] >= 0.76, summary["summary"]
+    counted = [r["back_to_back"] for r in results]
+    assert sum(c["counted"] == c["expected"] for c in counted) >= 0.2 * len(counted)
