@@ -23,6 +23,17 @@ class TopicSpec:
     partitions: int
     retention_ms: int  # -1 keeps forever
 
+    @property
+    def configs(self) -> dict[str, str]:
+        """Topic configs that make the retention real: Kafka deletes whole segments, and only once a
+        segment is closed (segment.ms, 7 days by default), so a "1 h" topic really kept records up to
+        7 days. A finite retention rolls a segment every sixth of it: records live at most ~1.2x the
+        retention (plus the broker's 5-minute retention check)."""
+        out = {"retention.ms": str(self.retention_ms)}
+        if self.retention_ms > 0:
+            out["segment.ms"] = str(max(self.retention_ms // 6, 60_000))
+        return out
+
 
 @dataclass(frozen=True)
 class Topics:

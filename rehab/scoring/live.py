@@ -15,7 +15,7 @@ from rehab.reference import Reference
 from rehab.scoring.form import NEUTRAL, UNSEEN, FormResult, N_FEATURES, decode, encode
 from rehab.scoring.pose import nearest, to_array
 from rehab.scoring.scorer import (
-    EMPTY, MIN_WINDOW_FRACTION, calibrate, PHASE_ANCHOR_MIN, RATE_HZ, SCORER_VERSION, ReferenceModel, Rows, WindowResult,
+    EMPTY, GOOD, MIN_WINDOW_FRACTION, calibrate, PHASE_ANCHOR_MIN, RATE_HZ, SCORER_VERSION, ReferenceModel, Rows, WindowResult,
     phase_prior, score_windows,
 )
 
@@ -303,6 +303,17 @@ def replay_scores(scorer: LiveScorer, frames: list[KeypointFrame]) -> list[Score
     return scores + ([last] if last is not None else [])
 
 
+NOT_THE_EXERCISE = 0.35  # below this the movement is not the guide's (frozen, walking, nobody: docs/scoring.md)
+
+
+def verdict(similarity: float) -> str:
+    """``good`` (>= GOOD: a physiotherapist would accept it, as calibrated in docs/scoring.md),
+    ``not the exercise`` (< NOT_THE_EXERCISE) or ``needs work``."""
+    if similarity >= GOOD:
+        return "good"
+    return "not the exercise" if similarity < NOT_THE_EXERCISE else "needs work"
+
+
 def summarize(scores: list[Score], reference_id: str, frames: list[KeypointFrame]) -> dict:
     last = scores[-1] if scores else None
     phases = {round(s.phase, 1) for s in scores if s.similarity > 0}
@@ -310,8 +321,11 @@ def summarize(scores: list[Score], reference_id: str, frames: list[KeypointFrame
     for s in scores:
         for k, v in s.joints.items():
             joints.setdefault(k, []).append(v)
+    similarity = last.session_similarity if last else 0.0
     return {
-        "similarity": last.session_similarity if last else 0.0,
+        "similarity": similarity,
+        "verdict": verdict(similarity),
+        "thresholds": {"good": GOOD, "not_the_exercise": NOT_THE_EXERCISE},
         "reps": last.reps if last else 0,
         "windows": len(scores),
         "phase_coverage": round(len(phases) / 11, 3),

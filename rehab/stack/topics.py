@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from rehab.topics import Topics
@@ -22,14 +22,19 @@ def admin(bootstrap: str, timeout: float = 60.0) -> KafkaAdminClient:
 
 
 def ensure_topics(bootstrap: str, topics: Topics, partitions: int = 4) -> list[str]:
-    """Creates missing topics; returns the names created."""
+    """Creates missing topics and sets the configs of existing ones (retention and segment roll, so
+    an older deployment gets them too); returns the names created."""
     client = admin(bootstrap)
     try:
         existing = set(client.list_topics())
         new = [
-            NewTopic(s.name, s.partitions, 1, topic_configs={"retention.ms": str(s.retention_ms)})
+            NewTopic(s.name, s.partitions, 1, topic_configs=s.configs)
             for s in topics.specs(partitions) if s.name not in existing
         ]
+        present = [s for s in topics.specs(partitions) if s.name in existing]
+        if present:
+            client.alter_configs([ConfigResource(ConfigResourceType.TOPIC, s.name, configs=s.configs)
+                                  for s in present])
         created = []
         for topic in new:  # one by one: a concurrent creator must not fail the others
             try:
@@ -41,6 +46,16 @@ def ensure_topics(bootstrap: str, topics: Topics, partitions: int = 4) -> list[s
                 if "TopicAlreadyExists" not in repr(exc):
                     raise
         return created
+    finally:
+        client.close()
+
+
+def topic_configs(bootstrap: str, name: str) -> dict[str, str]:
+    """The topic's configs as the broker reports them."""
+    client = admin(bootstrap)
+    try:
+        response = client.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+        return {k: v["value"] for k, v in response["topic"][name].items()}
     finally:
         client.close()
 

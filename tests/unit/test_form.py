@@ -126,3 +126,11 @@ def test_calibration_is_monotone_and_maps_the_knee_to_good():
     assert ys[0] == 0.0 and ys[-1] == 1.0 and all(b >= a for a, b in zip(ys, ys[1:]))
     assert calibrate(CALIBRATION_KNEE) == pytest.approx(GOOD)
     assert calibrate(-1.0) == 0.0 and calibrate(2.0) == 1.0
+
+
+def test_the_offline_result_carries_a_verdict_and_its_thresholds():
+    good = score_attempt(reference(), attempt())
+    frozen = score_attempt(reference(), frames([pose_at(0.5)] * 120))
+    assert good["verdict"] == "good" and good["similarity"] >= good["thresholds"]["good"]
+    assert frozen["verdict"] == "not the exercise"
+    assert frozen["similarity"] < frozen["thresholds"]["not_the_exercise"]
