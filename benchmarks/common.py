@@ -51,7 +51,9 @@ def bench_stack(services: tuple[str, ...] = ("processor", "worker", "gateway"), 
     settings = Settings.from_env().with_(
         topic_namespace=tag, mysql_db=f"rehab_{tag}", processor_app_id=f"{tag}-processor",
         worker_group=f"{tag}-workers", gateway_port=port, gateway_url=f"http://127.0.0.1:{port}",
-        auth_secret=BENCH_SECRET, worker_metrics_port=0, processor_metrics_port=0, **overrides)
+        auth_secret=BENCH_SECRET, worker_metrics_port=0, processor_metrics_port=0,
+        **{"client_sessions_per_min": 0, "client_offers_per_min": 0, "client_max_websockets": 0,  # one client: the
+           **overrides})  # load generator on this machine
     ensure_topics(settings.kafka_bootstrap, settings.topics)
     ref = guide_reference()
 

@@ -46,6 +46,7 @@ from gateway.auth import AuthError, Claims, TokenSigner, bearer, check_api_key, 
 from gateway.edge_ingest import EdgeIngest, EdgeMessageError, KeypointPublisher
 from gateway.fanout import ScoreFanout
 from gateway.jitter import install as install_marker_jitter_buffer
+from gateway.limits import ConcurrencyLimit, RateLimit, client_of
 from gateway.ingest import VideoIngest
 from gateway.offer import Offer, OfferError
 from gateway.uploads import Extractor, UploadError, receive_video
@@ -253,6 +254,17 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
                     metrics.ERRORS.labels("gateway", "reaper").inc()
                     log.exception("could not end idle session %s; retrying", sid)
 
+    # -- per-client limits (gateway/limits.py) -------------------------------------------------
+    session_limit = RateLimit(settings.client_sessions_per_min)
+    offer_limit = RateLimit(settings.client_offers_per_min)
+    ws_limit = ConcurrencyLimit(settings.client_max_websockets)
+
+    def too_many(limit: RateLimit, request: Request, what: str) -> JSONResponse:
+        metrics.DROPPED.labels("gateway", f"limit_{what}").inc()
+        retry = limit.retry_after_s(client_of(request))
+        return JSONResponse({"error": f"too many {what} from this client: retry in {retry} s"}, status_code=429,
+                            headers={"Retry-After": str(retry)})
+
     # -- access ------------------------------------------------------------------------------
     def refused(exc: AuthError) -> JSONResponse:
         return error(exc.status, str(exc))
@@ -449,6 +461,8 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
           404: {description: unknown reference}
           422: {description: bad fields}
         """
+        if not session_limit.allow(client_of(request)):
+            return too_many(session_limit, request, "sessions")
         body, refusal = await checked_json(request, check_origin)
         if refusal is not None:
             return refusal
@@ -524,6 +538,8 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
           409: {description: the session has ended}
         """
         sid = request.path_params["session_id"]
+        if not offer_limit.allow(client_of(request)):
+            return too_many(offer_limit, request, "offers")
         try:
             row, _ = await session_access(request, sid, send=True)
             offer = Offer.from_json(await read_json(request))
@@ -638,6 +654,16 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         except LookupError:
             await ws.close(code=4404, reason="unknown session")
             return
+        client = client_of(ws)
+        if not ws_limit.acquire(client):
+            await ws.close(code=4429, reason=f"more than {ws_limit.limit} open subscriptions from this client")
+            return
+        try:
+            await subscribe(ws, sid)
+        finally:
+            ws_limit.release(client)
+
+    async def subscribe(ws: WebSocket, sid: str) -> None:
         q = fanout.subscribe(sid, keypoints=ws.query_params.get("keypoints") in ("1", "true"))
 
         async def push() -> None:  # one writer per subscriber: no task or wait per message

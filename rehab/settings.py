@@ -60,6 +60,9 @@ class Settings:
     upload_max_bytes: int = 200 * 1024 * 1024
     session_max_fps: int = 30
     session_idle_s: int = 30
+    client_sessions_per_min: int = 120  # per client address; 0: no limit
+    client_offers_per_min: int = 240
+    client_max_websockets: int = 100
     worker_metrics_port: int = 9101
     processor_metrics_port: int = 9102
 
@@ -99,6 +102,9 @@ class Settings:
         "upload_max_bytes": "REHAB_UPLOAD_MAX_BYTES",
         "session_max_fps": "REHAB_SESSION_MAX_FPS",
         "session_idle_s": "REHAB_SESSION_IDLE_S",
+        "client_sessions_per_min": "REHAB_CLIENT_SESSIONS_PER_MIN",
+        "client_offers_per_min": "REHAB_CLIENT_OFFERS_PER_MIN",
+        "client_max_websockets": "REHAB_CLIENT_MAX_WEBSOCKETS",
         "worker_metrics_port": "REHAB_WORKER_METRICS_PORT",
         "processor_metrics_port": "REHAB_PROCESSOR_METRICS_PORT",
     }

@@ -34,7 +34,8 @@ def add_commands(sub) -> None:
 
     d = sub.add_parser("demo", help="the whole live pipeline on the bundled clips")
     d.add_argument("--data", type=Path, default=DATA, help="folder with the pose2sim clips")
-    d.add_argument("--loops", type=int, default=1, help="play the patient clip this many times")
+    d.add_argument("--loops", type=int, default=4,
+                   help="play the patient clip (1.7 s) this many times back to back (default 4)")
     d.add_argument("--keep-stack", action="store_true", help="leave Kafka and MariaDB running afterwards")
     d.set_defaults(func=run_demo)
 
@@ -167,6 +168,29 @@ async def _demo_reference(settings: Settings, guide: Path) -> str:
         return ref.id
 
 
+async def _warm_up(gateway: str, reference_id: str, video: str, timeout_s: float = 120.0) -> float:
+    """Streams ``video`` in a probe session until a score comes back; the seconds it took."""
+    from gateway.client import create_session, stream_file
+
+    t0 = time.monotonic()
+
+    async def first_score() -> None:
+        grant = await create_session(gateway, reference_id, patient_id="demo-warm-up")
+        source = stream_file(gateway, grant, video, loops=1000, tail_s=0.0)
+        try:
+            async for _ in source:
+                return
+        finally:
+            await source.aclose()
+
+    try:
+        await asyncio.wait_for(first_score(), timeout_s)
+    except asyncio.TimeoutError:
+        raise RuntimeError(f"the pipeline scored nothing within {timeout_s:.0f}s of warming up; "
+                           "see .state/logs/{gateway,worker,processor}.log") from None
+    return time.monotonic() - t0
+
+
 async def _count_rows(settings: Settings, session_id: str) -> int:
     from rehab.storage.repository import Database
 
@@ -190,8 +214,12 @@ def run_demo(args) -> int:
         ref_id = asyncio.run(_demo_reference(settings, guide))
         print("starting gateway, pose worker (BlazePose, CPU) and stream processor ...", flush=True)
         with Services(settings, settings.state_dir / "logs"):
-            time.sleep(1.0)  # let the services' start-up work (imports, rebalances) finish on 2 cores
-            print(f"ready after {time.monotonic() - t_start:.1f}s; streaming the patient clip", flush=True)
+            # warm: a probe session streams the clip until its first score comes back, so the patient's
+            # session meets services that have loaded their models, joined their groups and scored once
+            # (the first demo on a fresh machine printed 1 score: the services were still warming up)
+            probe_s = asyncio.run(_warm_up(settings.gateway_url, ref_id, str(patient)))
+            print(f"ready after {time.monotonic() - t_start:.1f}s (a probe frame scored in {probe_s:.1f}s); "
+                  f"streaming the patient clip", flush=True)
             session_id, received = asyncio.run(
                 _stream(settings.gateway_url, ref_id, str(patient), args.loops, as_json=False))
             time.sleep(1.0)  # the last upserts

@@ -210,3 +210,13 @@ def test_a_token_with_a_non_ascii_signature_is_a_401(gw, guide):
         assert r.status_code == 401, f"{token!r}: {r.status_code} {r.text}"
         r = gw.get(f"/sessions/{s['session_id']}", headers=headers)
         assert r.status_code == 401, f"{token!r}: {r.status_code} {r.text}"
+
+
+def test_a_client_that_creates_sessions_too_fast_gets_429_and_others_are_served():
+    with isolated(client_sessions_per_min=6, client_max_websockets=1) as settings:
+        with TestClient(create_app(settings)) as client:
+            codes = [client.post("/sessions", json={"reference_id": "nope", "patient_id": "p"}).status_code
+                     for _ in range(5)]
+            assert codes == [404, 404, 404, 429, 429], codes  # burst 3, then refused before any work
+            r = client.post("/sessions", json={"reference_id": "nope"})
+            assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1 and "too many" in r.json()["error"]

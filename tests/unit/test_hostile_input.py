@@ -177,3 +177,24 @@ def test_a_request_body_is_refused_as_soon_as_it_passes_the_limit():
     with pytest.raises(BodyTooLarge, match="larger than"):
         asyncio.run(read_body(request))
     assert sum(delivered) <= MAX_BODY + (1 << 20), f"read {sum(delivered)} bytes of a refused body"
+
+
+def test_per_client_rates_refuse_beyond_the_burst_and_recover_with_time():
+    from gateway.limits import ConcurrencyLimit, RateLimit
+
+    now = [0.0]
+    limit = RateLimit(60, burst=3, clock=lambda: now[0], max_clients=2)
+    assert [limit.allow("a") for _ in range(4)] == [True, True, True, False]
+    assert limit.allow("b"), "another client has its own bucket"
+    assert limit.retry_after_s("a") >= 1
+    now[0] += 1.0  # 60 a minute: one more a second
+    assert limit.allow("a") and not limit.allow("a")
+    limit.allow("c")
+    assert len(limit.buckets) == 2, "at most max_clients buckets are kept"
+    assert RateLimit(0).allow("x"), "0 switches the limit off"
+    ws = ConcurrencyLimit(2)
+    assert ws.acquire("a") and ws.acquire("a") and not ws.acquire("a") and ws.acquire("b")
+    ws.release("a")
+    assert ws.acquire("a")
+    ws.release("a"), ws.release("a"), ws.release("b")
+    assert ws.open == {}
