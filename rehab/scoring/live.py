@@ -20,7 +20,7 @@ from rehab.scoring.scorer import (
 )
 
 RATE = int(RATE_HZ)  # grid rows per second
-FORM_HINT_BELOW = 0.9  # the form's hints lead the corrections when it costs more than 10 %
+FORM_HINT_BELOW = 0.8  # the form's hints lead the corrections when it costs more than 20 %
 
 
 class RepCounter:
@@ -87,7 +87,8 @@ class LiveScorer:
     rows_k0: int = 0
     grid_origin_ms: int | None = None  # grid row k is at capture time origin + k / RATE_HZ: the session's
     # first frame, so a recording scores the same whatever its clock's origin
-    angles: deque = field(default_factory=deque)  # the joint angles of the last grid rows, for the form
+    angles: np.ndarray = field(default_factory=lambda: np.zeros((0, N_FEATURES), np.uint8))  # the joint
+    # angles of the last grid rows (form.encode: one byte each, UNSEEN where not seen), for the form
     angles_k_last: int = -1  # the grid row of the newest entry in ``angles``
 
     # -- state that survives a restart (kept in a Faust table) --------------------------------
@@ -103,17 +104,15 @@ class LiveScorer:
         form history (one byte an angle, base64)."""
         kps = np.round(to_array([f.keypoints for f in self.frames]), 1).tolist()  # (one numpy call, not 1,500 rounds)
         frames = [[f.seq, f.capture_ts_ms, None if f.keypoints is None else k] for f, k in zip(self.frames, kps)]
-        hist = np.stack([np.full(N_FEATURES, UNSEEN, np.uint8) if a is None else a for a in self.angles]) \
-            if self.angles else np.zeros((0, N_FEATURES), np.uint8)
-        return {"frames": frames, "angles": base64.b64encode(hist.tobytes()).decode(), "angles_k_last": self.angles_k_last}
+        return {"frames": frames, "angles": base64.b64encode(self.angles.tobytes()).decode(),
+                "angles_k_last": self.angles_k_last}
 
     def restore_window(self, snap: dict | list, template: KeypointFrame) -> None:
         """Refills the window after a restart (frames older than the restored counters only) and the
         form history. (A list is a snapshot from before the form existed: frames only.)"""
         rows = snap if isinstance(snap, list) else snap.get("frames", [])
         if isinstance(snap, dict) and snap.get("angles"):
-            codes = np.frombuffer(base64.b64decode(snap["angles"]), np.uint8).reshape(-1, N_FEATURES)
-            self.angles = deque(None if (c == UNSEEN).all() else c.copy() for c in codes)
+            self.angles = np.frombuffer(base64.b64decode(snap["angles"]), np.uint8).reshape(-1, N_FEATURES).copy()
             self.angles_k_last = int(snap.get("angles_k_last", -1))
         restored = [KeypointFrame(self.session_id, int(seq), int(ts), template.gateway_ts_ms, template.infer_ts_ms,
                                   template.model, template.model_version, template.width, template.height, kps,
@@ -207,20 +206,17 @@ class LiveScorer:
         if new is not None:  # each grid row enters the form history once, in order
             k0 = job.k_last - len(new) + 1
             keep_from = max(self.angles_k_last + 1 - k0, 0)
-            if k0 + keep_from > self.angles_k_last + 1:
-                self.angles.extend([None] * min(k0 + keep_from - self.angles_k_last - 1, self.ref.form.history_rows))
-            self.angles.extend(encode(new.angles[keep_from:]))
+            gap = min(max(k0 - self.angles_k_last - 1, 0), self.ref.form.history_rows)  # rows nobody filled
+            parts = [self.angles, np.full((gap, N_FEATURES), UNSEEN, np.uint8), encode(new.angles[keep_from:])]
+            self.angles = np.concatenate(parts)[-self.ref.form.history_rows:]
             self.angles_k_last = max(self.angles_k_last, job.k_last)
-            while len(self.angles) > self.ref.form.history_rows:
-                self.angles.popleft()
         return rows[: job.k_last - job.k_first + 1]
 
     def form(self) -> FormResult:
         """The form over the last ``history_rows`` grid rows (rows without anybody are left out)."""
-        if not self.angles:
+        if not len(self.angles):
             return NEUTRAL
-        unseen = np.full(N_FEATURES, UNSEEN, np.uint8)
-        return self.ref.form.assess(decode(np.stack([unseen if a is None else a for a in self.angles])))
+        return self.ref.form.assess(decode(self.angles))
 
     def _complete(self, job: "WindowJob", result: WindowResult, score_ts_ms: int | None) -> Score:
         f, first = job.last, job.first

@@ -368,12 +368,14 @@ def test_a_late_session_is_scored_once_per_how_late_its_frames_are():
 
     asyncio, state = _state()
     poses = [dataclasses.replace(f, reference_id="ref") for f in frames([pose_at(i / 60) for i in range(240)])]
-    scored_at, t0 = [], clock.monotonic()
+    scored_at = []
     for f in poses:  # 4 s of frames fed over ~1.6 s, each arriving 600 ms after it was stamped
         stamp = now_ms() - 600
         g = dataclasses.replace(f, gateway_ts_ms=stamp, infer_ts_ms=stamp)
         if asyncio.run(state.handle_batch([g.to_json()]))[0]:
-            scored_at.append(clock.monotonic() - t0)
+            # the processor's own clock when it decided to score (the time after the call also counts how
+            # long the scoring took, which varies with the machine)
+            scored_at.append(state.scored_at[g.session_id])
         clock.sleep(0.006)
     gaps = [b - a for a, b in zip(scored_at, scored_at[1:])]
-    assert len(scored_at) >= 2 and min(gaps) >= 0.58, f"scores at {scored_at} s"  # (clock reading jitter)
+    assert len(scored_at) >= 2 and min(gaps) >= 600, f"scores at {scored_at} ms"
