@@ -53,6 +53,7 @@ class Settings:
     processor_min_interval_ms: int = 100
     processor_web_port: int = 6066
     processor_coalesce_after: int = 8
+    processor_idle_evict_s: int = 300  # a session silent this long is forgotten (state tombstoned)
     admin_api_key: str = field(default="", repr=False)
     auth_secret: str = field(default="", repr=False)
     token_ttl_s: int = 900
@@ -95,6 +96,7 @@ class Settings:
         "processor_min_interval_ms": "REHAB_PROCESSOR_MIN_INTERVAL_MS",
         "processor_web_port": "REHAB_PROCESSOR_WEB_PORT",
         "processor_coalesce_after": "REHAB_PROCESSOR_COALESCE_AFTER",
+        "processor_idle_evict_s": "REHAB_PROCESSOR_IDLE_EVICT_S",
         "admin_api_key": "REHAB_ADMIN_API_KEY",
         "auth_secret": "REHAB_AUTH_SECRET",
         "token_ttl_s": "REHAB_TOKEN_TTL_S",

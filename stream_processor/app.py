@@ -146,6 +146,7 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
                 window_saved_at[sid] = score.window_end_ts_ms
 
     state = ScoringState(load_reference, load_snapshot, load_window, window_ms=settings.processor_window_ms,
+                         idle_evict_s=settings.processor_idle_evict_s,
                          min_interval_ms=settings.processor_min_interval_ms)
 
     @app.service

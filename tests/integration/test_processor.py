@@ -174,3 +174,31 @@ def test_replay_rescores_a_session_from_the_topic_and_exports_it(isolated_settin
     kp_pq = pq.read_table(tmp_path / "pq" / "keypoints.parquet")
     assert kp_pq.num_rows == len(attempt) and kp_pq.column("nose_x").type == "double"
     assert main(["replay", "--session", "nobody"]) == 2, "an unknown session is a clear error"
+
+
+def test_a_session_gone_quiet_is_forgotten_and_its_state_tombstoned(isolated_settings, guide, clip_keypoints,
+                                                                     tmp_path):
+    """Per-session state must not grow forever: once a session is silent for REHAB_PROCESSOR_IDLE_EVICT_S
+    the processor drops it and writes tombstones (null values) for it to both tables' changelogs, which
+    compaction then removes."""
+    s = isolated_settings.with_(processor_coalesce_after=0, processor_idle_evict_s=2)
+    attempt = _attempt(clip_keypoints, "patient-quiet")
+    producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap)
+    for f in attempt:
+        producer.send(s.topics.keypoints, key=b"patient-quiet", value=f.to_json())
+    producer.flush()
+    changelog = f"{s.processor_app_id}-session_to_state-changelog"
+
+    def tombstoned(ms) -> bool:
+        mine = [m for m in ms if m.key == b"patient-quiet"]
+        return bool(mine) and mine[-1].value is None
+
+    with Services(s, tmp_path / "run", names=("processor",)):
+        _scores(s, lambda sc: sc and sc[-1].window_end_seq == attempt[-1].seq)
+        records = consume(s, changelog, tombstoned, timeout=30)
+    mine = [m for m in records if m.key == b"patient-quiet"]
+    assert mine and mine[0].value is not None, "the session's state was saved while it was live"
+    assert mine[-1].value is None, "and tombstoned once it went quiet"
+    window = consume(s, f"{s.processor_app_id}-session_to_window-changelog", tombstoned, timeout=10)
+    assert [m for m in window if m.key == b"patient-quiet"][-1].value is None
+    producer.close()
