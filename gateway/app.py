@@ -254,6 +254,8 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
                     metrics.ERRORS.labels("gateway", "reaper").inc()
                     log.exception("could not end idle session %s; retrying", sid)
 
+    offer_locks: dict[str, list] = {}
+
     # -- per-client limits (gateway/limits.py) -------------------------------------------------
     session_limit = RateLimit(settings.client_sessions_per_min)
     offer_limit = RateLimit(settings.client_offers_per_min)
@@ -551,6 +553,20 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
             return error(413 if isinstance(exc, BodyTooLarge) else 400, f"bad offer: {exc}")
         if row["ended_at"] is not None:
             return error(409, "session has ended")
+        # one offer at a time per session: two concurrent offers each made a peer connection, and the one
+        # replaced in ``live`` before it was registered was never closed (a leak per race)
+        entry = offer_locks.setdefault(sid, [asyncio.Lock(), 0])  # [lock, offers using it]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                return await connect_peer(sid, row, offer)
+        finally:
+            entry[1] -= 1
+            if not entry[1]:
+                offer_locks.pop(sid, None)
+
+    async def connect_peer(sid: str, row: dict, offer: Offer) -> JSONResponse:
+        """Creates (or replaces) the session's peer connection for a checked offer; the answer."""
         try:
             earlier, elapsed_s = await res["db"].connect_session(sid)
         except LookupError:

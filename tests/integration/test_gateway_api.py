@@ -220,3 +220,60 @@ def test_a_client_that_creates_sessions_too_fast_gets_429_and_others_are_served(
             assert codes == [404, 404, 404, 429, 429], codes  # burst 3, then refused before any work
             r = client.post("/sessions", json={"reference_id": "nope"})
             assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1 and "too many" in r.json()["error"]
+
+
+def test_two_concurrent_offers_for_one_session_leave_one_peer_connection(clip_keypoints):
+    """Two offers racing for one session: both answered, and every peer connection but the session's
+    one is closed (the loser used to be dropped from the registry while still open: a leak)."""
+    import asyncio
+
+    import httpx
+    from aiortc import RTCPeerConnection
+
+    import gateway.app as gateway_app
+    from rehab.reference import Reference
+    from rehab.storage.repository import Database
+
+    made = []
+
+    class Recorded(RTCPeerConnection):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            made.append(self)
+
+    frames = clip_keypoints("pose2sim_single_cam01.mp4")
+    ref = Reference("guide", "guide", 60.0, frames[0].width, frames[0].height, "blazepose", "v", "0" * 64,
+                    [f.keypoints for f in frames])
+
+    async def run(settings):
+        async with Database.opened(settings) as db:
+            await db.save_reference(ref)
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+                grant = (await http.post("/sessions", json={"reference_id": "guide", "patient_id": "p1",
+                                                           "mode": "edge"})).json()
+                clients = []
+                for _ in range(2):
+                    pc = RTCPeerConnection()
+                    pc.createDataChannel("keypoints")
+                    await pc.setLocalDescription(await pc.createOffer())
+                    clients.append(pc)
+                answers = await asyncio.gather(*(http.post(
+                    f"/sessions/{grant['session_id']}/offer", headers=bearer(grant["token"]),
+                    json={"sdp": pc.localDescription.sdp, "type": "offer"}) for pc in clients))
+                states = [pc.connectionState for pc in made]
+                for pc in clients:
+                    await pc.close()
+        return [a.status_code for a in answers], states
+
+    original = gateway_app.RTCPeerConnection
+    gateway_app.RTCPeerConnection = Recorded
+    try:
+        with isolated() as settings:
+            codes, states = asyncio.run(run(settings))
+    finally:
+        gateway_app.RTCPeerConnection = original
+    assert codes == [200, 200], codes
+    assert len(made) == 2 and states.count("closed") == 1, states
