@@ -198,3 +198,51 @@ def test_per_client_rates_refuse_beyond_the_burst_and_recover_with_time():
     assert ws.acquire("a")
     ws.release("a"), ws.release("a"), ws.release("b")
     assert ws.open == {}
+
+
+class _FakeFrame:
+    """What VideoIngest reads of an av.VideoFrame."""
+
+    def __init__(self, w, h):
+        self.width, self.height, self.pts, self.time_base = w, h, None, None
+        self.converted_to = None
+
+    def to_ndarray(self, width=None, height=None, format="bgr24"):
+        self.converted_to = (width or self.width, height or self.height)
+        return np.zeros((height or self.height, width or self.width, 3), np.uint8)
+
+
+class _FlakyProducer:
+    """Kafka away for the first ``fail`` sends (aiokafka raises), then back."""
+
+    def __init__(self, fail):
+        self.fail, self.sent = fail, []
+
+    async def send_and_wait(self, topic, value, key, headers):
+        if self.fail:
+            self.fail -= 1
+            from aiokafka.errors import KafkaTimeoutError
+            raise KafkaTimeoutError()
+        self.sent.append(key)
+
+
+def test_a_cloud_sessions_publisher_outlives_a_kafka_outage_and_never_converts_full_size():
+    from gateway.ingest import Pending, VideoIngest
+
+    async def run():
+        producer = _FlakyProducer(fail=3)
+        ingest = VideoIngest("s1", "ref", producer, "frames", max_side=640, max_fps=1000)
+        task = asyncio.create_task(ingest.publish())
+        frames = []
+        for i in range(6):
+            frame = _FakeFrame(7680, 4320)  # an 8k track
+            frames.append(frame)
+            ingest.slot.put(Pending(frame, i, now_ms() + i * 10))
+            await asyncio.sleep(0.3)
+        task.cancel()
+        return producer, ingest, frames
+
+    producer, ingest, frames = asyncio.run(run())
+    assert ingest.counters["dropped_publish_failed"] == 3
+    assert len(producer.sent) == 3, "after the outage the next frames are published: the session lives on"
+    assert all(f.converted_to == (640, 360) for f in frames), "downscaled in the conversion"
