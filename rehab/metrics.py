@@ -27,6 +27,8 @@ HOP_LATENCY = Histogram("rehab_hop_latency_ms", "Latency of one hop of the pipel
 DROPPED = Counter("rehab_frames_dropped_total", "Frames or messages dropped on purpose", ["service", "reason"])
 ERRORS = Counter("rehab_errors_total", "Errors a service survived (a background task retried, a session's failure contained)",
                  ["service", "where"])
+SCORE_ROWS_PENDING = Gauge("rehab_processor_score_rows_pending",
+                           "Score rows taken from the scores topic and not yet in MySQL (waiting while MySQL is away)")
 MESSAGES = Counter("rehab_messages_total", "Messages handled", ["service", "kind"])
 SESSIONS = Gauge("rehab_sessions_active", "Sessions with live state in this process", ["service"])
 WORKER_FPS_BUDGET = Gauge("rehab_worker_session_fps_budget",

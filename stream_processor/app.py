@@ -1,5 +1,6 @@
-"""The Faust app: agent ``score_windows`` consumes keypoints, publishes scores and upserts them into
-MySQL; a timer scores frames left pending; table ``session_to_state`` keeps each session's counters
+"""The Faust app: agent ``score_windows`` consumes keypoints and publishes scores; agent
+``write_scores`` upserts the scores topic into MySQL (so an outage of MySQL never holds live scores
+back, and the rows arrive when it returns); a timer scores frames left pending; table ``session_to_state`` keeps each session's counters
 (repetitions, running similarity, last frame scored) so a restarted processor resumes where it stopped.
 
 Run with ``rehab serve processor``. Reads REHAB_KAFKA_BOOTSTRAP, REHAB_TOPIC_NAMESPACE, REHAB_MYSQL_*,
@@ -8,6 +9,7 @@ REHAB_PROCESSOR_APP_ID, REHAB_PROCESSOR_WINDOW_MS, REHAB_PROCESSOR_MIN_INTERVAL_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -102,16 +104,32 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
         return None if raw is None else json.loads(raw)
 
     async def store(batch: list[Score]) -> None:
-        """Upserts scores in one statement; a database outage is retried, never turned into lost rows."""
+        """Upserts scores in one statement; a database outage is retried, never turned into lost rows. A
+        batch MySQL refuses for its content (not an outage) is stored row by row, and a row it refuses
+        alone is logged and counted, never allowed to stop the writer."""
         delay = 0.5
         while True:
             try:
                 await (await db()).upsert_scores(batch)
                 return
-            except (OSError, asyncmy.errors.OperationalError) as exc:
-                log.warning("MySQL unavailable (%s); retrying in %.1fs", exc, delay)
+            except (OSError, asyncmy.errors.OperationalError, asyncio.TimeoutError) as exc:
+                metrics.ERRORS.labels("processor", "mysql_store").inc()
+                pool = holder.pop("db", None)  # reconnect afresh: the old pool's connections are dead
+                if pool is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(pool.close(), 2.0)
+                log.warning("MySQL unavailable (%s); %d score rows wait, retrying in %.1fs", exc, len(batch), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+            except asyncmy.errors.MySQLError:
+                if len(batch) == 1:
+                    metrics.ERRORS.labels("processor", "score_row_refused").inc()
+                    log.exception("MySQL refused the score row of session %s window %d", batch[0].session_id,
+                                  batch[0].window_end_seq)
+                    return
+                for score in batch:
+                    await store([score])
+                return
 
     partition_of: dict[str, int] = {}  # session -> its keypoints partition (= its changelog partition)
 
@@ -131,13 +149,16 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
         and re-scores them into the same rows (upserts)."""
         if not results:
             return
+        sent = []
         for _, score in results:
-            await scores.send(key=score.session_id.encode(), value=score.to_json())
+            sent.append(await scores.send(key=score.session_id.encode(), value=score.to_json()))
             metrics.observe_hop("inferred_to_scored", score.score_ts_ms - score.infer_ts_ms)
             metrics.observe_hop("capture_to_scored", score.score_ts_ms - score.window_end_ts_ms)
         metrics.MESSAGES.labels("processor", "scores").inc(len(results))
         metrics.SESSIONS.labels("processor").set(len(state.scorers))
-        await store([score for _, score in results])
+        # the scores are in Kafka (acknowledged) before the state moves on; ``write_scores`` puts them in
+        # MySQL from there, so MySQL being away never holds live scores back
+        await asyncio.gather(*sent)
         latest = {score.session_id: (scorer, score) for scorer, score in results}
         for sid, (scorer, score) in latest.items():
             put(session_to_state, sid, orjson.dumps(scorer.snapshot()))
@@ -188,6 +209,30 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
             if table.data.pop(key, None) is not None:
                 table.send_changelog(partition, key, None)
         window_saved_at.pop(sid, None)
+
+    scores_in = app.topic(topics.scores, key_type=bytes, value_type=bytes)
+
+    @app.agent(scores_in)
+    async def write_scores(stream):
+        """Scores topic -> MySQL, in batches. While MySQL is away this agent waits and retries (``store``)
+        and its offsets do not move, so nothing is lost and the rows arrive when MySQL is back; the
+        scoring agent goes on publishing live scores meanwhile (it used to wait on the upsert)."""
+        async for events in stream.take_events(BATCH, within=0.05):
+            batch = []
+            for e in events:
+                if e.value is None:
+                    continue  # a tombstone
+                try:
+                    batch.append(Score.from_json(e.value))
+                except Exception as exc:  # MessageError: not ours to store; a reason for the dead letters
+                    msg = e.message
+                    letter = DeadLetter.of("score-writer", msg.topic, msg.partition, msg.offset, msg.key,
+                                           e.value, str(exc))
+                    await dead_letter.send(key=msg.key, value=letter.to_json())
+            if batch:
+                metrics.SCORE_ROWS_PENDING.set(len(batch))
+                await store(batch)
+                metrics.SCORE_ROWS_PENDING.set(0)
 
     @app.timer(interval=TIMER_INTERVAL_S)
     async def flush_pending():

@@ -191,11 +191,11 @@ async def _warm_up(gateway: str, reference_id: str, video: str, timeout_s: float
     return time.monotonic() - t0
 
 
-async def _count_rows(settings: Settings, session_id: str) -> int:
+async def _count_rows(settings: Settings, session_id: str, expected: int) -> int:
     from rehab.storage.repository import Database
 
     async with Database.opened(settings) as db:
-        return await db.count_scores(session_id)
+        return await db.wait_for_scores(session_id, expected)
 
 
 def run_demo(args) -> int:
@@ -222,8 +222,7 @@ def run_demo(args) -> int:
                   f"streaming the patient clip", flush=True)
             session_id, received = asyncio.run(
                 _stream(settings.gateway_url, ref_id, str(patient), args.loops, as_json=False))
-            time.sleep(1.0)  # the last upserts
-            rows = asyncio.run(_count_rows(settings, session_id))
+            rows = asyncio.run(_count_rows(settings, session_id, len(received)))  # (the writer's last upserts)
         lat = [r.latency_ms for r in received]
         gaps = [(b.received_ms - a.received_ms) for a, b in zip(received[5:], received[6:])]
         summary = {

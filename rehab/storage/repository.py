@@ -1,6 +1,8 @@
 """The tables behind sessions, references and scores, through an asyncmy connection pool."""
 from __future__ import annotations
 
+import asyncio
+
 import contextlib
 import json
 
@@ -134,3 +136,13 @@ class Database:
     async def count_scores(self, session_id: str) -> int:
         row = await self._execute("SELECT COUNT(*) FROM scores WHERE session_id=%s", (session_id,), fetch="one")
         return int(row[0])
+
+    async def wait_for_scores(self, session_id: str, at_least: int, timeout_s: float = 15.0) -> int:
+        """The session's row count once it reaches ``at_least`` (or when ``timeout_s`` is up): the
+        processor's writer puts rows in MySQL from the scores topic, a moment after the score is live."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            n = await self.count_scores(session_id)
+            if n >= at_least or asyncio.get_running_loop().time() > deadline:
+                return n
+            await asyncio.sleep(0.1)

@@ -12,9 +12,9 @@ from gateway.client import create_session, stream_file
 from rehab.storage.repository import Database
 
 
-async def _rows(settings, session_id):
+async def _rows(settings, session_id, expected):
     async with Database.opened(settings) as db:
-        return await db.count_scores(session_id)
+        return await db.wait_for_scores(session_id, expected)
 
 
 def test_patient_clip_gets_live_scores_over_websocket_and_in_mysql(live_stack, data_dir):
@@ -23,8 +23,7 @@ def test_patient_clip_gets_live_scores_over_websocket_and_in_mysql(live_stack, d
         session_id = grant.session_id
         received = [r async for r in stream_file(live_stack.gateway_url, grant,
                                                  str(data_dir / "pose2sim_single_cam02.mp4"))]
-        await asyncio.sleep(1.0)
-        return session_id, received, await _rows(live_stack, session_id)
+        return session_id, received, await _rows(live_stack, session_id, len(received))
 
     session_id, received, rows = asyncio.run(run())
     # The clip lasts 100 / 60 = 1.7 s; the processor promises at least 4 scores per second of session,

@@ -71,8 +71,7 @@ def test_processor_scores_like_offline_and_dead_letters_bad_messages(isolated_se
     with Services(s, tmp_path / "run1", names=("processor",)):
         live = _scores(s, lambda sc: sc and sc[-1].window_end_seq == attempt[-1].seq)
         letters = [json.loads(m.value) for m in consume(s, s.topics.dead_letter, lambda ms: len(ms) >= 2, 20)]
-        time.sleep(0.5)
-    rows = asyncio.run(_db_call(s, lambda db: db.count_scores("patient-1")))
+        rows = asyncio.run(_db_call(s, lambda db: db.wait_for_scores("patient-1", len(live))))
 
     seconds = (attempt[-1].capture_ts_ms - attempt[0].capture_ts_ms) / 1000
     assert len(live) >= 4 * seconds, f"at least 4 scores per second of session: {len(live)} in {seconds:.1f} s"
@@ -114,8 +113,8 @@ def test_a_crashed_processor_resumes_the_count_and_a_replay_duplicates_nothing(i
     sender.join()
     with Services(s, tmp_path / "run2", names=("processor",)):
         after = _scores(s, lambda sc: any(x.window_end_seq == attempt[-1].seq for x in sc), timeout=90)
-        time.sleep(0.5)
-    rows = asyncio.run(_db_call(s, lambda db: db.count_scores("patient-2")))
+        n_windows = len({x.window_end_seq for x in after})
+        rows = asyncio.run(_db_call(s, lambda db: db.wait_for_scores("patient-2", n_windows)))
     trace = [(x.window_end_seq, x.phase, x.reps, round(x.similarity, 2)) for x in after]
     assert after[-1].reps == expected_reps, f"the restarted processor counted {after[-1].reps} repetitions: {trace}"
     assert rows == len({x.window_end_seq for x in after}), "one row per scored window, none duplicated"
@@ -128,7 +127,8 @@ def test_a_crashed_processor_resumes_the_count_and_a_replay_duplicates_nothing(i
     with Services(replay, tmp_path / "run3", names=("processor",)):
         replayed = _scores(s, lambda sc: any(x.window_end_seq == attempt[-1].seq and x.score_ts_ms >= replay_start
                                              for x in sc))
-        time.sleep(0.5)
+        ends = {x.window_end_seq for x in replayed}
+        asyncio.run(_db_call(s, lambda db: db.wait_for_scores("patient-2", len(ends))))
     after = [x for x in replayed if x.score_ts_ms < replay_start]  # everything the crashed and restarted runs sent
     replayed = [x for x in replayed if x.score_ts_ms >= replay_start]
     ends_live, ends_replay = {x.window_end_seq for x in after}, {x.window_end_seq for x in replayed}
@@ -201,4 +201,48 @@ def test_a_session_gone_quiet_is_forgotten_and_its_state_tombstoned(isolated_set
     assert mine[-1].value is None, "and tombstoned once it went quiet"
     window = consume(s, f"{s.processor_app_id}-session_to_window-changelog", tombstoned, timeout=10)
     assert [m for m in window if m.key == b"patient-quiet"][-1].value is None
+    producer.close()
+
+
+def test_mysql_away_for_seconds_live_scores_keep_flowing_and_no_row_is_lost(isolated_settings, guide, clip_keypoints,
+                                                                           tmp_path):
+    """A fault drill: the processor reaches MariaDB through a proxy that drops every connection and refuses
+    new ones for 6 s mid-session. Live scores keep coming on the scores topic during the outage (they used
+    to wait on the upsert, for every session), and once MySQL is back every scored window is in MySQL,
+    none twice."""
+    from tests.tcp_proxy import TcpProxy
+
+    proxy = TcpProxy(isolated_settings.mysql_host, isolated_settings.mysql_port)
+    s = isolated_settings.with_(processor_coalesce_after=0, mysql_port=proxy.port, mysql_host="127.0.0.1")
+    attempt = _attempt(clip_keypoints, "patient-drill", loops=8)  # ~13 s at 60 fps
+    producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, linger_ms=0)
+    outage = {}
+
+    def camera():
+        start = time.monotonic()
+        for i, f in enumerate(attempt):
+            time.sleep(max(0.0, start + i / 60 - time.monotonic()))
+            if i == 180:  # 3 s in: the session is running and its reference is loaded
+                outage["from"] = now_ms()
+                proxy.outage()
+            if i == 540:  # 6 s later
+                outage["to"] = now_ms()
+                proxy.restore()
+            producer.send(s.topics.keypoints, key=b"patient-drill", value=f.to_json())
+        producer.flush()
+
+    try:
+        with Services(s, tmp_path / "run", names=("processor",)):
+            sender = threading.Thread(target=camera)
+            sender.start()
+            live = _scores(s, lambda sc: any(x.window_end_seq == attempt[-1].seq for x in sc), timeout=90)
+            sender.join()
+            ends = {x.window_end_seq for x in live}
+            rows = asyncio.run(_db_call(isolated_settings, lambda db: db.wait_for_scores(
+                "patient-drill", len(ends), timeout_s=30)))
+    finally:
+        proxy.close()
+    during = [x for x in live if outage["from"] + 500 <= x.score_ts_ms <= outage["to"]]
+    assert len(during) >= 3 * 5, f"live scores while MySQL was away: {len(during)} in 6 s"
+    assert rows == len(ends), f"{rows} rows for {len(ends)} scored windows: every row written once MySQL was back"
     producer.close()
