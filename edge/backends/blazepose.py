@@ -5,6 +5,11 @@ evicted. BlazePose follows the most prominent person only.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import threading
+
 import time
 from collections import OrderedDict
 from typing import Sequence
@@ -16,6 +21,28 @@ from edge.backends.base import BackendError, Person, PoseBackend
 
 # BlazePose's 33 landmarks -> COCO-17 order.
 BLAZEPOSE_TO_COCO = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
+
+
+@contextlib.contextmanager
+def native_stderr_silenced(active: bool = True):
+    """MediaPipe's C++ side writes a page of notes to the process's stderr when a graph starts
+    ("Created TensorFlow Lite XNNPACK delegate", "Feedback manager requires ...": absl logging, which
+    neither GLOG_minloglevel nor TF_CPP_MIN_LOG_LEVEL reach). They are not for the user: file
+    descriptor 2 points at /dev/null while a graph starts, on the main thread only (another thread's
+    real error is never hidden). REHAB_NATIVE_LOGS=1 keeps them."""
+    if not active or os.environ.get("REHAB_NATIVE_LOGS") == "1" or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 class BlazePoseBackend(PoseBackend):
@@ -62,7 +89,9 @@ class BlazePoseBackend(PoseBackend):
         out: list[list[Person]] = []
         for image, stream in zip(images, streams):
             h, w = image.shape[:2]
-            result = self._tracker(stream).process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+            fresh = stream not in self._trackers
+            with native_stderr_silenced(fresh):  # a new graph's start-up notes (see below)
+                result = self._tracker(stream).process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
             if result.pose_landmarks is None:
                 out.append([])
                 continue
