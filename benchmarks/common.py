@@ -44,6 +44,9 @@ def guide_reference() -> Reference:
                      [f.keypoints for f in g])
 
 
+RUNNING: list = []  # the Services of the bench_stack in use (a benchmark may read their processes)
+
+
 @contextlib.contextmanager
 def bench_stack(services: tuple[str, ...] = ("processor", "worker", "gateway"), **overrides):
     tag = f"bench{uuid.uuid4().hex[:8]}"
@@ -64,8 +67,12 @@ def bench_stack(services: tuple[str, ...] = ("processor", "worker", "gateway"), 
 
     asyncio.run(prepare())
     try:
-        with tempfile.TemporaryDirectory() as logs, Services(settings, Path(logs), names=services):
-            yield settings
+        with tempfile.TemporaryDirectory() as logs, Services(settings, Path(logs), names=services) as running:
+            RUNNING.append(running)
+            try:
+                yield settings
+            finally:
+                RUNNING.remove(running)
     finally:
         delete_topics(settings.kafka_bootstrap, [s.name for s in settings.topics.specs()])
         asyncio.run(drop_database(settings))
