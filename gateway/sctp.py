@@ -5,6 +5,8 @@ of an edge session made the gateway send a SACK back (a DTLS record and a UDP se
 those SACKs at ~19 % of the gateway's time with 100 edge sessions). Out-of-order or duplicate packets
 are still acknowledged at once (they are how the sender learns of a loss).
 
+It also bounds what one stream may hold in reassembly (``MAX_REASSEMBLY_BYTES``, below).
+
 ``install()`` is idempotent and process-wide; the gateway and the Python client call it.
 """
 from __future__ import annotations
@@ -49,5 +51,26 @@ async def _delayed_send_sack(transport: RTCSctpTransport) -> None:
             SACK_DELAY_S, lambda: asyncio.ensure_future(_on_timer(transport)))
 
 
+# Inbound messages are reassembled from fragments without a bound in aiortc: a peer that keeps sending
+# fragments of one message (never the last) grows the gateway's memory for as long as it likes. A
+# data channel message is at most the max-message-size both sides advertise (64 KiB by default; the
+# gateway's keypoint messages are at most 8 KB); more waiting in one stream's reassembly is hostile,
+# and the association is aborted (the session's peer connection fails, the reaper ends it).
+MAX_REASSEMBLY_BYTES = 256 * 1024
+
+_receive_data_chunk = RTCSctpTransport._receive_data_chunk
+
+
+async def _bounded_receive_data_chunk(transport: RTCSctpTransport, chunk) -> None:
+    stream = transport._inbound_streams.get(chunk.stream_id)
+    if stream is not None and len(chunk.user_data) + sum(len(c.user_data) for c in stream.reassembly) \
+            > MAX_REASSEMBLY_BYTES:
+        transport._rehab_aborted_oversized = True
+        await transport.stop()
+        return
+    await _receive_data_chunk(transport, chunk)
+
+
 def install() -> None:
     RTCSctpTransport._send_sack = _delayed_send_sack
+    RTCSctpTransport._receive_data_chunk = _bounded_receive_data_chunk

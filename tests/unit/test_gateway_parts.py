@@ -265,3 +265,45 @@ async def test_accepted_edge_frames_reach_kafka_in_order_from_one_sender_even_af
     keys = [k for k, _ in producer.sent]
     assert keys == [b"a", b"b"] * 3, "every accepted frame, in arrival order"
     assert [json.loads(v)["seq"] for k, v in producer.sent if k == b"a"] == [0, 1, 2]
+
+
+async def test_a_peer_that_sends_a_message_larger_than_any_allowed_is_cut_off():
+    """aiortc reassembles fragments without a bound; the gateway aborts an association whose stream holds
+    more than MAX_REASSEMBLY_BYTES waiting for the rest of a message (a real aiortc sender, its own
+    64 KiB check lifted, sends 1 MB), and a normal message still arrives."""
+    from aiortc import RTCPeerConnection
+
+    from gateway import sctp
+
+    sctp.install()
+    a, b = RTCPeerConnection(), RTCPeerConnection()
+    channel = a.createDataChannel("keypoints")
+    got: list = []
+    opened = asyncio.Event()
+    channel.on("open", opened.set)
+    b.on("datachannel", lambda ch: ch.on("message", got.append))
+    await a.setLocalDescription(await a.createOffer())
+    await b.setRemoteDescription(a.localDescription)
+    await b.setLocalDescription(await b.createAnswer())
+    await a.setRemoteDescription(b.localDescription)
+    await asyncio.wait_for(opened.wait(), 10)
+    try:
+        channel.send("x" * 8000)  # a normal message: delivered
+        for _ in range(50):
+            if got:
+                break
+            await asyncio.sleep(0.02)
+        assert got == ["x" * 8000]
+        a.sctp._remote_max_message_size = 1 << 30  # a sender that ignores the limit
+        channel.send(b"y" * (1 << 20))
+        for _ in range(100):
+            if getattr(b.sctp, "_rehab_aborted_oversized", False):
+                break
+            await asyncio.sleep(0.05)
+        assert getattr(b.sctp, "_rehab_aborted_oversized", False), "the receiver gave up on the oversized message"
+        assert len(got) == 1, "the oversized message was never delivered"
+        assert sum(len(c.user_data) for s in b.sctp._inbound_streams.values() for c in s.reassembly) \
+            <= sctp.MAX_REASSEMBLY_BYTES
+    finally:
+        await a.close()
+        await b.close()
