@@ -59,6 +59,7 @@ from rehab.storage.repository import Database
 log = logging.getLogger("rehab.gateway")
 install_marker_jitter_buffer()  # frames leave the jitter buffer on their last packet, not the next frame's first
 MAX_BODY = 256 * 1024
+MAX_CHANNELS_PER_SESSION = 4  # data channels one peer connection may open (clients use 1: keypoints or control)
 STATIC = Path(__file__).resolve().parent / "static"
 
 
@@ -71,6 +72,7 @@ class LiveSession:
     tasks: list[asyncio.Task] = field(default_factory=list)
     last_activity: float = field(default_factory=time.monotonic)
     disconnected_at: float | None = None  # the peer connection failed or closed: waiting for a reconnect
+    channels: int = 0  # data channels the peer opened
 
     def summary(self) -> dict:
         out = dict(self.ingest.counters)
@@ -616,6 +618,12 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
 
         @pc.on("datachannel")
         def on_datachannel(channel):
+            session.channels += 1
+            if session.channels > MAX_CHANNELS_PER_SESSION:  # a client needs one or two: no more
+                ingest.counters["refused_channels"] += 1
+                metrics.DROPPED.labels("gateway", "channel_limit").inc()
+                channel.close()
+                return
             if channel.label == "keypoints":
                 if not edge:
                     channel.send(json.dumps({"type": "error", "reason": "this is a cloud-mode session: send video"}))

@@ -13,6 +13,16 @@ POM = REPO_ROOT / "infra" / "kafka" / "pom.xml"
 LOG4J = REPO_ROOT / "infra" / "kafka" / "log4j2.yaml"
 
 
+def cluster_id() -> str:
+    """A KRaft cluster id (22 URL-safe base64 characters of a random UUID) that never starts with '-':
+    1 in 64 did, and the storage tool read it as an option ("--cluster-id expected one argument"), so
+    one fresh machine in 64 could not start Kafka (Kafka's own Uuid.randomUuid skips those too)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 class KafkaBroker:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -87,10 +97,9 @@ class KafkaBroker:
     def _format_once(self, java: str) -> None:
         if (self.data / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         proc = subprocess.run(
             [java, f"-Dlog4j2.configurationFile={LOG4J}", "-cp", self._classpath(), "kafka.tools.StorageTool",
-             "format", "-t", cluster_id, "-c", str(self.config)],
+             "format", f"--cluster-id={cluster_id()}", "-c", str(self.config)],
             capture_output=True, text=True,
         )
         if proc.returncode != 0:

@@ -277,3 +277,53 @@ def test_two_concurrent_offers_for_one_session_leave_one_peer_connection(clip_ke
         gateway_app.RTCPeerConnection = original
     assert codes == [200, 200], codes
     assert len(made) == 2 and states.count("closed") == 1, states
+
+
+def test_a_peer_may_open_only_a_few_data_channels(clip_keypoints):
+    """A real aiortc client connected to the gateway in-process opens 7 data channels: the gateway
+    closes those past MAX_CHANNELS_PER_SESSION and the keypoint channel keeps working."""
+    import asyncio
+
+    import httpx
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    from gateway.app import MAX_CHANNELS_PER_SESSION
+    from rehab.reference import Reference
+    from rehab.storage.repository import Database
+
+    frames = clip_keypoints("pose2sim_single_cam01.mp4")
+    ref = Reference("guide", "guide", 60.0, frames[0].width, frames[0].height, "blazepose", "v", "0" * 64,
+                    [f.keypoints for f in frames])
+
+    async def run(settings):
+        async with Database.opened(settings) as db:
+            await db.save_reference(ref)
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http:
+                grant = (await http.post("/sessions", json={"reference_id": "guide", "mode": "edge"})).json()
+                pc = RTCPeerConnection()
+                channels = [pc.createDataChannel("keypoints")] + [pc.createDataChannel(f"extra{i}") for i in range(6)]
+                replies = []
+                channels[0].on("message", replies.append)
+                await pc.setLocalDescription(await pc.createOffer())
+                answer = await http.post(f"/sessions/{grant['session_id']}/offer", headers=bearer(grant["token"]),
+                                         json={"sdp": pc.localDescription.sdp, "type": "offer"})
+                await pc.setRemoteDescription(RTCSessionDescription(**answer.json()))
+                for _ in range(100):
+                    states = [c.readyState for c in channels]
+                    if states.count("closed") >= len(channels) - MAX_CHANNELS_PER_SESSION:
+                        break
+                    await asyncio.sleep(0.1)
+                channels[0].send("{nope")  # the keypoint channel still answers (with a refusal)
+                for _ in range(50):
+                    if replies:
+                        break
+                    await asyncio.sleep(0.1)
+                await pc.close()
+        return states, replies
+
+    with isolated() as settings:
+        states, replies = asyncio.run(run(settings))
+    assert states.count("closed") == len(states) - MAX_CHANNELS_PER_SESSION, states
+    assert states[0] == "open" and replies and "not JSON" in replies[0], (states, replies)

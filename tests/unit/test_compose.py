@@ -44,3 +44,9 @@ def test_compose_settings_are_valid_values():
     for name in APP_SERVICES:
         env = {k: str(v) for k, v in COMPOSE["services"][name]["environment"].items() if "${" not in str(v)}
         Settings.from_env(env)  # raises SettingsError on a bad value
+
+
+def test_every_service_restarts_by_itself():
+    for name, service in COMPOSE["services"].items():
+        expected = "on-failure" if name == "init" else "unless-stopped"
+        assert service.get("restart") == expected, f"{name}: restart {service.get('restart')!r}"
