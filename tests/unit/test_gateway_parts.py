@@ -307,3 +307,33 @@ async def test_a_peer_that_sends_a_message_larger_than_any_allowed_is_cut_off():
     finally:
         await a.close()
         await b.close()
+
+
+async def test_score_fanout_skips_tombstones_and_outlives_a_failing_consumer():
+    """A null record on the scores topic used to end the fan-out for every session (``None.decode``);
+    a consumer error likewise. Both are now skipped / retried and the next score is delivered."""
+    from types import SimpleNamespace
+
+    class Consumer:
+        def __init__(self):
+            self.round = 0
+
+        def __aiter__(self):
+            self.round += 1
+            return self._messages(self.round)
+
+        async def _messages(self, round_):
+            if round_ == 1:
+                yield SimpleNamespace(key=b"a", value=None)  # a tombstone
+                yield SimpleNamespace(key=b"a", value=b'{"score_ts_ms": 1, "n": 1}')
+                raise ConnectionError("Kafka went away")
+            yield SimpleNamespace(key=b"a", value=b'{"score_ts_ms": 1, "n": 2}')
+            await asyncio.sleep(3600)
+
+    fan = ScoreFanout()
+    q = fan.subscribe("a")
+    task = asyncio.create_task(fan.run(Consumer()))
+    first = await asyncio.wait_for(q.get(), 2)
+    second = await asyncio.wait_for(q.get(), 3)  # after the error: the feed resumed (1 s back-off)
+    task.cancel()
+    assert '"n": 1' in first and '"n": 2' in second
