@@ -210,11 +210,7 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
                 table.send_changelog(partition, key, None)
         window_saved_at.pop(sid, None)
 
-    # (a topic object of its own, as in every clean-clone run that passed: the one full run with the agent
-    # on ``scores`` itself had the crash-resume test time out; alone that test passed 3 of 3 either way)
-    scores_in = app.topic(topics.scores, key_type=bytes, value_type=bytes)
-
-    @app.agent(scores_in)
+    @app.agent(scores)
     async def write_scores(stream):
         """Scores topic -> MySQL, in batches. While MySQL is away this agent waits and retries (``store``)
         and its offsets do not move, so nothing is lost and the rows arrive when MySQL is back; the
