@@ -3,10 +3,8 @@ guide and attempt videos, the OpenAPI schema, and every way an offer, a subscrip
 is refused (tests enumerate the cases, as issue 5 asks)."""
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
-import httpx
 import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
@@ -224,34 +222,17 @@ def test_a_client_that_creates_sessions_too_fast_gets_429_and_others_are_served(
             assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1 and "too many" in r.json()["error"]
 
 
-@contextlib.asynccontextmanager
-async def _in_process_edge_session(settings, clip_keypoints):
-    """The gateway app in this process (its lifespan run) behind an httpx client, the bundled guide
-    stored, and one edge session created: (client, session grant)."""
-    from rehab.reference import Reference
-    from rehab.storage.repository import Database
-
-    frames = clip_keypoints("pose2sim_single_cam01.mp4")
-    ref = Reference("guide", "guide", 60.0, frames[0].width, frames[0].height, "blazepose", "v", "0" * 64,
-                    [f.keypoints for f in frames])
-    async with Database.opened(settings) as db:
-        await db.save_reference(ref)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http:
-            grant = (await http.post("/sessions", json={"reference_id": "guide", "patient_id": "p1",
-                                                       "mode": "edge"})).json()
-            yield http, grant
-
-
 def test_two_concurrent_offers_for_one_session_leave_one_peer_connection(clip_keypoints):
     """Two offers racing for one session: both answered, and every peer connection but the session's
     one is closed (the loser used to be dropped from the registry while still open: a leak)."""
     import asyncio
 
+    import httpx
     from aiortc import RTCPeerConnection
 
     import gateway.app as gateway_app
+    from rehab.reference import Reference
+    from rehab.storage.repository import Database
 
     made = []
 
@@ -260,20 +241,31 @@ def test_two_concurrent_offers_for_one_session_leave_one_peer_connection(clip_ke
             super().__init__(*a, **k)
             made.append(self)
 
+    frames = clip_keypoints("pose2sim_single_cam01.mp4")
+    ref = Reference("guide", "guide", 60.0, frames[0].width, frames[0].height, "blazepose", "v", "0" * 64,
+                    [f.keypoints for f in frames])
+
     async def run(settings):
-        async with _in_process_edge_session(settings, clip_keypoints) as (http, grant):
-            clients = []
-            for _ in range(2):
-                pc = RTCPeerConnection()
-                pc.createDataChannel("keypoints")
-                await pc.setLocalDescription(await pc.createOffer())
-                clients.append(pc)
-            answers = await asyncio.gather(*(http.post(
-                f"/sessions/{grant['session_id']}/offer", headers=bearer(grant["token"]),
-                json={"sdp": pc.localDescription.sdp, "type": "offer"}) for pc in clients))
-            states = [pc.connectionState for pc in made]
-            for pc in clients:
-                await pc.close()
+        async with Database.opened(settings) as db:
+            await db.save_reference(ref)
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+                grant = (await http.post("/sessions", json={"reference_id": "guide", "patient_id": "p1",
+                                                           "mode": "edge"})).json()
+                clients = []
+                for _ in range(2):
+                    pc = RTCPeerConnection()
+                    pc.createDataChannel("keypoints")
+                    await pc.setLocalDescription(await pc.createOffer())
+                    clients.append(pc)
+                answers = await asyncio.gather(*(http.post(
+                    f"/sessions/{grant['session_id']}/offer", headers=bearer(grant["token"]),
+                    json={"sdp": pc.localDescription.sdp, "type": "offer"}) for pc in clients))
+                states = [pc.connectionState for pc in made]
+                for pc in clients:
+                    await pc.close()
         return [a.status_code for a in answers], states
 
     original = gateway_app.RTCPeerConnection
@@ -292,31 +284,43 @@ def test_a_peer_may_open_only_a_few_data_channels(clip_keypoints):
     closes those past MAX_CHANNELS_PER_SESSION and the keypoint channel keeps working."""
     import asyncio
 
+    import httpx
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
     from gateway.app import MAX_CHANNELS_PER_SESSION
+    from rehab.reference import Reference
+    from rehab.storage.repository import Database
+
+    frames = clip_keypoints("pose2sim_single_cam01.mp4")
+    ref = Reference("guide", "guide", 60.0, frames[0].width, frames[0].height, "blazepose", "v", "0" * 64,
+                    [f.keypoints for f in frames])
 
     async def run(settings):
-        async with _in_process_edge_session(settings, clip_keypoints) as (http, grant):
-            pc = RTCPeerConnection()
-            channels = [pc.createDataChannel("keypoints")] + [pc.createDataChannel(f"extra{i}") for i in range(6)]
-            replies = []
-            channels[0].on("message", replies.append)
-            await pc.setLocalDescription(await pc.createOffer())
-            answer = await http.post(f"/sessions/{grant['session_id']}/offer", headers=bearer(grant["token"]),
-                                     json={"sdp": pc.localDescription.sdp, "type": "offer"})
-            await pc.setRemoteDescription(RTCSessionDescription(**answer.json()))
-            for _ in range(100):
-                states = [c.readyState for c in channels]
-                if states.count("closed") >= len(channels) - MAX_CHANNELS_PER_SESSION:
-                    break
-                await asyncio.sleep(0.1)
-            channels[0].send("{nope")  # the keypoint channel still answers (with a refusal)
-            for _ in range(50):
-                if replies:
-                    break
-                await asyncio.sleep(0.1)
-            await pc.close()
+        async with Database.opened(settings) as db:
+            await db.save_reference(ref)
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http:
+                grant = (await http.post("/sessions", json={"reference_id": "guide", "mode": "edge"})).json()
+                pc = RTCPeerConnection()
+                channels = [pc.createDataChannel("keypoints")] + [pc.createDataChannel(f"extra{i}") for i in range(6)]
+                replies = []
+                channels[0].on("message", replies.append)
+                await pc.setLocalDescription(await pc.createOffer())
+                answer = await http.post(f"/sessions/{grant['session_id']}/offer", headers=bearer(grant["token"]),
+                                         json={"sdp": pc.localDescription.sdp, "type": "offer"})
+                await pc.setRemoteDescription(RTCSessionDescription(**answer.json()))
+                for _ in range(100):
+                    states = [c.readyState for c in channels]
+                    if states.count("closed") >= len(channels) - MAX_CHANNELS_PER_SESSION:
+                        break
+                    await asyncio.sleep(0.1)
+                channels[0].send("{nope")  # the keypoint channel still answers (with a refusal)
+                for _ in range(50):
+                    if replies:
+                        break
+                    await asyncio.sleep(0.1)
+                await pc.close()
         return states, replies
 
     with isolated() as settings:
