@@ -152,8 +152,10 @@ class PoseWorker:
         """Releases what the worker holds for sessions that sent nothing for ``FORGET_AFTER_S`` (their
         tracker, subject policy, budget): state must not grow by one entry per session forever. A
         session that comes back later is acquired afresh."""
-        for sid in [s for s, t in self.quiet_since.items() if mono - t > FORGET_AFTER_S]:
+        for sid in [s for s, t in self.quiet_since.items() if mono - t > FORGET_AFTER_S or s in self.seen_at]:
             del self.quiet_since[sid]
+            if sid in self.seen_at:
+                continue  # active again
             self.last_taken_ms.pop(sid, None)
             selector = self.selectors.pop(sid, None)
             if selector is not None:
@@ -164,9 +166,7 @@ class PoseWorker:
         """This poll's per-session frame interval (``fair_interval_ms``) over the sessions active now."""
         for record in records:
             if record.key:
-                sid = record.key.decode("utf-8", "replace")
-                self.seen_at[sid] = mono
-                self.quiet_since.pop(sid, None)  # active again
+                self.seen_at[record.key.decode("utf-8", "replace")] = mono
         for sid in [s for s, t in self.seen_at.items() if mono - t > ACTIVE_WINDOW_S]:
             del self.seen_at[sid]
             self.quiet_since[sid] = mono

@@ -7,7 +7,7 @@ MAX_SDP_BYTES = 64 * 1024
 
 
 class OfferError(ValueError):
-    status = 400  # the HTTP status it is answered with
+    pass
 
 
 @dataclass(frozen=True)

@@ -34,30 +34,13 @@ def sniff(head: bytes) -> str | None:
 SUFFIX = {"mp4": ".mp4", "matroska": ".mkv", "avi": ".avi"}
 
 
-async def limited_chunks(request: Request, limit: int, too_large, what: str = "the body"):
-    """The request body's chunks, read as they come; ``too_large(message)`` is raised as soon as more
-    than ``limit`` bytes arrived, or before reading anything when the declared Content-Length is over
-    it: a body is never read whole before its size is checked."""
-    try:
-        declared = int(request.headers.get("content-length", ""))
-    except ValueError:
-        declared = None  # none, or not a number: judged by what arrives
-    if declared is not None and declared > limit:
-        raise too_large(f"{what} of {declared} bytes is larger than the {limit} byte limit")
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large(f"{what} is larger than the {limit} byte limit")
-        yield chunk
-
-
 async def receive_video(request: Request, limit: int, folder: Path) -> Path:
     """The request body as a video file in ``folder``; 411/413/400/415/422 on what cannot be one."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
-            int(declared)
+            if int(declared) > limit:
+                raise UploadError(413, f"the upload is {int(declared)} bytes; the limit is {limit} bytes")
         except ValueError:
             raise UploadError(400, "Content-Length is not a number") from None
     fd, name = tempfile.mkstemp(dir=folder, suffix=".upload")
@@ -66,8 +49,10 @@ async def receive_video(request: Request, limit: int, folder: Path) -> Path:
     head = b""
     try:
         with os.fdopen(fd, "wb") as out:
-            async for chunk in limited_chunks(request, limit, lambda m: UploadError(413, m), "the upload"):
+            async for chunk in request.stream():
                 size += len(chunk)
+                if size > limit:
+                    raise UploadError(413, f"the upload is larger than the {limit} byte limit")
                 if len(head) < 16:
                     head += chunk[:16]
                 out.write(chunk)

@@ -37,17 +37,12 @@ def _check_id(name: str, value: Any) -> None:
         raise MessageError(f"{name} must be a non-empty string of at most {MAX_ID_LEN} characters")
 
 
-def _shown(value: Any) -> str:
-    """A value for a refusal's reason, at most ~40 characters (a client's 10,000-digit integer is not echoed)."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:40] + "..."
-
-
 def _check_int(name: str, value: Any, minimum: int = 0, optional: bool = False, maximum: int = MAX_INT) -> None:
     if optional and value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise MessageError(f"{name} must be an integer in [{minimum}, {maximum}], got {_shown(value)}")
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        raise MessageError(f"{name} must be an integer in [{minimum}, {maximum}], got {shown}")
 
 
 MAX_CLOCK_SKEW_MS = 86_400_000  # a client's timestamps must be within a day of the receiver's clock
@@ -59,8 +54,9 @@ def check_client_ts(name: str, value: Any, now: int | None = None) -> int:
     checked this way (a replayed topic keeps its old stamps)."""
     now = now_ms() if now is None else now
     if isinstance(value, bool) or not isinstance(value, int) or abs(value - now) > MAX_CLOCK_SKEW_MS:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
         raise MessageError(f"{name} must be an integer time in ms within a day of the server's clock ({now}), "
-                           f"got {_shown(value)}")
+                           f"got {shown}")
     return value
 
 

@@ -210,7 +210,9 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
                 table.send_changelog(partition, key, None)
         window_saved_at.pop(sid, None)
 
-    @app.agent(scores)
+    scores_in = app.topic(topics.scores, key_type=bytes, value_type=bytes)
+
+    @app.agent(scores_in)
     async def write_scores(stream):
         """Scores topic -> MySQL, in batches. While MySQL is away this agent waits and retries (``store``)
         and its offsets do not move, so nothing is lost and the rows arrive when MySQL is back; the

@@ -46,6 +46,9 @@ HISTORY_FACTOR = 1.5  # the patient's range is measured over this many guide len
 MIN_ROWS = 8  # fewer frames with a pose than this: no judgement yet (factor 1)
 PCT = (5.0, 95.0)
 
+_J = INDEX
+
+
 def _angle_at(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Unsigned angle at b between b->a and b->c, (T,)."""
     v1, v2 = a - b, c - b
@@ -65,10 +68,10 @@ def angle_features(kps: np.ndarray) -> np.ndarray:
     t = len(kps)
 
     def j(name):
-        return xy[:, INDEX[name]]
+        return xy[:, _J[name]]
 
     def ok(*names):
-        return np.logical_and.reduce([seen[:, INDEX[n]] for n in names])
+        return np.logical_and.reduce([seen[:, _J[n]] for n in names])
 
     def pair(fn, a, b, c=None):
         out = []
@@ -94,7 +97,8 @@ def angle_features(kps: np.ndarray) -> np.ndarray:
     for a, b, good in (("left_shoulder", "right_shoulder", sho_ok), ("left_hip", "right_hip", hips_ok)):
         # tilt from horizontal, the same whichever side is labelled left
         cols.append(np.where(good, np.abs(np.abs(_inclination(j(b), j(a))) - np.pi / 2), np.nan))
-    return np.stack(cols, axis=1) if t else np.zeros((0, N_FEATURES))
+    out = np.stack(cols, axis=1) if t else np.zeros((0, N_FEATURES))
+    return out
 
 
 # The patient's recent angles are kept as one byte each (0.7 degrees a step, 255 = not seen): a session's
