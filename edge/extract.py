@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from edge.backends.base import PoseBackend
-from edge.subject import SubjectSelector
+from edge.subject import Matcher, SubjectSelector
 from edge.video import VideoInfo, frames, probe
 from rehab.records import KeypointFrame, now_ms
 
@@ -55,17 +55,22 @@ def reference_from_video(path: str | Path, name: str, backend: PoseBackend, ref_
 
 
 def extract(path: str | Path, backend: PoseBackend, max_side: int = 640, session_id: str | None = None,
-            on_progress: Callable[[int], None] | None = None, smoothing: float = 0.0) -> Iterator[KeypointFrame]:
-    """Keypoint frames of the tracked subject, one per video frame, timestamps from the video's clock."""
+            on_progress: Callable[[int], None] | None = None, smoothing: float = 0.0,
+            matcher: Matcher | None = None, everyone: list | None = None) -> Iterator[KeypointFrame]:
+    """Keypoint frames of the tracked subject, one per video frame, timestamps from the video's clock.
+    ``matcher``: the guide the patient performs (``edge.subject.reference_matcher``), to tell them from
+    bystanders; ``everyone``: a list that gets, per frame, every person seen as (track id, Person)."""
     info: VideoInfo = probe(path)
     stream = session_id or f"extract-{uuid.uuid4().hex[:12]}"
-    selector = SubjectSelector(backend, stream, smoothing=smoothing)
+    selector = SubjectSelector(backend, stream, matcher=matcher, smoothing=smoothing)
     t0 = now_ms()
     try:
         for seq, image in enumerate(frames(path, max_side)):
             h, w = image.shape[:2]
             ts = t0 + round(seq * 1000 / info.fps)
             person = selector.step(image, ts)
+            if everyone is not None:
+                everyone.append(selector.everyone(ts))
             yield KeypointFrame(
                 session_id=stream, seq=seq, capture_ts_ms=ts, gateway_ts_ms=ts, infer_ts_ms=now_ms(),
                 model=backend.name, model_version=backend.version, width=w, height=h,

@@ -1,233 +1,287 @@
-"""Which person is the patient, frame after frame.
+"""Which person is the patient, frame after frame (documented in docs/pose.md).
 
-Policy (documented in the README):
-1. **Acquire** (the first ``acquire_ms`` of a session, and again after the patient was lost): find
-   everyone in view, follow each candidate by box overlap, and measure how much each one moves (how
-   far its joints travel, in body heights, over the last 30 frames). The patient is the one performing the exercise: the
-   candidate that moves most, not the largest or nearest (a relative or therapist often stands closer
-   to the camera). Until the window is over, with several candidates the leader is reported only if
-   it moves (>= 0.12 body heights; a still person's keypoints wander ~0.02-0.08): nobody rather than
-   perhaps the wrong person; a lone candidate is reported at the start of a session (a guide
-   recording keeps its first frames), but after the patient was lost only someone moving is.
-   A lone moving candidate seen in 6 frames is locked at once; at the end of the window the leader is
-   locked even if nobody moved (then the most prominent person).
-   Limit: a person too small for the backend's detector (BlazePose: under ~120 px) may be found late.
-2. **Lock**: follow that person only. A backend that sees one person at a time (BlazePose) runs on a
-   crop around the patient's last box, so a bystander elsewhere in the picture cannot take over; a
-   backend that sees everyone (Keypoint R-CNN) picks the detection overlapping the last box most.
-3. **Lost**: when the patient is not found for ``lost_after`` frames, report nobody (never someone
-   else) and acquire again; the patient is re-acquired when they return.
-
-Finding everyone with a single-person backend: run it on the whole picture, grey out the person found,
-run it again, up to ``max_people`` times.
+1. **Everyone is tracked.** A search (the backend's ``infer``: every person in the picture) runs at the
+   start, every ``search_every`` frames and whenever the patient is not found; in between, a backend
+   that can (BlazePose) crop-tracks each person from their previous landmarks, which costs one landmark
+   pass per person and no detector. People are matched to tracks by box overlap; a track not seen for
+   ``TRACK_TTL_MS`` ends.
+2. **The patient is the person performing the guide's exercise.** With the session's reference, each
+   track's last ``HISTORY_MS`` of movement is scored against it by the product's own scorer (every
+   ``MATCH_EVERY`` frames, once ``JUDGE_MS`` of it is known); the best match over ``MIN_MATCH`` leads.
+   Not the largest, nearest or most-moving person: a relative waving their arms in front scores low
+   against a lunge. Before anyone can be judged (and without a reference) the leader is the one who
+   moves most (then the most prominent), and is reported only if moving or alone.
+3. **Lock.** The leader is locked once judged a clear match (``MATCH_MARGIN`` above everyone else
+   judged) or at the end of the acquisition window (``acquire_ms``). While locked only the patient is
+   crop-tracked every frame; the periodic search keeps everyone else's track, so a crossing bystander
+   is matched to their own track and not to the patient's.
+4. **Lost.** When the patient is not found for ``lost_after`` frames, nobody is reported (never
+   someone else) and acquisition starts again; after a loss only someone who matches the reference
+   (or, without one, someone moving) is taken: the patient coming back, not the bystander.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
+from edge.appearance import distance as look_distance
+from edge.appearance import torso_histogram
 from edge.backends.base import Person, PoseBackend
+from edge.backends.base import box_iou as iou
 from edge.smoothing import OneEuroFilter
 
 MIN_CONF = 0.5
-EARLY_LOCK_FRAMES = 6  # one moving candidate only, seen this often: nobody else to choose from, lock now
-ROI_MARGIN = 0.08  # the crop moves when the patient's box comes this close (fraction) to its edge
 MIN_MOTION = 0.12  # body heights: a still person's keypoints wander ~0.02-0.08, an exercise 0.2 or more
-HISTORY = 30  # frames of a candidate kept to judge its motion
+MOTION_FRAMES = 30  # frames of a track judged for motion
 MIN_RELATIVE_HEIGHT = 0.25
+EARLY_LOCK_FRAMES = 6  # without a reference: one moving person alone, seen this often, is locked at once
+HISTORY_MS = 3000.0  # movement kept per track to compare with the reference
+JUDGE_MS = 500.0  # movement needed before a track is compared with the reference
+MATCH_EVERY = 3  # frames between two comparisons of one track
+MIN_MATCH = 0.45  # reference similarity from which someone counts as doing the exercise
+MATCH_MARGIN = 0.12  # a lock on the match needs this lead over everyone else judged
+TRACK_TTL_MS = 700.0
+MIN_IOU = 0.2
+MAX_LOOK_CHANGE = 0.6  # torso colours (Bhattacharyya distance) further than this from a track's: someone else
+LOOK_RATE = 0.1  # how fast a track's colours follow the person (turning, light)
 
-
-def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def expand(box: tuple[float, ...], factor: float, width: int, height: int) -> tuple[int, int, int, int]:
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    half = max(box[2] - box[0], box[3] - box[1]) * factor / 2
-    return (max(0, int(cx - half)), max(0, int(cy - half)), min(width, int(cx + half)), min(height, int(cy + half)))
-
-
-def inside(box: tuple[float, ...], roi: tuple[int, ...], margin: float) -> bool:
-    mx, my = (roi[2] - roi[0]) * margin, (roi[3] - roi[1]) * margin
-    return box[0] >= roi[0] + mx and box[1] >= roi[1] + my and box[2] <= roi[2] - mx and box[3] <= roi[3] - my
-
-
-def shifted(p: Person, dx: int, dy: int) -> Person:
-    kps = p.keypoints.copy()
-    kps[:, 0] += dx
-    kps[:, 1] += dy
-    b = p.box
-    return Person(kps, (b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy), p.score)
+Matcher = Callable[[np.ndarray, np.ndarray], float]  # (timestamps ms, keypoints (T, 17, 3)) -> similarity
 
 
 def body_scale(p: Person) -> float:
     return max(p.box[3] - p.box[1], p.box[2] - p.box[0], 1.0)
 
 
+def reference_matcher(model) -> Matcher:
+    """How well a stretch of someone's movement matches a guide (``rehab.scoring.ReferenceModel``):
+    the scorer's own window similarity, so "the patient" means what the score means."""
+    from rehab.scoring.pose import resample
+    from rehab.scoring.scorer import RATE_HZ, Rows, score_windows
+
+    def match(ts: np.ndarray, kps: np.ndarray) -> float:
+        rows = Rows.compute(resample(ts, kps.astype(np.float64), RATE_HZ, ts[0], ts[-1]), model)
+        return float(score_windows(model, [rows], [None])[0].similarity)
+
+    return match
+
+
 @dataclass
-class Candidate:
-    last: Person
-    last_ts_ms: float
-    history: list = field(default_factory=list)  # keypoints seen, newest last (at most HISTORY)
+class Track:
+    id: int
+    person: Person
+    last_ts: float
+    ts: list[float] = field(default_factory=list)
+    kps: list[np.ndarray] = field(default_factory=list)
+    match: float | None = None
+    judged_at: int = -MATCH_EVERY
+    look: np.ndarray | None = None  # torso colours (edge/appearance.py), following the person slowly
 
     def __post_init__(self) -> None:
-        self.history.append(self.last.keypoints)
+        look, self.look = self.look, None
+        self.observe(self.person, self.last_ts, look)
 
-    def observe(self, p: Person, ts_ms: float) -> None:
-        self.last, self.last_ts_ms = p, ts_ms
-        self.history = (self.history + [p.keypoints])[-HISTORY:]
+    def same_look(self, look: np.ndarray | None) -> bool:
+        return self.look is None or look is None or look_distance(self.look, look) <= MAX_LOOK_CHANGE
+
+    def observe(self, p: Person, ts_ms: float, look: np.ndarray | None = None) -> None:
+        self.person, self.last_ts = p, ts_ms
+        if look is not None:
+            self.look = look if self.look is None else (1 - LOOK_RATE) * self.look + LOOK_RATE * look
+        self.ts.append(ts_ms)
+        self.kps.append(p.keypoints)
+        while self.ts[0] < ts_ms - HISTORY_MS:
+            self.ts.pop(0)
+            self.kps.pop(0)
 
     @property
     def seen(self) -> int:
-        return len(self.history)
+        return len(self.ts)
+
+    @property
+    def span_ms(self) -> float:
+        return self.ts[-1] - self.ts[0]
 
     @property
     def motion(self) -> float:
-        """How far the confident joints travelled, in body heights: the extent (bounding-box diagonal)
-        of each joint's positions, 90th percentile over joints. Jitter stays small however many frames
-        there are, unlike a sum of frame-to-frame steps; a performed movement does not."""
+        """How far the confident joints travelled, in body heights: the extent of each joint's positions
+        over the last frames, 90th percentile over joints (an exercise may move only the arms). Jitter
+        stays small however many frames there are, unlike a sum of frame-to-frame steps."""
         if self.seen < 2:
             return 0.0
-        kps = np.stack(self.history)
+        kps = np.stack(self.kps[-MOTION_FRAMES:])
         conf = (kps[:, :, 2] >= MIN_CONF).all(axis=0)
         if not conf.any():
             return 0.0
         xy = kps[:, conf, :2]
         extent = np.hypot(*(xy.max(axis=0) - xy.min(axis=0)).T)
-        # the 90th percentile: an exercise may move only the arms (4 of 17 joints)
-        return float(np.percentile(extent, 90)) / body_scale(self.last)
+        return float(np.percentile(extent, 90)) / body_scale(self.person)
 
     @property
     def prominence(self) -> float:
-        b = self.last.box
-        return (b[2] - b[0]) * (b[3] - b[1]) * self.last.score
+        b = self.person.box
+        return (b[2] - b[0]) * (b[3] - b[1]) * self.person.score
 
     def height(self) -> float:
-        return self.last.box[3] - self.last.box[1]
+        return self.person.box[3] - self.person.box[1]
 
-    def rank(self, tallest: float) -> tuple:
-        """Moving people first (most motion first), then the most prominent. Someone under a quarter
-        of the tallest candidate's height, or seen in fewer than 3 frames, does not count as moving: a
-        tiny background figure's keypoints jump about and would look like motion."""
-        reliable = self.seen >= 3 and self.height() >= MIN_RELATIVE_HEIGHT * tallest
-        moving = reliable and self.motion >= MIN_MOTION
-        return (moving, self.motion if moving else 0.0, self.prominence)
+    def moving(self, tallest: float) -> bool:
+        """Someone under a quarter of the tallest person's height, or seen in fewer than 3 frames, does
+        not count as moving: a tiny background figure's keypoints jump about."""
+        return self.seen >= 3 and self.height() >= MIN_RELATIVE_HEIGHT * tallest and self.motion >= MIN_MOTION
+
+    def good_match(self) -> bool:
+        return self.match is not None and self.match >= MIN_MATCH
 
 
 @dataclass
 class SubjectSelector:
     backend: PoseBackend
     stream: str
+    matcher: Matcher | None = None  # the session's guide, when known (reference_matcher)
     acquire_ms: float = 1000.0
-    max_people: int = 3
     lost_after: int = 8
-    crop_factor: float = 1.6
-    min_iou: float = 0.1
+    search_every: int = 30  # frames between two searches for everyone while locked
+    acquire_search_every: int = 6  # ... while acquiring
     smoothing: float = 0.0
-    candidates: list[Candidate] = field(default_factory=list)
-    locked: Person | None = None
+    tracks: list[Track] = field(default_factory=list)
+    patient: Track | None = None
     acquire_since: float | None = None
     missed: int = 0
     was_locked: bool = False
-    roi: tuple[int, int, int, int] | None = None
+    frame: int = 0
+    last_search: int | None = None
+    next_id: int = 0
 
     def __post_init__(self) -> None:
         self.filter = OneEuroFilter(self.smoothing)
 
-    # -- finding people ---------------------------------------------------------------------
-    def find_people(self, image: np.ndarray) -> list[Person]:
-        if self.backend.multi_person:
-            return self.backend.infer([image], [None])[0]
-        found: list[Person] = []
-        work = image.copy()
-        h, w = image.shape[:2]
-        fill = tuple(int(v) for v in image.reshape(-1, 3).mean(axis=0))
-        for _ in range(self.max_people):
-            people = self.backend.infer([work], [None])[0]
-            if not people or any(iou(people[0].box, f.box) > 0.3 for f in found):
-                break
-            found.append(people[0])
-            x1, y1, x2, y2 = expand(people[0].box, 1.25, w, h)
-            work[y1:y2, x1:x2] = fill
-        return found
+    # -- everyone in view ----------------------------------------------------------------------
+    def _observe(self, image: np.ndarray, ts_ms: float, people: list[Person] | None) -> None:
+        tracking = getattr(self.backend, "can_track", False)
+        due = self.search_every if self.patient is not None else self.acquire_search_every
+        if people is None and tracking and self.tracks and self.last_search is not None \
+                and self.frame - self.last_search < due:
+            follow = [self.patient] if self.patient is not None else list(self.tracks)
+            found = self.backend.track(image, [t.person for t in follow])
+            for t, p in zip(follow, found):
+                look = None if p is None else torso_histogram(image, p.keypoints)
+                if p is not None and t.same_look(look):  # else the crop slid onto someone else
+                    t.observe(p, ts_ms, look)
+            if self.patient is None or self.patient.last_ts == ts_ms:
+                self._merge_duplicates()
+                return
+        if people is None:  # a search: everyone in the picture
+            people = self.backend.infer([image], [None if tracking else self.stream])[0]
+            self.last_search = self.frame
+        self._associate(image, people, ts_ms)
 
-    def _follow(self, image: np.ndarray, people: list[Person] | None) -> Person | None:
-        """The locked patient in this frame, or None."""
-        last = self.locked
-        if people is None and not self.backend.multi_person:
-            h, w = image.shape[:2]
-            if self.roi is None or not inside(last.box, self.roi, ROI_MARGIN):
-                # a crop that moves every frame would defeat the backend's own tracking: move it only
-                # when the patient nears its edge
-                self.roi = expand(last.box, self.crop_factor, w, h)
-                self.backend.end_stream(f"{self.stream}#roi")
-            x1, y1, x2, y2 = self.roi
-            found = self.backend.infer([image[y1:y2, x1:x2]], [f"{self.stream}#roi"])[0]
-            people = [shifted(p, x1, y1) for p in found]
-        elif people is None:
-            people = self.backend.infer([image], [None])[0]
-        best = max(people, key=lambda p: iou(p.box, last.box), default=None)
-        return best if best is not None and iou(best.box, last.box) >= self.min_iou else None
+    def _associate(self, image: np.ndarray, people: list[Person], ts_ms: float) -> None:
+        """People to tracks: the largest box overlaps first, never across different torso colours."""
+        looks = [torso_histogram(image, p.keypoints) for p in people]
+        pairs = sorted(((iou(t.person.box, p.box), ti, pi) for ti, t in enumerate(self.tracks)
+                        for pi, p in enumerate(people) if t.last_ts != ts_ms and t.same_look(looks[pi])),
+                       reverse=True)
+        used_t, used_p = set(), set()
+        for overlap, ti, pi in pairs:
+            if overlap < MIN_IOU or ti in used_t or pi in used_p:
+                continue
+            self.tracks[ti].observe(people[pi], ts_ms, looks[pi])
+            used_t.add(ti)
+            used_p.add(pi)
+        for pi, p in enumerate(people):
+            if pi not in used_p and not any(t.last_ts == ts_ms and iou(t.person.box, p.box) > 0.6 for t in self.tracks):
+                self.tracks.append(Track(self.next_id, p, ts_ms, look=looks[pi]))
+                self.next_id += 1
+        self.tracks = [t for t in self.tracks if ts_ms - t.last_ts <= TRACK_TTL_MS]
+        self._merge_duplicates()
 
-    # -- the policy ---------------------------------------------------------------------------
+    def _merge_duplicates(self) -> None:
+        """Two tracks that crop-tracking drove onto one body: keep the patient's, else the older."""
+        keep: list[Track] = []
+        for t in sorted(self.tracks, key=lambda t: (t is not self.patient, t.id)):
+            if not any(k.last_ts == t.last_ts and iou(k.person.box, t.person.box) > 0.7 for k in keep):
+                keep.append(t)
+        self.tracks = sorted(keep, key=lambda t: t.id)
+
+    # -- the policy ------------------------------------------------------------------------------
     def step(self, image: np.ndarray, ts_ms: float, people: list[Person] | None = None) -> Person | None:
         """The patient in ``image`` (pixels of ``image``), or None. ``people``: everyone detected, when
-        the caller already ran a multi-person backend on a batch."""
-        if self.locked is not None:
-            person = self._follow(image, people)
-            if person is None:
+        the caller already ran a batched backend on many sessions' frames."""
+        self.frame += 1
+        self._observe(image, ts_ms, people)
+        if self.patient is not None:
+            if self.patient.last_ts != ts_ms:
                 self.missed += 1
                 if self.missed >= self.lost_after:
-                    self._reset()
+                    self._lose()
                 return None
-            self.locked, self.missed = person, 0
-            return self._smooth(person, ts_ms)
-        return self._acquire(image, ts_ms, people)
+            self.missed = 0
+            return self._smooth(self.patient.person, ts_ms)
+        return self._acquire(ts_ms)
 
-    def _acquire(self, image: np.ndarray, ts_ms: float, people: list[Person] | None) -> Person | None:
+    def _judge(self) -> None:
+        if self.matcher is None:
+            return
+        for t in self.tracks:
+            if t.span_ms >= JUDGE_MS and self.frame - t.judged_at >= MATCH_EVERY:
+                t.match, t.judged_at = self.matcher(np.array(t.ts), np.stack(t.kps)), self.frame
+
+    def _acquire(self, ts_ms: float) -> Person | None:
         if self.acquire_since is None:
             self.acquire_since = ts_ms
-        found = self.find_people(image) if people is None or not self.backend.multi_person else people
-        for p in found:
-            match = max(self.candidates, key=lambda c: iou(c.last.box, p.box), default=None)
-            if match is not None and iou(match.last.box, p.box) >= self.min_iou:
-                match.observe(p, ts_ms)
-            else:
-                self.candidates.append(Candidate(p, ts_ms))
-        self.candidates = [c for c in self.candidates if ts_ms - c.last_ts_ms <= 500]
-        if not self.candidates:
+        self._judge()
+        present = [t for t in self.tracks if t.last_ts == ts_ms]
+        if not present:
             return None
-        tallest = max(c.height() for c in self.candidates)
-        leader = max(self.candidates, key=lambda c: c.rank(tallest))
-        moving = leader.rank(tallest)[0]
+        tallest = max(t.height() for t in present)
+        matched = [t for t in present if t.good_match()]
         done = ts_ms - self.acquire_since >= self.acquire_ms
-        rivals = [c for c in self.candidates if c.height() >= MIN_RELATIVE_HEIGHT * tallest]
-        alone = len(rivals) == 1  # tiny background figures are no rivals
-        lone_at_start = alone and not self.was_locked  # after a loss, a lone still person is not the patient
-        if leader.last_ts_ms != ts_ms or not (moving or done or lone_at_start):
-            return None  # the leader is not in this frame, or several people and nobody moves yet
-        if done and self.was_locked and not moving:
-            self.acquire_since = ts_ms  # re-acquiring: wait for someone who moves
-            return None
-        if done or (alone and moving and leader.seen >= EARLY_LOCK_FRAMES):
-            self.locked, self.candidates, self.acquire_since, self.was_locked = leader.last, [], None, True
-            self.backend.end_stream(f"{self.stream}#roi")
-        return self._smooth(leader.last, ts_ms)
+        if matched:
+            leader = max(matched, key=lambda t: t.match)
+            rivals = [t.match for t in present if t is not leader and t.match is not None]
+            clear = all(m <= leader.match - MATCH_MARGIN for m in rivals) and \
+                all(t.match is not None for t in present if t.moving(tallest))
+            if clear or done:
+                self._lock(leader)
+            return self._smooth(leader.person, ts_ms)
+        leader = max(present, key=lambda t: (t.moving(tallest), t.motion if t.moving(tallest) else 0.0, t.prominence))
+        moving = leader.moving(tallest)
+        alone = sum(t.height() >= MIN_RELATIVE_HEIGHT * tallest for t in present) == 1
+        if self.was_locked:
+            # re-acquiring after a loss: only someone doing the exercise (or, without a guide, moving)
+            if self.matcher is not None or not moving:
+                return None
+        elif not (moving or alone or done):
+            return None  # several people and nobody moves yet
+        if self.matcher is None and (done or (alone and moving and leader.seen >= EARLY_LOCK_FRAMES)):
+            self._lock(leader)
+        elif self.matcher is not None and done and not self.was_locked and self._unjudgeable(present):
+            self._lock(leader)  # nobody can be compared (too few confident joints): the old rule
+        return self._smooth(leader.person, ts_ms)
+
+    def _unjudgeable(self, present: list[Track]) -> bool:
+        return all(t.match is None for t in present) and \
+            self.acquire_since is not None and present[0].last_ts - self.acquire_since >= 3 * self.acquire_ms
+
+    def _lock(self, t: Track) -> None:
+        self.patient, self.acquire_since, self.was_locked, self.missed = t, None, True, 0
+
+    def _lose(self) -> None:
+        self.patient, self.missed, self.acquire_since = None, 0, None
+        for t in self.tracks:
+            t.match = None
+        self.filter.reset()
 
     def _smooth(self, p: Person, ts_ms: float) -> Person:
         if self.smoothing == 0.0:
             return p
-        return Person(self.filter(p.keypoints, ts_ms), p.box, p.score)
+        return Person(self.filter(p.keypoints, ts_ms), p.box, p.score, p.region)
 
-    def _reset(self) -> None:
-        self.locked, self.missed, self.candidates, self.acquire_since, self.roi = None, 0, [], None, None
-        self.filter.reset()
-        self.backend.end_stream(f"{self.stream}#roi")
+    def everyone(self, ts_ms: float) -> list[tuple[int, Person]]:
+        """Every person seen in the frame at ``ts_ms``: (track id, person), for --all-people."""
+        return [(t.id, t.person) for t in self.tracks if t.last_ts == ts_ms]
 
     def close(self) -> None:
-        self.backend.end_stream(f"{self.stream}#roi")
+        self.backend.end_stream(self.stream)

@@ -85,7 +85,8 @@ class PoseWorker:
         (MediaPipe releases the GIL: two lanes ran 1.85x the frames of one on 2 cores). A session always
         runs on the same lane, so its tracker and subject policy stay with one model instance."""
         self.consumer, self.producer, self.backend, self.topics = consumer, producer, backend, topics
-        self.lanes = [backend] + (list(extra_backends or []) if not getattr(backend, "multi_person", False) else [])
+        self.batched = getattr(backend, "batched", False)
+        self.lanes = [backend] + (list(extra_backends or []) if not self.batched else [])
         self.pool = ThreadPoolExecutor(len(self.lanes) - 1, thread_name_prefix="pose-lane") \
             if len(self.lanes) > 1 else None
         self.max_frame_age_ms, self.max_batch = max_frame_age_ms, max_batch
@@ -181,7 +182,7 @@ class PoseWorker:
             return []
         t0 = time.perf_counter()
         people: list = [None] * len(batch)
-        if self.backend.multi_person:  # one batched call across sessions; the selectors choose from it
+        if self.batched:  # one batched call across sessions; the selectors choose from it
             people = self.backend.infer([d.image for d in batch], [d.frame.session_id for d in batch])
         chosen: list = [None] * len(batch)
 
@@ -202,7 +203,7 @@ class PoseWorker:
         # the worker's cost of a frame: a lane's time per frame, shared by the lanes running side by side
         # (measured per frame, so a poll that brought one frame does not look like a slow worker)
         # (a multi-person backend infers the whole batch in one call: its cost is the batch's time per frame)
-        per_frame = wall_ms / len(batch) if self.backend.multi_person or not lane_ms else \
+        per_frame = wall_ms / len(batch) if self.batched or not lane_ms else \
             sum(lane_ms) / len(lane_ms) / len(self.lanes)
         self.frame_ms = per_frame if self.frame_ms is None else 0.9 * self.frame_ms + 0.1 * per_frame
         self.counters["infer_ms_total"] += int(wall_ms)
@@ -300,7 +301,7 @@ def build_worker(settings) -> PoseWorker:
                               **backend_options(settings))
 
     backend = make()
-    extra = [make() for _ in range(settings.worker_threads - 1)] if not backend.multi_person else []
+    extra = [make() for _ in range(settings.worker_threads - 1)] if not backend.batched else []
     return PoseWorker(consumer, producer, backend, topics, max_frame_age_ms=settings.worker_max_frame_age_ms,
                       smoothing=settings.pose_smoothing, max_fps_per_session=settings.worker_max_fps,
                       extra_backends=extra)

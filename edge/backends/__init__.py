@@ -8,7 +8,11 @@ BACKENDS = ("blazepose", "keypoint_rcnn")
 
 def create_backend(name: str, device: str = "cpu", weights: str | None = None, **options) -> PoseBackend:
     """The factory: builds a ready backend by name (the worker and the CLI call this)."""
-    if name == "blazepose":
+    if name == "blazepose":  # every person in view (edge/backends/blazepose_people.py)
+        from edge.backends.blazepose_people import BlazePosePeopleBackend
+
+        return BlazePosePeopleBackend(**options)
+    if name == "blazepose_single":  # MediaPipe's own graph: the most prominent person only (benchmarks)
         from edge.backends.blazepose import BlazePoseBackend
 
         return BlazePoseBackend(**options)

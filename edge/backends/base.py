@@ -19,6 +19,7 @@ class Person:
     keypoints: np.ndarray  # (17, 3) float32
     box: tuple[float, float, float, float]  # x1, y1, x2, y2
     score: float
+    region: object = None  # where a tracking backend looks for this person next frame (its own type)
 
     @classmethod
     def from_keypoints(cls, keypoints: np.ndarray, score: float, min_conf: float = 0.2) -> "Person":
@@ -29,10 +30,24 @@ class Person:
         return cls(kps, (float(x1), float(y1), float(x2), float(y2)), float(score))
 
 
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two ``x1, y1, x2, y2`` boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
+    return ix * iy / union if union > 0 else 0.0
+
+
 class PoseBackend(ABC):
     name: str
     version: str
     multi_person: bool = False  # True: infer() returns everyone in view; False: the most prominent only
+    batched: bool = False  # True: one infer() call over many sessions' frames is cheaper than one each
+    can_track: bool = False  # True: track() follows given people from their last pose without a search
+
+    def track(self, image: np.ndarray, people: Sequence[Person]) -> list[Person | None]:
+        """Each of ``people`` in ``image``, found from where they were (None where lost)."""
+        raise NotImplementedError(f"{self.name} cannot track")
 
     @abstractmethod
     def infer(self, images: Sequence[np.ndarray], streams: Sequence[str | None]) -> list[list[Person]]:

@@ -28,6 +28,7 @@ def cached_weights_path() -> Path:
 class KeypointRCNNBackend(PoseBackend):
     name = "keypoint_rcnn"
     multi_person = True
+    batched = True
 
     def __init__(self, model: torch.nn.Module, device: torch.device, version: str,
                  score_threshold: float = 0.85, fp16: bool = True, max_side: int = 640):
