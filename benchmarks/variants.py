@@ -75,3 +75,29 @@ def build(data: Path, out: Path, max_side: int = 640) -> dict[str, tuple[Path, s
         "cam02 + bigger still bystander": (write(out / "bystander.mp4",
                                                 [with_bystander(p, cam1[0]) for p in cam2], fps), "report"),
     }
+
+
+def waving_bystander(data: Path, max_side: int = 640) -> list[np.ndarray]:
+    """The second person of ``pose2sim_multi_cam04`` (standing behind, moving her arms), cut out
+    and played forwards then backwards: a bystander who moves."""
+    frames = [im[130:330, 185:335] for im in read_frames(data / "pose2sim_multi_cam04.mp4", max_side)]
+    return frames + frames[::-1]
+
+
+def patient_with_near_bystander(patient: list[np.ndarray], bystander: list[np.ndarray],
+                                absent: range = range(0)) -> list[np.ndarray]:
+    """The patient on the left at 60 % of the picture's height; a moving bystander on the right, nearer
+    the camera (taller than the patient). Frames in ``absent``: the patient's side shows nobody (the
+    patient left the picture)."""
+    out = []
+    for i, p in enumerate(patient):
+        h = p.shape[0]
+        small = cv2.resize(p, (round(p.shape[1] * 0.6), round(h * 0.6)))
+        if i in absent:
+            small[:] = (90, 90, 90)
+        left = cv2.copyMakeBorder(small, h - small.shape[0], 0, 0, 0, cv2.BORDER_CONSTANT, value=(90, 90, 90))
+        b = bystander[i % len(bystander)]
+        right = cv2.resize(b, (round(b.shape[1] * 0.8 * h / b.shape[0]), round(0.8 * h)))
+        right = cv2.copyMakeBorder(right, h - right.shape[0], 0, 0, 0, cv2.BORDER_CONSTANT, value=(90, 90, 90))
+        out.append(np.hstack([left, right]))
+    return out

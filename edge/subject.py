@@ -38,16 +38,26 @@ MOTION_FRAMES = 30  # frames of a track judged for motion
 MIN_RELATIVE_HEIGHT = 0.25
 EARLY_LOCK_FRAMES = 6  # without a reference: one moving person alone, seen this often, is locked at once
 HISTORY_MS = 3000.0  # movement kept per track to compare with the reference
-JUDGE_MS = 500.0  # movement needed before a track is compared with the reference
+JUDGE_MS = 800.0  # movement needed before a track is compared with the reference
 MATCH_EVERY = 3  # frames between two comparisons of one track
-MIN_MATCH = 0.45  # reference similarity from which someone counts as doing the exercise
+MIN_MATCH = 0.3  # reference similarity (a short window's) from which someone counts as doing the exercise
 MATCH_MARGIN = 0.12  # a lock on the match needs this lead over everyone else judged
 TRACK_TTL_MS = 700.0
 MIN_IOU = 0.2
 MAX_LOOK_CHANGE = 0.6  # torso colours (Bhattacharyya distance) further than this from a track's: someone else
 LOOK_RATE = 0.1  # how fast a track's colours follow the person (turning, light)
+KNOWN_LOOK = 0.4  # a new track this close in colours to a bystander seen before is that bystander
 
 Matcher = Callable[[np.ndarray, np.ndarray], float]  # (timestamps ms, keypoints (T, 17, 3)) -> similarity
+
+
+def contained(a: tuple[float, ...], b: tuple[float, ...], share: float = 0.7) -> bool:
+    """Most of box ``a`` (or of ``b``, the smaller one) lies inside the other: one body seen twice (a
+    second detection on part of someone, or two crops that slid onto the same person)."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return small > 0 and ix * iy / small > share
 
 
 def body_scale(p: Person) -> float:
@@ -77,6 +87,7 @@ class Track:
     match: float | None = None
     judged_at: int = -MATCH_EVERY
     look: np.ndarray | None = None  # torso colours (edge/appearance.py), following the person slowly
+    bystander: bool = False  # seen beside the locked patient: never taken for the patient after a loss
 
     def __post_init__(self) -> None:
         look, self.look = self.look, None
@@ -131,8 +142,10 @@ class Track:
         not count as moving: a tiny background figure's keypoints jump about."""
         return self.seen >= 3 and self.height() >= MIN_RELATIVE_HEIGHT * tallest and self.motion >= MIN_MOTION
 
-    def good_match(self) -> bool:
-        return self.match is not None and self.match >= MIN_MATCH
+    def good_match(self, tallest: float) -> bool:
+        """Performing the guide: matching it, and moving (a still person can match a guide's first
+        pose, standing, better than someone half-way through a lunge matches its first second)."""
+        return self.match is not None and self.match >= MIN_MATCH and self.moving(tallest)
 
 
 @dataclass
@@ -153,6 +166,8 @@ class SubjectSelector:
     frame: int = 0
     last_search: int | None = None
     next_id: int = 0
+    shown: int | None = None  # the track reported last while acquiring
+    bystanders: list = field(default_factory=list)  # torso colours of bystanders whose tracks ended
 
     def __post_init__(self) -> None:
         self.filter = OneEuroFilter(self.smoothing)
@@ -160,22 +175,28 @@ class SubjectSelector:
     # -- everyone in view ----------------------------------------------------------------------
     def _observe(self, image: np.ndarray, ts_ms: float, people: list[Person] | None) -> None:
         tracking = getattr(self.backend, "can_track", False)
+        if people is not None or not tracking:
+            if people is None:
+                people = self.backend.infer([image], [self.stream])[0]
+            self._associate(image, people, ts_ms)
+            return
         due = self.search_every if self.patient is not None else self.acquire_search_every
-        if people is None and tracking and self.tracks and self.last_search is not None \
-                and self.frame - self.last_search < due:
+        if self.tracks and self.last_search is not None:
+            # crop-track: the patient alone while locked, everyone while acquiring
             follow = [self.patient] if self.patient is not None else list(self.tracks)
-            found = self.backend.track(image, [t.person for t in follow])
-            for t, p in zip(follow, found):
+            for t, p in zip(follow, self.backend.track(image, [t.person for t in follow])):
                 look = None if p is None else torso_histogram(image, p.keypoints)
                 if p is not None and t.same_look(look):  # else the crop slid onto someone else
                     t.observe(p, ts_ms, look)
-            if self.patient is None or self.patient.last_ts == ts_ms:
+            lost = self.patient is not None and self.patient.last_ts != ts_ms
+            if self.frame - self.last_search < due and not lost:
                 self._merge_duplicates()
                 return
-        if people is None:  # a search: everyone in the picture
-            people = self.backend.infer([image], [None if tracking else self.stream])[0]
-            self.last_search = self.frame
-        self._associate(image, people, ts_ms)
+        # a search: everyone in the picture (the whole picture only while the patient is tracked: that
+        # keeps the others' tracks; with tiles when looking for the patient)
+        thorough = self.patient is None or self.patient.last_ts != ts_ms
+        self.last_search = self.frame
+        self._associate(image, self.backend.infer([image], [None], thorough=thorough)[0], ts_ms)
 
     def _associate(self, image: np.ndarray, people: list[Person], ts_ms: float) -> None:
         """People to tracks: the largest box overlaps first, never across different torso colours."""
@@ -191,9 +212,18 @@ class SubjectSelector:
             used_t.add(ti)
             used_p.add(pi)
         for pi, p in enumerate(people):
-            if pi not in used_p and not any(t.last_ts == ts_ms and iou(t.person.box, p.box) > 0.6 for t in self.tracks):
-                self.tracks.append(Track(self.next_id, p, ts_ms, look=looks[pi]))
-                self.next_id += 1
+            if pi in used_p or any(t.last_ts == ts_ms and iou(t.person.box, p.box) > 0.6 for t in self.tracks):
+                continue
+            # a detection on part of someone already tracked (an arm, a torso found in a tile) is no one new
+            if any(t.last_ts == ts_ms and contained(p.box, t.person.box) for t in self.tracks):
+                continue
+            known = looks[pi] is not None and any(look_distance(looks[pi], b) <= KNOWN_LOOK for b in self.bystanders)
+            self.tracks.append(Track(self.next_id, p, ts_ms, look=looks[pi],
+                                     bystander=self.patient is not None or known))
+            self.next_id += 1
+        for t in self.tracks:
+            if ts_ms - t.last_ts > TRACK_TTL_MS and t.bystander and t.look is not None:
+                self.bystanders = (self.bystanders + [t.look])[-8:]  # their colours outlive their track
         self.tracks = [t for t in self.tracks if ts_ms - t.last_ts <= TRACK_TTL_MS]
         self._merge_duplicates()
 
@@ -232,11 +262,11 @@ class SubjectSelector:
         if self.acquire_since is None:
             self.acquire_since = ts_ms
         self._judge()
-        present = [t for t in self.tracks if t.last_ts == ts_ms]
+        present = [t for t in self.tracks if t.last_ts == ts_ms and not t.bystander]
         if not present:
             return None
         tallest = max(t.height() for t in present)
-        matched = [t for t in present if t.good_match()]
+        matched = [t for t in present if t.good_match(tallest)]
         done = ts_ms - self.acquire_since >= self.acquire_ms
         if matched:
             leader = max(matched, key=lambda t: t.match)
@@ -246,20 +276,39 @@ class SubjectSelector:
             if clear or done:
                 self._lock(leader)
             return self._smooth(leader.person, ts_ms)
-        leader = max(present, key=lambda t: (t.moving(tallest), t.motion if t.moving(tallest) else 0.0, t.prominence))
-        moving = leader.moving(tallest)
+        movers = self._movers(present, tallest)
+        leader = max(present, key=lambda t: (t in movers, t.motion if t in movers else 0.0, t.prominence))
+        if any(t.id == self.shown and t.last_ts != ts_ms for t in self.tracks):
+            return None  # the one reported so far is missing from this frame: nobody, not someone else
+        shown = next((t for t in present if t.id == self.shown), None)
+        if shown is not None and leader is not shown and (
+                leader not in movers or (shown in movers and leader.motion < 1.5 * shown.motion)):
+            leader = shown  # no flip-flop: someone else must move, and clearly more
+        moving = leader in movers
         alone = sum(t.height() >= MIN_RELATIVE_HEIGHT * tallest for t in present) == 1
-        if self.was_locked:
-            # re-acquiring after a loss: only someone doing the exercise (or, without a guide, moving)
-            if self.matcher is not None or not moving:
-                return None
-        elif not (moving or alone or done):
-            return None  # several people and nobody moves yet
+        if self.was_locked and not moving:
+            return None  # re-acquiring after a loss: someone new who moves (bystanders are left out)
+        # at the start of a session the leader is reported at once (most prominent while nobody moves):
+        # the first frames of a session are those of a person standing in front of their camera
         if self.matcher is None and (done or (alone and moving and leader.seen >= EARLY_LOCK_FRAMES)):
             self._lock(leader)
         elif self.matcher is not None and done and not self.was_locked and self._unjudgeable(present):
             self._lock(leader)  # nobody can be compared (too few confident joints): the old rule
+        self.shown = leader.id
         return self._smooth(leader.person, ts_ms)
+
+    @staticmethod
+    def _movers(present: list[Track], tallest: float) -> list[Track]:
+        """Who moves: over ``MIN_MOTION``, or, early on, clearly more than anyone else (a third of it
+        and three times everyone else's: a patient starting next to a still bystander)."""
+        out = []
+        for t in present:
+            if t.moving(tallest):
+                out.append(t)
+            elif t.seen >= 3 and t.height() >= MIN_RELATIVE_HEIGHT * tallest and t.motion >= MIN_MOTION / 4:
+                if all(t.motion >= 3 * o.motion for o in present if o is not t):
+                    out.append(t)
+        return out
 
     def _unjudgeable(self, present: list[Track]) -> bool:
         return all(t.match is None for t in present) and \
@@ -267,6 +316,8 @@ class SubjectSelector:
 
     def _lock(self, t: Track) -> None:
         self.patient, self.acquire_since, self.was_locked, self.missed = t, None, True, 0
+        for other in self.tracks:
+            other.bystander = other is not t
 
     def _lose(self) -> None:
         self.patient, self.missed, self.acquire_since = None, 0, None

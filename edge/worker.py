@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from edge.backends.base import PoseBackend
+from edge.guides import Guides, mysql_loader
 from edge.subject import SubjectSelector
 from rehab import metrics
 from rehab.records import DeadLetter, FrameRecord, KeypointFrame, MessageError, now_ms
@@ -80,11 +81,13 @@ class PoseWorker:
 
     def __init__(self, consumer, producer, backend: PoseBackend, topics: Topics,
                  max_frame_age_ms: int = 500, max_batch: int = 16, smoothing: float = 0.0,
-                 max_fps_per_session: float = 30.0, extra_backends: list[PoseBackend] | None = None):
+                 max_fps_per_session: float = 30.0, extra_backends: list[PoseBackend] | None = None,
+                 guides: Guides | None = None):
         """``extra_backends``: more instances of a single-person backend, each on a thread of its own
         (MediaPipe releases the GIL: two lanes ran 1.85x the frames of one on 2 cores). A session always
         runs on the same lane, so its tracker and subject policy stay with one model instance."""
         self.consumer, self.producer, self.backend, self.topics = consumer, producer, backend, topics
+        self.guides = guides  # the sessions' guide recordings, for the subject policy (edge/guides.py)
         self.batched = getattr(backend, "batched", False)
         self.lanes = [backend] + (list(extra_backends or []) if not self.batched else [])
         self.pool = ThreadPoolExecutor(len(self.lanes) - 1, thread_name_prefix="pose-lane") \
@@ -192,7 +195,8 @@ class PoseWorker:
             for i, (d, found) in enumerate(zip(batch, people)):
                 if self._lane(d.frame.session_id) == lane:
                     t = time.perf_counter()
-                    chosen[i] = self._selector(d.frame.session_id).step(d.image, d.frame.capture_ts_ms, found)
+                    chosen[i] = self._selector(d.frame.session_id, d.frame.reference_id).step(
+                        d.image, d.frame.capture_ts_ms, found)
                     lane_ms.append((time.perf_counter() - t) * 1000)
 
         others = [self.pool.submit(run_lane, lane) for lane in range(1, len(self.lanes))] if self.pool else []
@@ -237,11 +241,13 @@ class PoseWorker:
     def _lane(self, session_id: str) -> int:
         return zlib.crc32(session_id.encode()) % len(self.lanes)
 
-    def _selector(self, session_id: str) -> SubjectSelector:
+    def _selector(self, session_id: str, reference_id: str | None = None) -> SubjectSelector:
         selector = self.selectors.get(session_id)
         if selector is None:
             selector = self.selectors[session_id] = SubjectSelector(self.lanes[self._lane(session_id)], session_id,
                                                                     smoothing=self.smoothing)
+        if selector.matcher is None and self.guides is not None:
+            selector.matcher = self.guides.get(reference_id)  # None until loaded: the policy waits for nobody
         return selector
 
     def run_once(self, timeout_ms: int = 100) -> list[KeypointFrame]:
@@ -273,6 +279,8 @@ class PoseWorker:
         self.stopping.set()
 
     def close_backends(self) -> None:
+        if self.guides is not None:
+            self.guides.close()
         if self.pool is not None:
             self.pool.shutdown()
         for backend in self.lanes:
@@ -304,4 +312,4 @@ def build_worker(settings) -> PoseWorker:
     extra = [make() for _ in range(settings.worker_threads - 1)] if not backend.batched else []
     return PoseWorker(consumer, producer, backend, topics, max_frame_age_ms=settings.worker_max_frame_age_ms,
                       smoothing=settings.pose_smoothing, max_fps_per_session=settings.worker_max_fps,
-                      extra_backends=extra)
+                      extra_backends=extra, guides=Guides(mysql_loader(settings)))

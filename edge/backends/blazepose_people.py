@@ -34,6 +34,7 @@ from edge.backends.base import BackendError, Person, PoseBackend, box_iou
 BLAZEPOSE_TO_COCO = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
 LANDMARK_FILES = {0: "pose_landmark_lite.tflite", 1: "pose_landmark_full.tflite", 2: "pose_landmark_heavy.tflite"}
 DETECT_SIZE, LANDMARK_SIZE = 224, 256
+TILE_MIN_SCORE = 0.7
 
 
 def _modules_dir() -> Path:
@@ -122,12 +123,13 @@ class PersonDetector:
         self.anchors = ssd_anchors()
         self.min_score = min_score
 
-    def search(self, image: np.ndarray, tile: float = 0.6) -> list[tuple[Region, tuple[float, ...], float]]:
-        """Everyone in the picture; when the whole picture shows nobody, overlapping square tiles of
-        ``tile`` times its short side too (a person under ~1/4 of the picture's height is too small for
-        the detector's 224 pixels: a street scene's pedestrians)."""
+    def search(self, image: np.ndarray, tile: float = 0.6, thorough: bool = True) -> list[tuple[Region, tuple[float, ...], float]]:
+        """Everyone in the picture: the whole picture, then overlapping square tiles of ``tile`` times its
+        short side (the detector finds a person by their face and upper body in 224 pixels: a patient
+        at half the picture's height beside a nearer bystander, or a street's pedestrians, are found
+        in a tile only). Boxes found twice (IoU > 0.5) are kept once."""
         found = self(image)
-        if found:
+        if not thorough:
             return found
         h, w = image.shape[:2]
         side = int(min(h, w) * tile)
@@ -135,6 +137,8 @@ class PersonDetector:
         for y in sorted({*range(0, max(h - side, 0) + 1, step), max(h - side, 0)}):
             for x in sorted({*range(0, max(w - side, 0) + 1, step), max(w - side, 0)}):
                 for region, box, score in self(image[y:y + side, x:x + side]):
+                    if score < TILE_MIN_SCORE:  # tiles see more clutter up close: a stricter score
+                        continue
                     box = (box[0] + x, box[1] + y, box[2] + x, box[3] + y)
                     region = Region(region.cx + x, region.cy + y, region.size, region.rotation)
                     if not any(box_iou(box, b) > 0.5 for _, b, _ in found):
@@ -205,7 +209,7 @@ class BlazePosePeopleBackend(PoseBackend):
     can_track = True
 
     def __init__(self, complexity: int = 1, min_detection_confidence: float = 0.5, min_presence: float = 0.5,
-                 max_people: int = 6, threads: int | None = None, **_ignored):
+                 min_visibility: float = 0.4, max_people: int = 6, threads: int | None = None, **_ignored):
         if complexity not in LANDMARK_FILES:
             raise BackendError("BlazePose complexity must be 0 (lite), 1 (full) or 2 (heavy)")
         if complexity != 1:
@@ -220,6 +224,7 @@ class BlazePosePeopleBackend(PoseBackend):
         self.detector = PersonDetector(threads, min_detection_confidence)
         self.landmark = LandmarkModel(complexity, threads)
         self.min_presence, self.max_people = min_presence, max_people
+        self.min_visibility = min_visibility
         self.version = f"mediapipe-{mp.__version__}-c{complexity}-people"
 
     def _person(self, image: np.ndarray, region: Region) -> Person | None:
@@ -228,13 +233,17 @@ class BlazePosePeopleBackend(PoseBackend):
             return None
         kps = lm[list(BLAZEPOSE_TO_COCO)]
         p = Person.from_keypoints(kps, float(kps[:, 2].mean()))
+        if p.score < self.min_visibility:  # a detection on a poster or a patch of floor: few joints seen
+            return None
         return Person(p.keypoints, p.box, p.score, nxt)
 
-    def infer(self, images: Sequence[np.ndarray], streams: Sequence[str | None]) -> list[list[Person]]:
+    def infer(self, images: Sequence[np.ndarray], streams: Sequence[str | None], thorough: bool = True) -> list[list[Person]]:
+        """Everyone in each image; ``thorough=False`` skips the tiles (a search while the patient is
+        locked only needs to keep the other people's tracks)."""
         out = []
         for image in images:
             people: list[Person] = []
-            for region, _box, _score in self.detector.search(image)[: self.max_people]:
+            for region, _box, _score in self.detector.search(image, thorough=thorough)[: self.max_people]:
                 p = self._person(image, region)
                 if p is not None and not any(_same(p, q) for q in people):
                     people.append(p)

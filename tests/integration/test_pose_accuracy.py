@@ -36,7 +36,9 @@ def test_the_patient_is_chosen_over_a_bigger_still_bystander(blazepose, data_dir
             else "B" for f in frames]
     trace = "".join(side)
     first_patient = trace.index("P")
-    assert first_patient <= 5, f"the patient was found late: {trace}"
+    # until someone moves the most prominent person is reported (docs/pose.md); the patient's first
+    # movement takes over within a few frames (~8 at 60 fps here)
+    assert first_patient <= 12, f"the patient was found late: {trace}"
     assert "B" not in trace[first_patient:], f"the bystander was reported once the patient was seen: {trace}"
     assert trace.count("P") >= 0.6 * len(frames), f"the patient found too rarely: {trace}"
     assert "." not in trace[-35:], f"once locked, the patient is followed in every frame: {trace}"
