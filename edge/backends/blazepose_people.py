@@ -225,7 +225,7 @@ class BlazePosePeopleBackend(PoseBackend):
         self.landmark = LandmarkModel(complexity, threads)
         self.min_presence, self.max_people = min_presence, max_people
         self.min_visibility = min_visibility
-        self.version = f"mediapipe-{mp.__version__}-c{complexity}-people"
+        self.version = f"mediapipe-{mp.__version__}-people-c{complexity}"
 
     def _person(self, image: np.ndarray, region: Region) -> Person | None:
         lm, presence, nxt = self.landmark(image, region)

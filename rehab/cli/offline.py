@@ -26,6 +26,10 @@ def add_commands(sub) -> None:
     e = sub.add_parser("extract", help="keypoint frames of a video file or image")
     e.add_argument("video")
     e.add_argument("--jsonl", action="store_true", help="one KeypointFrame JSON per line (default: one JSON document)")
+    e.add_argument("--all-people", action="store_true",
+                   help="every person in view per frame too ('people': [{track, keypoints, box}]), for analysts")
+    e.add_argument("--reference", help="the guide the patient performs (video file or stored id): picks the "
+                                       "patient among several people by who performs it")
     _backend_args(e)
     e.set_defaults(func=run_extract)
 
@@ -73,14 +77,34 @@ def _backend(args):
                           weights=args.weights or settings.pose_weights or None, **backend_options(settings))
 
 
-def _frames(path: str, args, progress: bool = True):
+def _matcher(reference: str, args):
+    """The guide as the subject policy's matcher (edge/subject.py): a video file or a stored id."""
+    from edge.subject import reference_matcher
+    from rehab.scoring import ReferenceModel
+
+    return reference_matcher(ReferenceModel.build(_reference(reference, args)))
+
+
+def _reference(reference: str, args):
+    if Path(reference).is_file():
+        return reference_from_video(reference, Path(reference).stem, args, ref_id="file")
+    ref = asyncio.run(_stored_reference(reference))
+    if ref is None:
+        raise ValueError(f"{reference!r} is neither a video file nor a stored reference id")
+    return ref
+
+
+def _frames(path: str, args, progress: bool = True, reference=None):
     from edge.extract import extract, progress_bar
+    from edge.subject import reference_matcher
     from edge.video import probe
+    from rehab.scoring import ReferenceModel
 
     info = probe(path)
+    matcher = None if reference is None else reference_matcher(ReferenceModel.build(reference))
     backend = _backend(args)
     try:
-        return info, list(extract(path, backend, args.max_side,
+        return info, list(extract(path, backend, args.max_side, matcher=matcher,
                                   on_progress=progress_bar(info.frame_count) if progress else None))
     finally:
         backend.close()
@@ -102,14 +126,25 @@ def run_extract(args) -> int:
     from edge.video import probe
 
     info = probe(args.video)
+    matcher = _matcher(args.reference, args) if args.reference else None
     backend = _backend(args)
+    everyone: list | None = [] if args.all_people else None
+
+    def doc(f) -> dict:
+        d = json.loads(f.to_json())
+        if everyone is not None:
+            d["people"] = [{"track": tid, "keypoints": p.keypoints.round(2).tolist(),
+                            "box": [round(v, 2) for v in p.box]} for tid, p in everyone[f.seq]]
+        return d
+
     try:
-        frames = extract(args.video, backend, args.max_side, on_progress=progress_bar(info.frame_count))
+        frames = extract(args.video, backend, args.max_side, on_progress=progress_bar(info.frame_count),
+                         matcher=matcher, everyone=everyone)
         if args.jsonl:
             for f in frames:
-                sys.stdout.write(f.to_json().decode() + "\n")
+                sys.stdout.write(json.dumps(doc(f), separators=(",", ":")) + "\n")
         else:
-            out = [json.loads(f.to_json()) for f in frames]
+            out = [doc(f) for f in frames]
             json.dump({"video": str(args.video), "fps": info.fps, "frames": out}, sys.stdout)
             sys.stdout.write("\n")
     finally:
@@ -127,13 +162,8 @@ async def _stored_reference(ref_id: str):
 def run_score(args) -> int:
     from rehab.scoring import score_attempt
 
-    if Path(args.reference).is_file():
-        ref = reference_from_video(args.reference, Path(args.reference).stem, args, ref_id="file")
-    else:
-        ref = asyncio.run(_stored_reference(args.reference))
-        if ref is None:
-            raise ValueError(f"{args.reference!r} is neither a video file nor a stored reference id")
-    _, frames = _frames(args.video, args)
+    ref = _reference(args.reference, args)
+    _, frames = _frames(args.video, args, reference=ref)  # the guide also picks the patient among people
     result = score_attempt(ref, frames, mirror_mode=args.mirror)
     if args.json:
         print(json.dumps(result))
