@@ -102,3 +102,57 @@ def test_exactly_one_opencv_wheel_provides_cv2_and_it_imports_headless():
     proc = subprocess.run([sys.executable, "-c", "import cv2, mediapipe; print(cv2.__version__)"],
                           env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_worker_loads_a_guide_in_the_background_and_goes_on_without_it_meanwhile():
+    import threading
+    import time
+
+    from edge.guides import Guides
+    from rehab.reference import Reference
+
+    release = threading.Event()
+    calls = []
+
+    def load(ref_id):
+        calls.append(ref_id)
+        if ref_id == "broken":
+            raise ConnectionError("database away")
+        release.wait(5)
+        frames = [person(150, 200, 200, wiggle=10.0 * (i % 5)).keypoints.tolist() for i in range(30)]
+        return Reference(ref_id, ref_id, 30.0, 640, 480, "m", "v", "-", frames)
+
+    guides = Guides(load, retry_s=60)
+    try:
+        assert guides.get(None) is None
+        assert guides.get("g") is None, "not loaded yet: the policy runs without it, the worker never waits"
+        release.set()
+        deadline = time.monotonic() + 5
+        while guides.get("g") is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        matcher = guides.get("g")
+        assert matcher is not None and calls.count("g") == 1
+        assert guides.get("broken") is None
+        while guides.pending and time.monotonic() < deadline:
+            guides.get("broken")
+            time.sleep(0.01)
+        assert guides.get("broken") is None and calls.count("broken") == 1, "a failed load waits retry_s"
+    finally:
+        guides.close()
+
+
+def test_the_detector_anchors_and_regions_follow_mediapipes_pose_graph():
+    from edge.backends.blazepose_people import Region, ssd_anchors, weighted_nms
+
+    anchors = ssd_anchors()
+    assert anchors.shape == (2254, 2), "the model's 2,254 outputs, one per anchor"
+    assert np.allclose(anchors[0], [0.5 / 28, 0.5 / 28]) and np.allclose(anchors[-1], [6.5 / 7, 6.5 / 7])
+    upright = Region.from_points(np.array([100.0, 200.0]), np.array([100.0, 100.0]))
+    assert upright.rotation == pytest.approx(0.0) and upright.size == pytest.approx(250.0)
+    m = upright.matrix(256)
+    assert np.allclose(m @ [128, 128, 1], [100, 200]), "the crop's centre is the hip centre"
+    lying = Region.from_points(np.array([100.0, 200.0]), np.array([200.0, 200.0]))
+    assert abs(lying.rotation) == pytest.approx(np.pi / 2), "a person lying down is turned upright"
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], float)
+    kept = weighted_nms(boxes, np.array([0.9, 0.8, 0.7]), np.zeros((3, 2)), 0.3)
+    assert len(kept) == 2, "two overlapping boxes are one person, the third another"
