@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from edge.backends.base import BackendError, Person, PoseBackend
+from edge.backends.blazepose_models import check_complexity
 
 # BlazePose's 33 landmarks -> COCO-17 order.
 BLAZEPOSE_TO_COCO = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
@@ -54,14 +55,7 @@ class BlazePoseBackend(PoseBackend):
             import mediapipe as mp
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise BackendError(f"mediapipe is not installed ({exc}); pip install mediapipe==0.10.21") from None
-        if complexity not in (0, 1, 2):
-            raise BackendError("BlazePose complexity must be 0 (lite), 1 (full) or 2 (heavy)")
-        if complexity != 1:
-            from edge.backends.blazepose_models import missing
-
-            if missing():
-                raise BackendError(f"BlazePose {'lite' if complexity == 0 else 'heavy'} is not installed "
-                                   "(the wheel ships only full); run: python -m edge.backends.blazepose_models")
+        check_complexity(complexity)
         self._mp_pose = mp.solutions.pose
         self.version = f"mediapipe-{mp.__version__}-c{complexity}"
         self.complexity = complexity

@@ -23,15 +23,31 @@ MODELS = {  # file -> sha256 of the copy in that npm release
 }
 
 
-def model_dir() -> Path:
+def modules_dir() -> Path:
+    """The mediapipe wheel's model folder (pose_detection/, pose_landmark/, ...)."""
     import mediapipe
 
-    return Path(mediapipe.__file__).parent / "modules" / "pose_landmark"
+    return Path(mediapipe.__file__).parent / "modules"
+
+
+def model_dir() -> Path:
+    return modules_dir() / "pose_landmark"
 
 
 def missing() -> list[str]:
     folder = model_dir()
     return [name for name in MODELS if not (folder / name).is_file()]
+
+
+def check_complexity(complexity: int) -> None:
+    """A clear error for a model complexity that does not exist or is not installed."""
+    from edge.backends.base import BackendError
+
+    if complexity not in (0, 1, 2):
+        raise BackendError("BlazePose complexity must be 0 (lite), 1 (full) or 2 (heavy)")
+    if complexity != 1 and missing():
+        raise BackendError(f"BlazePose {'lite' if complexity == 0 else 'heavy'} is not installed "
+                           "(the wheel ships only full); run: python -m edge.backends.blazepose_models")
 
 
 def _sha256(path: Path) -> str:

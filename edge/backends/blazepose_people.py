@@ -30,17 +30,12 @@ import cv2
 import numpy as np
 
 from edge.backends.base import BackendError, Person, PoseBackend, box_iou
+from edge.backends.blazepose import BLAZEPOSE_TO_COCO, native_stderr_silenced
+from edge.backends.blazepose_models import check_complexity, modules_dir
 
-BLAZEPOSE_TO_COCO = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
 LANDMARK_FILES = {0: "pose_landmark_lite.tflite", 1: "pose_landmark_full.tflite", 2: "pose_landmark_heavy.tflite"}
 DETECT_SIZE, LANDMARK_SIZE = 224, 256
 TILE_MIN_SCORE = 0.7
-
-
-def _modules_dir() -> Path:
-    import mediapipe
-
-    return Path(mediapipe.__file__).parent / "modules"
 
 
 def _interpreter(path: Path, threads: int):
@@ -50,8 +45,9 @@ def _interpreter(path: Path, threads: int):
         raise BackendError(f"ai-edge-litert is not installed ({exc}); pip install ai-edge-litert") from None
     if not path.is_file():
         raise BackendError(f"BlazePose model {path} is missing; run: python -m edge.backends.blazepose_models")
-    it = Interpreter(model_path=str(path), num_threads=threads)
-    it.allocate_tensors()
+    with native_stderr_silenced():  # the runtime's "Created TensorFlow Lite XNNPACK delegate" note
+        it = Interpreter(model_path=str(path), num_threads=threads)
+        it.allocate_tensors()
     return it
 
 
@@ -116,7 +112,7 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, extra: np.ndarray, thres
 
 class PersonDetector:
     def __init__(self, threads: int = 1, min_score: float = 0.5):
-        self.it = _interpreter(_modules_dir() / "pose_detection" / "pose_detection.tflite", threads)
+        self.it = _interpreter(modules_dir() / "pose_detection" / "pose_detection.tflite", threads)
         self.input = self.it.get_input_details()[0]["index"]
         outs = sorted(self.it.get_output_details(), key=lambda d: d["shape"][-1], reverse=True)
         self.raw_boxes, self.raw_scores = outs[0]["index"], outs[1]["index"]
@@ -178,7 +174,7 @@ class PersonDetector:
 
 class LandmarkModel:
     def __init__(self, complexity: int = 1, threads: int = 1):
-        self.it = _interpreter(_modules_dir() / "pose_landmark" / LANDMARK_FILES[complexity], threads)
+        self.it = _interpreter(modules_dir() / "pose_landmark" / LANDMARK_FILES[complexity], threads)
         self.input = self.it.get_input_details()[0]["index"]
         by_size = {int(np.prod(d["shape"])): d["index"] for d in self.it.get_output_details()}
         self.landmarks, self.presence = by_size[195], by_size[1]
@@ -210,14 +206,7 @@ class BlazePosePeopleBackend(PoseBackend):
 
     def __init__(self, complexity: int = 1, min_detection_confidence: float = 0.5, min_presence: float = 0.5,
                  min_visibility: float = 0.4, max_people: int = 6, threads: int | None = None, **_ignored):
-        if complexity not in LANDMARK_FILES:
-            raise BackendError("BlazePose complexity must be 0 (lite), 1 (full) or 2 (heavy)")
-        if complexity != 1:
-            from edge.backends.blazepose_models import missing
-
-            if missing():
-                raise BackendError(f"BlazePose {'lite' if complexity == 0 else 'heavy'} is not installed "
-                                   "(the wheel ships only full); run: python -m edge.backends.blazepose_models")
+        check_complexity(complexity)
         import mediapipe as mp
 
         threads = threads or int(os.environ.get("REHAB_POSE_THREADS", "1"))
