@@ -28,7 +28,7 @@ import numpy as np
 
 from edge.appearance import distance as look_distance
 from edge.appearance import torso_histogram
-from edge.backends.base import Person, PoseBackend
+from edge.backends.base import Person, PoseBackend, box_area, box_intersection
 from edge.backends.base import box_iou as iou
 from edge.smoothing import OneEuroFilter
 
@@ -54,10 +54,8 @@ Matcher = Callable[[np.ndarray, np.ndarray], float]  # (timestamps ms, keypoints
 def contained(a: tuple[float, ...], b: tuple[float, ...], share: float = 0.7) -> bool:
     """Most of box ``a`` (or of ``b``, the smaller one) lies inside the other: one body seen twice (a
     second detection on part of someone, or two crops that slid onto the same person)."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return small > 0 and ix * iy / small > share
+    small = min(box_area(a), box_area(b))
+    return small > 0 and box_intersection(a, b) / small > share
 
 
 def body_scale(p: Person) -> float:
@@ -90,8 +88,8 @@ class Track:
     bystander: bool = False  # seen beside the locked patient: never taken for the patient after a loss
 
     def __post_init__(self) -> None:
-        look, self.look = self.look, None
-        self.observe(self.person, self.last_ts, look)
+        self.ts.append(self.last_ts)
+        self.kps.append(self.person.keypoints)
 
     def same_look(self, look: np.ndarray | None) -> bool:
         return self.look is None or look is None or look_distance(self.look, look) <= MAX_LOOK_CHANGE
@@ -137,10 +135,17 @@ class Track:
     def height(self) -> float:
         return self.person.box[3] - self.person.box[1]
 
+    def counts(self, tallest: float) -> bool:
+        """Not a tiny background figure (under a quarter of the tallest person's height)."""
+        return self.height() >= MIN_RELATIVE_HEIGHT * tallest
+
+    def reliable(self, tallest: float) -> bool:
+        """Whose motion means something: a tiny background figure's keypoints, or those of someone seen
+        in fewer than 3 frames, jump about."""
+        return self.seen >= 3 and self.counts(tallest)
+
     def moving(self, tallest: float) -> bool:
-        """Someone under a quarter of the tallest person's height, or seen in fewer than 3 frames, does
-        not count as moving: a tiny background figure's keypoints jump about."""
-        return self.seen >= 3 and self.height() >= MIN_RELATIVE_HEIGHT * tallest and self.motion >= MIN_MOTION
+        return self.reliable(tallest) and self.motion >= MIN_MOTION
 
     def good_match(self, tallest: float) -> bool:
         """Performing the guide: matching it, and moving (a still person can match a guide's first
@@ -174,7 +179,7 @@ class SubjectSelector:
 
     # -- everyone in view ----------------------------------------------------------------------
     def _observe(self, image: np.ndarray, ts_ms: float, people: list[Person] | None) -> None:
-        tracking = getattr(self.backend, "can_track", False)
+        tracking = self.backend.can_track
         if people is not None or not tracking:
             if people is None:
                 people = self.backend.infer([image], [self.stream])[0]
@@ -285,7 +290,7 @@ class SubjectSelector:
                 leader not in movers or (shown in movers and leader.motion < 1.5 * shown.motion)):
             leader = shown  # no flip-flop: someone else must move, and clearly more
         moving = leader in movers
-        alone = sum(t.height() >= MIN_RELATIVE_HEIGHT * tallest for t in present) == 1
+        alone = sum(t.counts(tallest) for t in present) == 1
         if self.was_locked and not moving:
             return None  # re-acquiring after a loss: someone new who moves (bystanders are left out)
         # at the start of a session the leader is reported at once (most prominent while nobody moves):
@@ -305,7 +310,7 @@ class SubjectSelector:
         for t in present:
             if t.moving(tallest):
                 out.append(t)
-            elif t.seen >= 3 and t.height() >= MIN_RELATIVE_HEIGHT * tallest and t.motion >= MIN_MOTION / 4:
+            elif t.reliable(tallest) and t.motion >= MIN_MOTION / 4:
                 if all(t.motion >= 3 * o.motion for o in present if o is not t):
                     out.append(t)
         return out

@@ -30,12 +30,20 @@ class Person:
         return cls(kps, (float(x1), float(y1), float(x2), float(y2)), float(score))
 
 
+def box_area(a: Sequence[float]) -> float:
+    return (a[2] - a[0]) * (a[3] - a[1])
+
+
+def box_intersection(a: Sequence[float], b: Sequence[float]) -> float:
+    """The area two ``x1, y1, x2, y2`` boxes share."""
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     """Intersection over union of two ``x1, y1, x2, y2`` boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
-    return ix * iy / union if union > 0 else 0.0
+    inter = box_intersection(a, b)
+    union = box_area(a) + box_area(b) - inter
+    return inter / union if union > 0 else 0.0
 
 
 class PoseBackend(ABC):
