@@ -17,12 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.variants import patient_with_near_bystander, waving_bystander  # noqa: E402
+from benchmarks.variants import patient_with_near_bystander, standing, waving_bystander  # noqa: E402
 from edge.backends import create_backend  # noqa: E402
 from edge.subject import SubjectSelector  # noqa: E402
 from edge.video import frames as read_frames  # noqa: E402
@@ -35,8 +34,7 @@ def three_people(patient: list[np.ndarray], data: Path) -> list[np.ndarray]:
     still = next(read_frames(data / "pose2sim_single_cam01.mp4", 640))
     two = patient_with_near_bystander(patient, waving_bystander(data))
     h = two[0].shape[0]
-    third = cv2.resize(still, (round(still.shape[1] * 0.7), round(h * 0.7)))
-    third = cv2.copyMakeBorder(third, h - third.shape[0], 0, 0, 0, cv2.BORDER_CONSTANT, value=(90, 90, 90))
+    third = standing(still, h, 0.7 * h)
     return [np.hstack([im, third]) for im in two]
 
 

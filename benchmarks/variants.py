@@ -43,13 +43,19 @@ def crop(image: np.ndarray, keep: float = 0.8) -> np.ndarray:
     return image[y:y + ch, x:x + cw]
 
 
+GREY = (90, 90, 90)
+
+
+def standing(image: np.ndarray, canvas_h: int, height: float) -> np.ndarray:
+    """``image`` scaled to ``height`` pixels high, standing on the floor of a ``canvas_h``-high grey strip."""
+    scaled = cv2.resize(image, (round(image.shape[1] * height / image.shape[0]), round(height)))
+    return cv2.copyMakeBorder(scaled, canvas_h - scaled.shape[0], 0, 0, 0, cv2.BORDER_CONSTANT, value=GREY)
+
+
 def with_bystander(patient: np.ndarray, bystander: np.ndarray) -> np.ndarray:
     """The patient on the left at 60 %, a still bystander on the right at full height: bigger, nearer."""
     h = patient.shape[0]
-    p = cv2.resize(patient, (round(patient.shape[1] * 0.6), round(h * 0.6)))
-    p = cv2.copyMakeBorder(p, h - p.shape[0], 0, 0, 0, cv2.BORDER_CONSTANT, value=(90, 90, 90))
-    b = cv2.resize(bystander, (round(bystander.shape[1] * h / bystander.shape[0]), h))
-    return np.hstack([p, b])
+    return np.hstack([standing(patient, h, 0.6 * h), standing(bystander, h, h)])
 
 
 def build(data: Path, out: Path, max_side: int = 640) -> dict[str, tuple[Path, str]]:
@@ -92,12 +98,8 @@ def patient_with_near_bystander(patient: list[np.ndarray], bystander: list[np.nd
     out = []
     for i, p in enumerate(patient):
         h = p.shape[0]
-        small = cv2.resize(p, (round(p.shape[1] * 0.6), round(h * 0.6)))
+        left = standing(p, h, 0.6 * h)
         if i in absent:
-            small[:] = (90, 90, 90)
-        left = cv2.copyMakeBorder(small, h - small.shape[0], 0, 0, 0, cv2.BORDER_CONSTANT, value=(90, 90, 90))
-        b = bystander[i % len(bystander)]
-        right = cv2.resize(b, (round(b.shape[1] * 0.8 * h / b.shape[0]), round(0.8 * h)))
-        right = cv2.copyMakeBorder(right, h - right.shape[0], 0, 0, 0, cv2.BORDER_CONSTANT, value=(90, 90, 90))
-        out.append(np.hstack([left, right]))
+            left[:] = GREY
+        out.append(np.hstack([left, standing(bystander[i % len(bystander)], h, 0.8 * h)]))
     return out

@@ -77,15 +77,16 @@ def _backend(args):
                           weights=args.weights or settings.pose_weights or None, **backend_options(settings))
 
 
-def _matcher(reference: str, args):
-    """The guide as the subject policy's matcher (edge/subject.py): a video file or a stored id."""
+def _matcher(ref):
+    """The guide as the subject policy's matcher (edge/subject.py): who performs it is the patient."""
     from edge.subject import reference_matcher
     from rehab.scoring import ReferenceModel
 
-    return reference_matcher(ReferenceModel.build(_reference(reference, args)))
+    return reference_matcher(ReferenceModel.build(ref))
 
 
 def _reference(reference: str, args):
+    """A guide: a video file (extracted now) or a stored reference id."""
     if Path(reference).is_file():
         return reference_from_video(reference, Path(reference).stem, args, ref_id="file")
     ref = asyncio.run(_stored_reference(reference))
@@ -94,14 +95,11 @@ def _reference(reference: str, args):
     return ref
 
 
-def _frames(path: str, args, progress: bool = True, reference=None):
+def _frames(path: str, args, progress: bool = True, matcher=None):
     from edge.extract import extract, progress_bar
-    from edge.subject import reference_matcher
     from edge.video import probe
-    from rehab.scoring import ReferenceModel
 
     info = probe(path)
-    matcher = None if reference is None else reference_matcher(ReferenceModel.build(reference))
     backend = _backend(args)
     try:
         return info, list(extract(path, backend, args.max_side, matcher=matcher,
@@ -126,7 +124,7 @@ def run_extract(args) -> int:
     from edge.video import probe
 
     info = probe(args.video)
-    matcher = _matcher(args.reference, args) if args.reference else None
+    matcher = _matcher(_reference(args.reference, args)) if args.reference else None
     backend = _backend(args)
     everyone: list | None = [] if args.all_people else None
 
@@ -163,7 +161,7 @@ def run_score(args) -> int:
     from rehab.scoring import score_attempt
 
     ref = _reference(args.reference, args)
-    _, frames = _frames(args.video, args, reference=ref)  # the guide also picks the patient among people
+    _, frames = _frames(args.video, args, matcher=_matcher(ref))  # the guide also picks the patient among people
     result = score_attempt(ref, frames, mirror_mode=args.mirror)
     if args.json:
         print(json.dumps(result))
