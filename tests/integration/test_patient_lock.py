@@ -93,3 +93,19 @@ def test_everyone_in_view_is_reported_for_analysts(blazepose, data_dir):
     assert np.mean([c >= 2 for c in counts[:30]]) >= 0.9, f"both people found at the start: {counts[:30]}"
     ids = {tid for people in everyone for tid, _ in people}
     assert len(ids) < 15, "tracks keep their identity rather than starting anew each frame"
+
+
+def test_rehab_extract_all_people_prints_everyone_beside_the_patient(data_dir, capsys):
+    import json
+
+    from rehab.cli import main
+
+    assert main(["extract", str(data_dir / "pose2sim_multi_cam04.mp4"), "--all-people", "--jsonl"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 100
+    for line in lines:
+        for p in line["people"]:
+            assert set(p) == {"track", "keypoints", "box"} and len(p["keypoints"]) == 17
+        if line["keypoints"] is not None:
+            assert line["keypoints"] in [p["keypoints"] for p in line["people"]], "the patient is one of them"
+    assert sum(len(line["people"]) >= 2 for line in lines[:30]) >= 27, "both people, frame after frame"
