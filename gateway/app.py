@@ -49,7 +49,7 @@ from gateway.jitter import install as install_marker_jitter_buffer
 from gateway.limits import ConcurrencyLimit, RateLimit, client_of
 from gateway.ingest import VideoIngest
 from gateway.offer import Offer, OfferError
-from gateway.uploads import Extractor, UploadError, receive_video
+from gateway.uploads import Extractor, UploadError, limited_chunks, receive_video
 from rehab import metrics
 from rehab.reference import _ID as ID_PATTERN
 from rehab.records import check_client_ts
@@ -94,23 +94,14 @@ def error(status: int, message: str) -> JSONResponse:
 
 
 class BodyTooLarge(OfferError):
-    """A JSON body over ``MAX_BODY``: answered 413, found while reading (never read whole first)."""
+    """A JSON body over ``MAX_BODY``: found while reading (never read whole first)."""
+
+    status = 413
 
 
 async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
-    """The request body, read chunk by chunk and refused as soon as it passes ``limit`` bytes (a
-    300 MB body used to be read whole into memory before any check). A declared Content-Length over
-    the limit is refused before reading anything."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"request body of {int(declared)} bytes is larger than {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"request body larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    """The request body, refused as soon as it passes ``limit`` bytes (uploads.limited_chunks)."""
+    return b"".join([chunk async for chunk in limited_chunks(request, limit, BodyTooLarge, "request body")])
 
 
 MAX_JSON_DEPTH = 32
@@ -294,7 +285,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         except AuthError as exc:
             return None, refused(exc)
         except OfferError as exc:
-            return None, error(413 if isinstance(exc, BodyTooLarge) else 400, str(exc))
+            return None, error(exc.status, str(exc))
 
     async def session_access(conn, sid: str, send: bool) -> tuple[dict, Claims]:
         """The session row and the caller's claims; AuthError / LookupError otherwise."""
@@ -556,7 +547,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         except LookupError:
             return error(404, "unknown session")
         except OfferError as exc:
-            return error(413 if isinstance(exc, BodyTooLarge) else 400, f"bad offer: {exc}")
+            return error(exc.status, f"bad offer: {exc}")
         if row["ended_at"] is not None:
             return error(409, "session has ended")
         # one offer at a time per session: two concurrent offers each made a peer connection, and the one

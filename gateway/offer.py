@@ -7,7 +7,7 @@ MAX_SDP_BYTES = 64 * 1024
 
 
 class OfferError(ValueError):
-    pass
+    status = 400  # the HTTP status a refusal of this kind is answered with
 
 
 @dataclass(frozen=True)
