@@ -37,12 +37,21 @@ def _check_id(name: str, value: Any) -> None:
         raise MessageError(f"{name} must be a non-empty string of at most {MAX_ID_LEN} characters")
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(value: Any) -> str:
+    """A refused value as a refusal quotes it: at most 40 characters of its repr."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
 def _check_int(name: str, value: Any, minimum: int = 0, optional: bool = False, maximum: int = MAX_INT) -> None:
     if optional and value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
-        raise MessageError(f"{name} must be an integer in [{minimum}, {maximum}], got {shown}")
+    if not _is_int(value) or not minimum <= value <= maximum:
+        raise MessageError(f"{name} must be an integer in [{minimum}, {maximum}], got {_shown(value)}")
 
 
 MAX_CLOCK_SKEW_MS = 86_400_000  # a client's timestamps must be within a day of the receiver's clock
@@ -53,10 +62,9 @@ def check_client_ts(name: str, value: Any, now: int | None = None) -> int:
     receiver's clock, else MessageError. Services stamp their own hops; only clients' clocks are
     checked this way (a replayed topic keeps its old stamps)."""
     now = now_ms() if now is None else now
-    if isinstance(value, bool) or not isinstance(value, int) or abs(value - now) > MAX_CLOCK_SKEW_MS:
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+    if not _is_int(value) or abs(value - now) > MAX_CLOCK_SKEW_MS:
         raise MessageError(f"{name} must be an integer time in ms within a day of the server's clock ({now}), "
-                           f"got {shown}")
+                           f"got {_shown(value)}")
     return value
 
 
