@@ -156,10 +156,8 @@ class PoseWorker:
         """Releases what the worker holds for sessions that sent nothing for ``FORGET_AFTER_S`` (their
         tracker, subject policy, budget): state must not grow by one entry per session forever. A
         session that comes back later is acquired afresh."""
-        for sid in [s for s, t in self.quiet_since.items() if mono - t > FORGET_AFTER_S or s in self.seen_at]:
+        for sid in [s for s, t in self.quiet_since.items() if mono - t > FORGET_AFTER_S]:
             del self.quiet_since[sid]
-            if sid in self.seen_at:
-                continue  # active again
             self.last_taken_ms.pop(sid, None)
             selector = self.selectors.pop(sid, None)
             if selector is not None:
@@ -170,7 +168,9 @@ class PoseWorker:
         """This poll's per-session frame interval (``fair_interval_ms``) over the sessions active now."""
         for record in records:
             if record.key:
-                self.seen_at[record.key.decode("utf-8", "replace")] = mono
+                sid = record.key.decode("utf-8", "replace")
+                self.seen_at[sid] = mono
+                self.quiet_since.pop(sid, None)  # active again
         for sid in [s for s, t in self.seen_at.items() if mono - t > ACTIVE_WINDOW_S]:
             del self.seen_at[sid]
             self.quiet_since[sid] = mono
@@ -206,7 +206,7 @@ class PoseWorker:
         wall_ms = (time.perf_counter() - t0) * 1000
         # the worker's cost of a frame: a lane's time per frame, shared by the lanes running side by side
         # (measured per frame, so a poll that brought one frame does not look like a slow worker)
-        # (a multi-person backend infers the whole batch in one call: its cost is the batch's time per frame)
+        # (a batched backend infers the whole batch in one call: its cost is the batch's time per frame)
         per_frame = wall_ms / len(batch) if self.batched or not lane_ms else \
             sum(lane_ms) / len(lane_ms) / len(self.lanes)
         self.frame_ms = per_frame if self.frame_ms is None else 0.9 * self.frame_ms + 0.1 * per_frame

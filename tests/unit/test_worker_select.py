@@ -74,3 +74,19 @@ def test_the_worker_shares_its_capacity_fairly_instead_of_queueing():
     assert fair_interval_ms(30, 1, 60.0) == pytest.approx(1000 / 30), "a session alone on its lane is never held back"
     assert fair_interval_ms(30, 2, 60.0, lanes=2) == pytest.approx(1000 / 30)
     assert fair_interval_ms(30, 3, 60.0, lanes=2) == pytest.approx(3 * 60.0 / TARGET_LOAD)
+
+
+def test_a_session_quiet_for_a_minute_is_forgotten_and_one_that_came_back_is_kept():
+    from edge.worker import ACTIVE_WINDOW_S, FORGET_AFTER_S
+
+    closed = []
+    w = worker()
+    for sid in ("gone", "back"):
+        w.selectors[sid] = SimpleNamespace(close=lambda sid=sid: closed.append(sid))
+        w.last_taken_ms[sid] = 1000
+    w.interval_ms([rec("gone", 0, 1000), rec("back", 0, 1000)], mono=0.0)
+    w.interval_ms([], mono=ACTIVE_WINDOW_S + 1)  # both quiet now
+    w.interval_ms([rec("back", 1, 2000)], mono=30.0)  # one comes back
+    w.interval_ms([rec("back", 2, 3000)], mono=ACTIVE_WINDOW_S + FORGET_AFTER_S + 2)
+    assert closed == ["gone"] and set(w.selectors) == {"back"} and "gone" not in w.last_taken_ms
+    assert w.counters["sessions_forgotten"] == 1
