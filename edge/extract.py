@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Callable, Iterator
 
-from edge.backends.base import PoseBackend
+from edge.backends.base import PoseBackend, publishable_box, publishable_keypoints
 from edge.subject import Matcher, SubjectSelector
 from edge.video import VideoInfo, frames, probe
 from rehab.records import KeypointFrame, now_ms
@@ -74,8 +74,8 @@ def extract(path: str | Path, backend: PoseBackend, max_side: int = 640, session
             yield KeypointFrame(
                 session_id=stream, seq=seq, capture_ts_ms=ts, gateway_ts_ms=ts, infer_ts_ms=now_ms(),
                 model=backend.name, model_version=backend.version, width=w, height=h,
-                keypoints=None if person is None else person.keypoints.round(2).tolist(),
-                box=None if person is None else [round(v, 2) for v in person.box],
+                keypoints=None if person is None else publishable_keypoints(person.keypoints, w, h),
+                box=None if person is None else publishable_box(person.box),
             )
             if on_progress:
                 on_progress(seq + 1)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge.backends.base import PoseBackend
+from edge.backends.base import PoseBackend, publishable_box, publishable_keypoints
 from edge.guides import Guides, mysql_loader
 from edge.subject import SubjectSelector
 from rehab import metrics
@@ -35,27 +35,6 @@ log = logging.getLogger("rehab.edge.worker")
 TARGET_LOAD = 0.8  # the share of the worker's measured capacity handed out: queues stay short
 FORGET_AFTER_S = 60.0  # a session quiet this long (after ACTIVE_WINDOW_S) loses its tracker and policy
 ACTIVE_WINDOW_S = 2.0  # a session that sent a frame this recently shares the worker
-
-
-def publishable_keypoints(kps: np.ndarray, width: int, height: int) -> list[list[float]]:
-    """A backend's (17, 3) keypoints as a record accepts them. Models extrapolate joints of a patient
-    close to the camera far outside the image (a worker used to exit on such a frame): a joint
-    beyond the records' margin (one image size around it) or not finite is kept at the nearest point
-    of that margin with confidence 0, so the scorer ignores it."""
-    k = np.array(kps, dtype=np.float64).reshape(-1, 3)
-    finite = np.isfinite(k).all(axis=1)
-    k[~finite] = 0.0
-    x, y = k[:, 0].copy(), k[:, 1].copy()
-    outside = (x < -width) | (x > 2 * width) | (y < -height) | (y > 2 * height)
-    k[:, 0] = np.clip(x, -width, 2 * width)
-    k[:, 1] = np.clip(y, -height, 2 * height)
-    k[:, 2] = np.clip(k[:, 2], 0.0, 1.0)
-    k[outside | ~finite, 2] = 0.0
-    return k.round(2).tolist()
-
-
-def publishable_box(box) -> list[float]:
-    return [round(float(v), 2) if np.isfinite(v) else 0.0 for v in box]
 
 
 def fair_interval_ms(max_fps: float, active_sessions: int, frame_ms: float | None,

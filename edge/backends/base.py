@@ -1,4 +1,4 @@
-"""The small interface every pose backend implements."""
+"""The small interface every pose backend implements, and what a record may carry of what it finds."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -28,6 +28,27 @@ class Person:
         x1, y1 = seen[:, :2].min(axis=0)
         x2, y2 = seen[:, :2].max(axis=0)
         return cls(kps, (float(x1), float(y1), float(x2), float(y2)), float(score))
+
+
+def publishable_keypoints(kps: np.ndarray, width: int, height: int) -> list[list[float]]:
+    """A backend's (17, 3) keypoints as a record accepts them. Models extrapolate joints of a patient
+    close to the camera far outside the image (a worker used to exit on such a frame): a joint
+    beyond the records' margin (one image size around it) or not finite is kept at the nearest point
+    of that margin with confidence 0, so the scorer ignores it."""
+    k = np.array(kps, dtype=np.float64).reshape(-1, 3)
+    finite = np.isfinite(k).all(axis=1)
+    k[~finite] = 0.0
+    x, y = k[:, 0].copy(), k[:, 1].copy()
+    outside = (x < -width) | (x > 2 * width) | (y < -height) | (y > 2 * height)
+    k[:, 0] = np.clip(x, -width, 2 * width)
+    k[:, 1] = np.clip(y, -height, 2 * height)
+    k[:, 2] = np.clip(k[:, 2], 0.0, 1.0)
+    k[outside | ~finite, 2] = 0.0
+    return k.round(2).tolist()
+
+
+def publishable_box(box) -> list[float]:
+    return [round(float(v), 2) if np.isfinite(v) else 0.0 for v in box]
 
 
 def box_area(a: Sequence[float]) -> float:

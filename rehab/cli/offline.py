@@ -120,6 +120,7 @@ def reference_from_video(path: str, name: str, args, ref_id: str | None = None):
 
 
 def run_extract(args) -> int:
+    from edge.backends.base import publishable_box, publishable_keypoints
     from edge.extract import extract, progress_bar
     from edge.video import probe
 
@@ -131,8 +132,8 @@ def run_extract(args) -> int:
     def doc(f) -> dict:
         d = json.loads(f.to_json())
         if everyone is not None:
-            d["people"] = [{"track": tid, "keypoints": p.keypoints.round(2).tolist(),
-                            "box": [round(v, 2) for v in p.box]} for tid, p in everyone[f.seq]]
+            d["people"] = [{"track": tid, "keypoints": publishable_keypoints(p.keypoints, f.width, f.height),
+                            "box": publishable_box(p.box)} for tid, p in everyone[f.seq]]
         return d
 
     try:

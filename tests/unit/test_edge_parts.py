@@ -156,3 +156,15 @@ def test_the_detector_anchors_and_regions_follow_mediapipes_pose_graph():
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], float)
     kept = weighted_nms(boxes, np.array([0.9, 0.8, 0.7]), np.zeros((3, 2)), 0.3)
     assert len(kept) == 2, "two overlapping boxes are one person, the third another"
+
+
+def test_extract_keeps_wild_keypoints_publishable_like_the_worker(data_dir):
+    """A model's joint extrapolated far outside the picture must not stop `rehab extract` (the worker
+    already publishes such a joint at the records' margin with confidence 0)."""
+    from edge.extract import extract
+
+    wild = person(100, 50, 200)
+    wild.keypoints[15] = [1e7, -1e7, 0.9]  # an ankle a kilometre away
+    frames = list(extract(data_dir / "opencv_messi5.jpg", ScriptedBackend([[wild]] * 5)))
+    assert len(frames) == 1 and frames[0].keypoints is not None
+    assert frames[0].keypoints[15][2] == 0.0, "kept at the margin, with confidence 0"

@@ -13,7 +13,7 @@ from gateway.app import json_depth_ok
 from gateway.auth import AuthError, TokenSigner
 from gateway.edge_ingest import EdgeIngest, EdgeMessageError, KeypointPublisher, parse_message
 from gateway.ingest import downscaled_size
-from edge.worker import publishable_box, publishable_keypoints
+from edge.backends.base import publishable_box, publishable_keypoints
 from rehab.records import MAX_INT, KeypointFrame, MessageError, Score, check_client_ts, now_ms
 from stream_processor.processor import ScoringState
 from tests.unit.test_records import keypoint_frame
