@@ -44,6 +44,16 @@ def clip_keypoints(blazepose):
     return get
 
 
+@pytest.fixture(scope="session")
+def guide_reference(clip_keypoints):
+    """The bundled guide recording (pose2sim_single_cam01) as a Reference, from its BlazePose keypoints."""
+    from rehab.reference import Reference
+
+    frames = clip_keypoints("pose2sim_single_cam01.mp4")
+    return Reference("guide", "guide", 60.0, frames[0].width, frames[0].height, "blazepose", "v", "0" * 64,
+                     [f.keypoints for f in frames])
+
+
 def _base_settings() -> Settings:
     return Settings.from_env()
 

@@ -5,7 +5,6 @@ import socket
 
 import pytest
 
-from rehab.reference import Reference
 from rehab.services import Services
 from rehab.storage.repository import Database
 from tests.conftest import isolated
@@ -18,18 +17,14 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def live_stack(tmp_path_factory, clip_keypoints):
+def live_stack(tmp_path_factory, guide_reference):
     port = free_port()
     with isolated(gateway_port=port, gateway_url=f"http://127.0.0.1:{port}", worker_metrics_port=free_port(),
                   processor_metrics_port=free_port(), session_idle_s=15,
                   auth_secret="e2e-secret-shared-by-the-gateways") as settings:
-        frames = clip_keypoints("pose2sim_single_cam01.mp4")
-        ref = Reference("guide", "guide", 60.0, frames[0].width, frames[0].height, "blazepose", "v", "0" * 64,
-                        [f.keypoints for f in frames])
-
         async def save():
             async with Database.opened(settings) as db:
-                await db.save_reference(ref)
+                await db.save_reference(guide_reference)
 
         asyncio.run(save())
         with Services(settings, tmp_path_factory.mktemp("services")):

@@ -3,6 +3,7 @@ guide and attempt videos, the OpenAPI schema, and every way an offer, a subscrip
 is refused (tests enumerate the cases, as issue 5 asks)."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -60,17 +61,14 @@ def test_guide_upload_is_stored_and_readable(gw, guide):
     assert gw.get("/references/nope").status_code == 404
 
 
-def test_scoring_an_uploaded_attempt_matches_the_offline_scorer(gw, guide, data_dir, clip_keypoints):
-    from rehab.reference import Reference
+def test_scoring_an_uploaded_attempt_matches_the_offline_scorer(gw, guide, data_dir, clip_keypoints, guide_reference):
     from rehab.scoring import score_attempt
 
     r = gw.post("/references/guide/score", content=(data_dir / "pose2sim_single_cam02.mp4").read_bytes(),
                 headers={"X-API-Key": API_KEY})
     assert r.status_code == 200, r.text
     result = r.json()
-    g = clip_keypoints("pose2sim_single_cam01.mp4")
-    ref = Reference("guide", "g", 60.0, g[0].width, g[0].height, "blazepose", "v", "0" * 64, [f.keypoints for f in g])
-    offline = score_attempt(ref, clip_keypoints("pose2sim_single_cam02.mp4"))
+    offline = score_attempt(guide_reference, clip_keypoints("pose2sim_single_cam02.mp4"))
     assert result["similarity"] == pytest.approx(offline["similarity"], abs=1e-6)
     assert result["reps"] == offline["reps"] and set(result) >= {"joints", "corrections", "phase_coverage"}
 
@@ -222,17 +220,30 @@ def test_a_client_that_creates_sessions_too_fast_gets_429_and_others_are_served(
             assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1 and "too many" in r.json()["error"]
 
 
-def test_two_concurrent_offers_for_one_session_leave_one_peer_connection(clip_keypoints):
+@contextlib.asynccontextmanager
+async def _in_process_gateway(settings, reference):
+    """The gateway app in this process, its lifespan run (real Kafka and MariaDB), ``reference``
+    stored, and an httpx client to it (real aiortc peers can then connect over offers)."""
+    import httpx
+
+    from rehab.storage.repository import Database
+
+    async with Database.opened(settings) as db:
+        await db.save_reference(reference)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http:
+            yield http
+
+
+def test_two_concurrent_offers_for_one_session_leave_one_peer_connection(guide_reference):
     """Two offers racing for one session: both answered, and every peer connection but the session's
     one is closed (the loser used to be dropped from the registry while still open: a leak)."""
     import asyncio
 
-    import httpx
     from aiortc import RTCPeerConnection
 
     import gateway.app as gateway_app
-    from rehab.reference import Reference
-    from rehab.storage.repository import Database
 
     made = []
 
@@ -241,31 +252,22 @@ def test_two_concurrent_offers_for_one_session_leave_one_peer_connection(clip_ke
             super().__init__(*a, **k)
             made.append(self)
 
-    frames = clip_keypoints("pose2sim_single_cam01.mp4")
-    ref = Reference("guide", "guide", 60.0, frames[0].width, frames[0].height, "blazepose", "v", "0" * 64,
-                    [f.keypoints for f in frames])
-
     async def run(settings):
-        async with Database.opened(settings) as db:
-            await db.save_reference(ref)
-        app = create_app(settings)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
-                grant = (await http.post("/sessions", json={"reference_id": "guide", "patient_id": "p1",
-                                                           "mode": "edge"})).json()
-                clients = []
-                for _ in range(2):
-                    pc = RTCPeerConnection()
-                    pc.createDataChannel("keypoints")
-                    await pc.setLocalDescription(await pc.createOffer())
-                    clients.append(pc)
-                answers = await asyncio.gather(*(http.post(
-                    f"/sessions/{grant['session_id']}/offer", headers=bearer(grant["token"]),
-                    json={"sdp": pc.localDescription.sdp, "type": "offer"}) for pc in clients))
-                states = [pc.connectionState for pc in made]
-                for pc in clients:
-                    await pc.close()
+        async with _in_process_gateway(settings, guide_reference) as http:
+            grant = (await http.post("/sessions", json={"reference_id": "guide", "patient_id": "p1",
+                                                       "mode": "edge"})).json()
+            clients = []
+            for _ in range(2):
+                pc = RTCPeerConnection()
+                pc.createDataChannel("keypoints")
+                await pc.setLocalDescription(await pc.createOffer())
+                clients.append(pc)
+            answers = await asyncio.gather(*(http.post(
+                f"/sessions/{grant['session_id']}/offer", headers=bearer(grant["token"]),
+                json={"sdp": pc.localDescription.sdp, "type": "offer"}) for pc in clients))
+            states = [pc.connectionState for pc in made]
+            for pc in clients:
+                await pc.close()
         return [a.status_code for a in answers], states
 
     original = gateway_app.RTCPeerConnection
@@ -279,48 +281,37 @@ def test_two_concurrent_offers_for_one_session_leave_one_peer_connection(clip_ke
     assert len(made) == 2 and states.count("closed") == 1, states
 
 
-def test_a_peer_may_open_only_a_few_data_channels(clip_keypoints):
+def test_a_peer_may_open_only_a_few_data_channels(guide_reference):
     """A real aiortc client connected to the gateway in-process opens 7 data channels: the gateway
     closes those past MAX_CHANNELS_PER_SESSION and the keypoint channel keeps working."""
     import asyncio
 
-    import httpx
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
     from gateway.app import MAX_CHANNELS_PER_SESSION
-    from rehab.reference import Reference
-    from rehab.storage.repository import Database
-
-    frames = clip_keypoints("pose2sim_single_cam01.mp4")
-    ref = Reference("guide", "guide", 60.0, frames[0].width, frames[0].height, "blazepose", "v", "0" * 64,
-                    [f.keypoints for f in frames])
 
     async def run(settings):
-        async with Database.opened(settings) as db:
-            await db.save_reference(ref)
-        app = create_app(settings)
-        async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http:
-                grant = (await http.post("/sessions", json={"reference_id": "guide", "mode": "edge"})).json()
-                pc = RTCPeerConnection()
-                channels = [pc.createDataChannel("keypoints")] + [pc.createDataChannel(f"extra{i}") for i in range(6)]
-                replies = []
-                channels[0].on("message", replies.append)
-                await pc.setLocalDescription(await pc.createOffer())
-                answer = await http.post(f"/sessions/{grant['session_id']}/offer", headers=bearer(grant["token"]),
-                                         json={"sdp": pc.localDescription.sdp, "type": "offer"})
-                await pc.setRemoteDescription(RTCSessionDescription(**answer.json()))
-                for _ in range(100):
-                    states = [c.readyState for c in channels]
-                    if states.count("closed") >= len(channels) - MAX_CHANNELS_PER_SESSION:
-                        break
-                    await asyncio.sleep(0.1)
-                channels[0].send("{nope")  # the keypoint channel still answers (with a refusal)
-                for _ in range(50):
-                    if replies:
-                        break
-                    await asyncio.sleep(0.1)
-                await pc.close()
+        async with _in_process_gateway(settings, guide_reference) as http:
+            grant = (await http.post("/sessions", json={"reference_id": "guide", "mode": "edge"})).json()
+            pc = RTCPeerConnection()
+            channels = [pc.createDataChannel("keypoints")] + [pc.createDataChannel(f"extra{i}") for i in range(6)]
+            replies = []
+            channels[0].on("message", replies.append)
+            await pc.setLocalDescription(await pc.createOffer())
+            answer = await http.post(f"/sessions/{grant['session_id']}/offer", headers=bearer(grant["token"]),
+                                     json={"sdp": pc.localDescription.sdp, "type": "offer"})
+            await pc.setRemoteDescription(RTCSessionDescription(**answer.json()))
+            for _ in range(100):
+                states = [c.readyState for c in channels]
+                if states.count("closed") >= len(channels) - MAX_CHANNELS_PER_SESSION:
+                    break
+                await asyncio.sleep(0.1)
+            channels[0].send("{nope")  # the keypoint channel still answers (with a refusal)
+            for _ in range(50):
+                if replies:
+                    break
+                await asyncio.sleep(0.1)
+            await pc.close()
         return states, replies
 
     with isolated() as settings:

@@ -17,16 +17,12 @@ from benchmarks.variants import patient_with_near_bystander, waving_bystander, w
 from edge.extract import extract
 from edge.subject import reference_matcher
 from edge.video import frames as read_frames
-from rehab.reference import Reference
 from rehab.scoring import ReferenceModel
 
 
 @pytest.fixture(scope="module")
-def guide(clip_keypoints):
-    frames = clip_keypoints("pose2sim_single_cam01.mp4")
-    ref = Reference("guide", "guide", 60.0, frames[0].width, frames[0].height, "blazepose", "v", "-",
-                    [f.keypoints for f in frames])
-    return reference_matcher(ReferenceModel.build(ref))
+def guide(guide_reference):
+    return reference_matcher(ReferenceModel.build(guide_reference))
 
 
 def _hips(f):

@@ -11,7 +11,6 @@ import pytest
 from kafka import KafkaProducer
 
 from rehab.records import Score, now_ms
-from rehab.reference import Reference
 from rehab.scoring import LiveScorer, ReferenceModel, replay_scores
 from rehab.services import Services
 from rehab.storage.repository import Database
@@ -30,12 +29,9 @@ async def _db_call(settings, fn):
 
 
 @pytest.fixture
-def guide(isolated_settings, clip_keypoints):
-    frames = clip_keypoints("pose2sim_single_cam01.mp4")
-    ref = Reference("guide", "guide", 60.0, frames[0].width, frames[0].height, "blazepose", "v", "0" * 64,
-                    [f.keypoints for f in frames])
-    asyncio.run(_db_call(isolated_settings, lambda db: db.save_reference(ref)))
-    return ref
+def guide(isolated_settings, guide_reference):
+    asyncio.run(_db_call(isolated_settings, lambda db: db.save_reference(guide_reference)))
+    return guide_reference
 
 
 def _attempt(clip_keypoints, session_id: str, loops: int = 1, fps: float = 60.0):

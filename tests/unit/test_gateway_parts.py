@@ -166,9 +166,10 @@ async def test_the_keypoints_topic_is_read_only_while_someone_subscribed_to_keyp
     assert opened[1].stopped
 
 
-async def test_delayed_sacks_acknowledge_every_second_packet_and_lose_nothing():
+async def _connected_peers():
+    """Two aiortc peers in this process, with the gateway's SCTP patches installed, joined by an open
+    data channel: (sender, receiver, the sender's channel, the messages the receiver got)."""
     from aiortc import RTCPeerConnection
-    from aiortc.rtcsctptransport import SackChunk
 
     from gateway import sctp
 
@@ -184,6 +185,15 @@ async def test_delayed_sacks_acknowledge_every_second_packet_and_lose_nothing():
     await b.setLocalDescription(await b.createAnswer())
     await a.setRemoteDescription(b.localDescription)
     await asyncio.wait_for(opened.wait(), 10)
+    return a, b, channel, got
+
+
+async def test_delayed_sacks_acknowledge_every_second_packet_and_lose_nothing():
+    from aiortc.rtcsctptransport import SackChunk
+
+    from gateway import sctp
+
+    a, b, channel, got = await _connected_peers()
     receiver = b.sctp
     sent_sacks = []
     send_chunk = receiver._send_chunk
@@ -271,22 +281,9 @@ async def test_a_peer_that_sends_a_message_larger_than_any_allowed_is_cut_off():
     """aiortc reassembles fragments without a bound; the gateway aborts an association whose stream holds
     more than MAX_REASSEMBLY_BYTES waiting for the rest of a message (a real aiortc sender, its own
     64 KiB check lifted, sends 1 MB), and a normal message still arrives."""
-    from aiortc import RTCPeerConnection
-
     from gateway import sctp
 
-    sctp.install()
-    a, b = RTCPeerConnection(), RTCPeerConnection()
-    channel = a.createDataChannel("keypoints")
-    got: list = []
-    opened = asyncio.Event()
-    channel.on("open", opened.set)
-    b.on("datachannel", lambda ch: ch.on("message", got.append))
-    await a.setLocalDescription(await a.createOffer())
-    await b.setRemoteDescription(a.localDescription)
-    await b.setLocalDescription(await b.createAnswer())
-    await a.setRemoteDescription(b.localDescription)
-    await asyncio.wait_for(opened.wait(), 10)
+    a, b, channel, got = await _connected_peers()
     try:
         channel.send("x" * 8000)  # a normal message: delivered
         for _ in range(50):
