@@ -46,8 +46,6 @@ HISTORY_FACTOR = 1.5  # the patient's range is measured over this many guide len
 MIN_ROWS = 8  # fewer frames with a pose than this: no judgement yet (factor 1)
 PCT = (5.0, 95.0)
 
-_J = INDEX
-
 
 def _angle_at(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Unsigned angle at b between b->a and b->c, (T,)."""
@@ -68,10 +66,10 @@ def angle_features(kps: np.ndarray) -> np.ndarray:
     t = len(kps)
 
     def j(name):
-        return xy[:, _J[name]]
+        return xy[:, INDEX[name]]
 
     def ok(*names):
-        return np.logical_and.reduce([seen[:, _J[n]] for n in names])
+        return np.logical_and.reduce([seen[:, INDEX[n]] for n in names])
 
     def pair(fn, a, b, c=None):
         out = []
