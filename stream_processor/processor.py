@@ -94,21 +94,20 @@ class ScoringState:
           earlier rule of 4 a second until 2 s late.)
         At live pace a batch holds a frame or two per session, nothing is late, and every due window is
         scored exactly as ``handle`` would."""
-        frames, failures, index = [], [], {}
+        frames, failures = [], []
         for i, raw in enumerate(raws):
             try:
                 frames.append((i, KeypointFrame.from_json(raw)))
             except MessageError as exc:
                 failures.append((i, exc))
-        queues: dict[str, list[KeypointFrame]] = {}
+        queues: dict[str, list[tuple[int, KeypointFrame]]] = {}  # session -> (position in raws, frame)
         for i, f in frames:
             try:
                 await self.scorer_for(f)
             except UnusableMessage as exc:
                 failures.append((i, exc))
                 continue
-            queues.setdefault(f.session_id, []).append(f)
-            index[id(f)] = i
+            queues.setdefault(f.session_id, []).append((i, f))
         now, wall = time.monotonic(), now_ms()
         for sid in queues:
             self.last_seen[sid] = now
@@ -125,7 +124,7 @@ class ScoringState:
                 behind = bool(coalesce_after) and n > coalesce_after
                 while pos[sid] < n:
                     k = pos[sid]
-                    f = queue[k]
+                    i, f = queue[k]
                     pos[sid] = k + 1
                     late = bool(coalesce_after) and self.held_back(sid, f, wall, late_ms)
                     defer = (behind and k < n - 1) or late
@@ -133,7 +132,7 @@ class ScoringState:
                         due = scorer.add(f, defer=defer)
                     except Exception as exc:  # one session's frame must never stop the shared agent
                         log.exception("session %s: frame %d could not be added", sid, f.seq)
-                        failures.append((index[id(f)], UnusableMessage(
+                        failures.append((i, UnusableMessage(
                             f"frame could not be scored ({type(exc).__name__}: {exc})")))
                         continue
                     if defer:
