@@ -82,18 +82,28 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
                     holder["db"] = await Database.connect(settings)
         return holder["db"]
 
-    async def load_reference(reference_id: str):
-        """The reference from MySQL; while MySQL is away, retried (the agent waits, as ``store`` does,
-        rather than crash or dead-letter a good frame)."""
+    async def until_done(call, what: str, where: str):
+        """``call(db)``, retried while MySQL is away (backoff to 10 s, counted as
+        ``rehab_errors_total{where=...}``) on a fresh pool each time: the old pool's connections died
+        with the server. The caller waits rather than crash or lose anything."""
         delay = 0.5
         while True:
             try:
-                return await (await db()).get_reference(reference_id)
-            except (OSError, asyncmy.errors.OperationalError) as exc:
-                metrics.ERRORS.labels("processor", "reference_lookup").inc()
-                log.warning("MySQL unavailable for reference %s (%s); retrying in %.1fs", reference_id, exc, delay)
+                return await call(await db())
+            except (OSError, asyncmy.errors.OperationalError, asyncio.TimeoutError) as exc:
+                metrics.ERRORS.labels("processor", where).inc()
+                pool = holder.pop("db", None)
+                if pool is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(pool.close(), 2.0)
+                log.warning("MySQL unavailable (%s); %s wait, retrying in %.1fs", exc, what, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    async def load_reference(reference_id: str):
+        """The reference from MySQL (the agent waits while MySQL is away rather than dead-letter a good frame)."""
+        return await until_done(lambda db: db.get_reference(reference_id), f"frames for reference {reference_id}",
+                                "reference_lookup")
 
     def load_snapshot(session_id: str) -> dict | None:
         raw = session_to_state.get(session_id.encode())
@@ -107,29 +117,16 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
         """Upserts scores in one statement; a database outage is retried, never turned into lost rows. A
         batch MySQL refuses for its content (not an outage) is stored row by row, and a row it refuses
         alone is logged and counted, never allowed to stop the writer."""
-        delay = 0.5
-        while True:
-            try:
-                await (await db()).upsert_scores(batch)
+        try:
+            await until_done(lambda db: db.upsert_scores(batch), f"{len(batch)} score rows", "mysql_store")
+        except asyncmy.errors.MySQLError:  # not an outage (those are retried): this batch's content
+            if len(batch) == 1:
+                metrics.ERRORS.labels("processor", "score_row_refused").inc()
+                log.exception("MySQL refused the score row of session %s window %d", batch[0].session_id,
+                              batch[0].window_end_seq)
                 return
-            except (OSError, asyncmy.errors.OperationalError, asyncio.TimeoutError) as exc:
-                metrics.ERRORS.labels("processor", "mysql_store").inc()
-                pool = holder.pop("db", None)  # reconnect afresh: the old pool's connections are dead
-                if pool is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(pool.close(), 2.0)
-                log.warning("MySQL unavailable (%s); %d score rows wait, retrying in %.1fs", exc, len(batch), delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-            except asyncmy.errors.MySQLError:
-                if len(batch) == 1:
-                    metrics.ERRORS.labels("processor", "score_row_refused").inc()
-                    log.exception("MySQL refused the score row of session %s window %d", batch[0].session_id,
-                                  batch[0].window_end_seq)
-                    return
-                for score in batch:
-                    await store([score])
-                return
+            for score in batch:
+                await store([score])
 
     partition_of: dict[str, int] = {}  # session -> its keypoints partition (= its changelog partition)
 
