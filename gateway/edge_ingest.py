@@ -24,7 +24,7 @@ import orjson
 from aiokafka.errors import KafkaTimeoutError
 
 from rehab import metrics
-from rehab.records import MAX_INT, KeypointFrame, MessageError, check_client_ts, now_ms
+from rehab.records import MAX_INT, KeypointFrame, MessageError, check_client_ts, check_int, now_ms
 
 log = logging.getLogger("rehab.gateway.edge")
 MAX_MESSAGE_BYTES = 8 * 1024
@@ -83,9 +83,8 @@ def parse_message(raw, session_id: str, reference_id: str) -> KeypointFrame:
             not (16 <= msg["width"] <= 4096 and 16 <= msg["height"] <= 4096):
         raise EdgeMessageError("width and height must be between 16 and 4096 pixels")
     seq = msg["seq"]
-    if isinstance(seq, int) and not isinstance(seq, bool) and not 0 <= seq <= MAX_DEVICE_SEQ:
-        raise EdgeMessageError(f"seq must be an integer in [0, {MAX_DEVICE_SEQ}]")
     try:
+        check_int("seq", seq, maximum=MAX_DEVICE_SEQ)
         received = now_ms()
         check_client_ts("capture_ts_ms", msg["capture_ts_ms"], received)
         return KeypointFrame(

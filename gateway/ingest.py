@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from rehab import metrics
-from rehab.records import MAX_CLOCK_SKEW_MS, FrameRecord, MessageError, now_ms
+from rehab.records import FrameRecord, MessageError, check_client_ts, now_ms
 
 log = logging.getLogger("rehab.gateway.ingest")
 
@@ -98,9 +98,10 @@ class VideoIngest:
         now = now_ms()
         if self.clock_t0_ms is not None and frame.pts is not None and frame.time_base is not None:
             ts = self.clock_t0_ms + round(float(frame.pts * frame.time_base) * 1000)
-            if abs(ts - now) <= MAX_CLOCK_SKEW_MS:  # (t0_ms is checked on arrival; pts comes from RTP)
-                return ts
-            self.counters["capture_ts_out_of_range"] += 1
+            try:  # (t0_ms is checked on arrival; the pts added to it comes from RTP)
+                return check_client_ts("capture_ts", ts, now)
+            except MessageError:
+                self.counters["capture_ts_out_of_range"] += 1
         return now  # no (usable) client clock: the time the frame reached us
 
     async def read_track(self, track, on_frame=None) -> None:

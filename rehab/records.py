@@ -47,7 +47,7 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:40] + "..."
 
 
-def _check_int(name: str, value: Any, minimum: int = 0, optional: bool = False, maximum: int = MAX_INT) -> None:
+def check_int(name: str, value: Any, minimum: int = 0, optional: bool = False, maximum: int = MAX_INT) -> None:
     if optional and value is None:
         return
     if not _is_int(value) or not minimum <= value <= maximum:
@@ -112,11 +112,11 @@ class FrameRecord:
 
     def __post_init__(self) -> None:
         _check_id("session_id", self.session_id)
-        _check_int("seq", self.seq)
-        _check_int("capture_ts_ms", self.capture_ts_ms)
-        _check_int("gateway_ts_ms", self.gateway_ts_ms)
-        _check_int("width", self.width, 1, maximum=MAX_IMAGE_SIDE)
-        _check_int("height", self.height, 1, maximum=MAX_IMAGE_SIDE)
+        check_int("seq", self.seq)
+        check_int("capture_ts_ms", self.capture_ts_ms)
+        check_int("gateway_ts_ms", self.gateway_ts_ms)
+        check_int("width", self.width, 1, maximum=MAX_IMAGE_SIDE)
+        check_int("height", self.height, 1, maximum=MAX_IMAGE_SIDE)
         if self.reference_id is not None:
             _check_id("reference_id", self.reference_id)
         if not isinstance(self.jpeg, (bytes, bytearray)) or self.jpeg[:2] != b"\xff\xd8":
@@ -190,9 +190,9 @@ class KeypointFrame:
     def __post_init__(self) -> None:
         _check_id("session_id", self.session_id)
         for name in ("seq", "capture_ts_ms", "gateway_ts_ms", "infer_ts_ms"):
-            _check_int(name, getattr(self, name))
-        _check_int("width", self.width, 1, maximum=MAX_IMAGE_SIDE)
-        _check_int("height", self.height, 1, maximum=MAX_IMAGE_SIDE)
+            check_int(name, getattr(self, name))
+        check_int("width", self.width, 1, maximum=MAX_IMAGE_SIDE)
+        check_int("height", self.height, 1, maximum=MAX_IMAGE_SIDE)
         if not isinstance(self.model, str) or not isinstance(self.model_version, str):
             raise MessageError("model and model_version must be strings")
         if self.keypoints is not None:
@@ -245,11 +245,11 @@ class Score:
 
     def __post_init__(self) -> None:
         _check_id("session_id", self.session_id)
-        _check_int("window_start_seq", self.window_start_seq)
-        _check_int("window_end_seq", self.window_end_seq, self.window_start_seq)
+        check_int("window_start_seq", self.window_start_seq)
+        check_int("window_end_seq", self.window_end_seq, self.window_start_seq)
         for name in ("window_start_ts_ms", "window_end_ts_ms", "gateway_ts_ms", "infer_ts_ms", "score_ts_ms"):
-            _check_int(name, getattr(self, name))
-        _check_int("reps", self.reps)
+            check_int(name, getattr(self, name))
+        check_int("reps", self.reps)
         for name in ("similarity", "phase", "session_similarity"):
             v = getattr(self, name)
             if not _finite(v) or not 0.0 <= v <= 1.0:

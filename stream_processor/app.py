@@ -1,7 +1,8 @@
 """The Faust app: agent ``score_windows`` consumes keypoints and publishes scores; agent
 ``write_scores`` upserts the scores topic into MySQL (so an outage of MySQL never holds live scores
-back, and the rows arrive when it returns); a timer scores frames left pending; table ``session_to_state`` keeps each session's counters
-(repetitions, running similarity, last frame scored) so a restarted processor resumes where it stopped.
+back, and the rows arrive when it returns); a timer scores frames left pending; table
+``session_to_state`` keeps each session's counters (repetitions, running similarity, last frame
+scored) so a restarted processor resumes where it stopped.
 
 Run with ``rehab serve processor``. Reads REHAB_KAFKA_BOOTSTRAP, REHAB_TOPIC_NAMESPACE, REHAB_MYSQL_*,
 REHAB_PROCESSOR_APP_ID, REHAB_PROCESSOR_WINDOW_MS, REHAB_PROCESSOR_MIN_INTERVAL_MS.

@@ -119,7 +119,8 @@ class PersonDetector:
         self.anchors = ssd_anchors()
         self.min_score = min_score
 
-    def search(self, image: np.ndarray, tile: float = 0.6, thorough: bool = True) -> list[tuple[Region, tuple[float, ...], float]]:
+    def search(self, image: np.ndarray, tile: float = 0.6,
+               thorough: bool = True) -> list[tuple[Region, tuple[float, ...], float]]:
         """Everyone in the picture: the whole picture, then overlapping square tiles of ``tile`` times its
         short side (the detector finds a person by their face and upper body in 224 pixels: a patient
         at half the picture's height beside a nearer bystander, or a street's pedestrians, are found
@@ -226,7 +227,8 @@ class BlazePosePeopleBackend(PoseBackend):
             return None
         return Person(p.keypoints, p.box, p.score, nxt)
 
-    def infer(self, images: Sequence[np.ndarray], streams: Sequence[str | None], thorough: bool = True) -> list[list[Person]]:
+    def infer(self, images: Sequence[np.ndarray], streams: Sequence[str | None],
+              thorough: bool = True) -> list[list[Person]]:
         """Everyone in each image; ``thorough=False`` skips the tiles (a search while the patient is
         locked only needs to keep the other people's tracks)."""
         out = []

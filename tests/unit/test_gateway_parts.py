@@ -334,3 +334,19 @@ async def test_score_fanout_skips_tombstones_and_outlives_a_failing_consumer():
     second = await asyncio.wait_for(q.get(), 3)  # after the error: the feed resumed (1 s back-off)
     task.cancel()
     assert '"n": 1' in first and '"n": 2' in second
+
+
+def test_a_client_clock_that_drifts_out_of_range_is_replaced_by_the_gateways():
+    from fractions import Fraction
+    from types import SimpleNamespace
+
+    from gateway.ingest import VideoIngest
+    from rehab.records import MAX_CLOCK_SKEW_MS, now_ms
+
+    ingest = VideoIngest("s", "ref", producer=None, topic="t")
+    ingest.clock_t0_ms = now_ms() - 1000
+    assert abs(ingest.capture_ts(SimpleNamespace(pts=90_000, time_base=Fraction(1, 90_000))) - now_ms()) < 500
+    far = SimpleNamespace(pts=(MAX_CLOCK_SKEW_MS // 1000 + 10) * 90_000, time_base=Fraction(1, 90_000))
+    before = now_ms()
+    assert before <= ingest.capture_ts(far) <= now_ms(), "a pts a day ahead: the time the frame reached us"
+    assert ingest.counters["capture_ts_out_of_range"] == 1
