@@ -22,12 +22,13 @@ class Person:
     region: object = None  # where a tracking backend looks for this person next frame (its own type)
 
     @classmethod
-    def from_keypoints(cls, keypoints: np.ndarray, score: float, min_conf: float = 0.2) -> "Person":
+    def from_keypoints(cls, keypoints: np.ndarray, score: float, min_conf: float = 0.2,
+                       region: object = None) -> "Person":
         kps = np.asarray(keypoints, dtype=np.float32).reshape(17, 3)
         seen = kps[kps[:, 2] >= min_conf] if (kps[:, 2] >= min_conf).any() else kps
         x1, y1 = seen[:, :2].min(axis=0)
         x2, y2 = seen[:, :2].max(axis=0)
-        return cls(kps, (float(x1), float(y1), float(x2), float(y2)), float(score))
+        return cls(kps, (float(x1), float(y1), float(x2), float(y2)), float(score), region)
 
 
 def publishable_keypoints(kps: np.ndarray, width: int, height: int) -> list[list[float]]:

@@ -21,7 +21,6 @@ in the Tasks API, whose ``.task`` bundle is not in the wheel), and the selector 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -36,6 +35,12 @@ from edge.backends.blazepose_models import check_complexity, modules_dir
 LANDMARK_FILES = {0: "pose_landmark_lite.tflite", 1: "pose_landmark_full.tflite", 2: "pose_landmark_heavy.tflite"}
 DETECT_SIZE, LANDMARK_SIZE = 224, 256
 TILE_MIN_SCORE = 0.7
+TO_COCO = np.array(BLAZEPOSE_TO_COCO)
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    """The models' logits as probabilities (clipped as MediaPipe's score_clipping_thresh does)."""
+    return 1 / (1 + np.exp(-np.clip(logits.astype(np.float64), -100, 100)))
 
 
 def _interpreter(path: Path, threads: int):
@@ -154,8 +159,7 @@ class PersonDetector:
         self.it.set_tensor(self.input, canvas[None])
         self.it.invoke()
         raw = self.it.get_tensor(self.raw_boxes)[0]
-        logits = np.clip(self.it.get_tensor(self.raw_scores)[0, :, 0], -100, 100)
-        scores = 1 / (1 + np.exp(-logits.astype(np.float64)))
+        scores = _sigmoid(self.it.get_tensor(self.raw_scores)[0, :, 0])
         keep = scores >= self.min_score
         if not keep.any():
             return []
@@ -191,7 +195,7 @@ class LandmarkModel:
         raw = self.it.get_tensor(self.landmarks)[0].reshape(39, 5)
         presence = float(self.it.get_tensor(self.presence)[0, 0])
         xy = raw[:, :2] @ m[:, :2].T + m[:, 2]
-        vis = 1 / (1 + np.exp(-np.clip(raw[:, 3], -50, 50)))
+        vis = _sigmoid(raw[:, 3])
         lm = np.concatenate([xy, vis[:, None]], axis=1).astype(np.float32)
         return lm, presence, Region.from_points(lm[33, :2], lm[34, :2])
 
@@ -206,11 +210,10 @@ class BlazePosePeopleBackend(PoseBackend):
     can_track = True
 
     def __init__(self, complexity: int = 1, min_detection_confidence: float = 0.5, min_presence: float = 0.5,
-                 min_visibility: float = 0.4, max_people: int = 6, threads: int | None = None, **_ignored):
+                 min_visibility: float = 0.4, max_people: int = 6, threads: int = 1, **_ignored):
         check_complexity(complexity)
         import mediapipe as mp
 
-        threads = threads or int(os.environ.get("REHAB_POSE_THREADS", "1"))
         self.detector = PersonDetector(threads, min_detection_confidence)
         self.landmark = LandmarkModel(complexity, threads)
         self.min_presence, self.max_people = min_presence, max_people
@@ -221,11 +224,11 @@ class BlazePosePeopleBackend(PoseBackend):
         lm, presence, nxt = self.landmark(image, region)
         if presence < self.min_presence:
             return None
-        kps = lm[list(BLAZEPOSE_TO_COCO)]
-        p = Person.from_keypoints(kps, float(kps[:, 2].mean()))
-        if p.score < self.min_visibility:  # a detection on a poster or a patch of floor: few joints seen
+        kps = lm[TO_COCO]
+        score = float(kps[:, 2].mean())
+        if score < self.min_visibility:  # a detection on a poster or a patch of floor: few joints seen
             return None
-        return Person(p.keypoints, p.box, p.score, nxt)
+        return Person.from_keypoints(kps, score, region=nxt)
 
     def infer(self, images: Sequence[np.ndarray], streams: Sequence[str | None],
               thorough: bool = True) -> list[list[Person]]:
