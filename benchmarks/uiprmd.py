@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__import__("os").environ.get("REHAB_UIPRMD_DIR", ROOT / "data" / "ui-prmd"))
+DATA = Path(os.environ.get("REHAB_UIPRMD_DIR", ROOT / "data" / "ui-prmd"))
 
 
 @dataclass(frozen=True)
