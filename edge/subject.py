@@ -297,8 +297,11 @@ class SubjectSelector:
         # the first frames of a session are those of a person standing in front of their camera
         if self.matcher is None and (done or (alone and moving and leader.seen >= EARLY_LOCK_FRAMES)):
             self._lock(leader)
-        elif self.matcher is not None and done and not self.was_locked and self._unjudgeable(present):
-            self._lock(leader)  # nobody can be compared (too few confident joints): the old rule
+        elif self.matcher is not None and not self.was_locked and ts_ms - self.acquire_since >= 3 * self.acquire_ms \
+                and (moving or all(t.match is None for t in present)):
+            # nobody matches the guide clearly after three acquisition windows (a poor performance, or too
+            # few joints seen to compare): the old rule, so acquisition (everyone tracked) does not go on
+            self._lock(leader)
         self.shown = leader.id
         return self._smooth(leader.person, ts_ms)
 
@@ -314,10 +317,6 @@ class SubjectSelector:
                 if all(t.motion >= 3 * o.motion for o in present if o is not t):
                     out.append(t)
         return out
-
-    def _unjudgeable(self, present: list[Track]) -> bool:
-        return all(t.match is None for t in present) and \
-            self.acquire_since is not None and present[0].last_ts - self.acquire_since >= 3 * self.acquire_ms
 
     def _lock(self, t: Track) -> None:
         self.patient, self.acquire_since, self.was_locked, self.missed = t, None, True, 0

@@ -168,3 +168,18 @@ def test_extract_keeps_wild_keypoints_publishable_like_the_worker(data_dir):
     frames = list(extract(data_dir / "opencv_messi5.jpg", ScriptedBackend([[wild]] * 5)))
     assert len(frames) == 1 and frames[0].keypoints is not None
     assert frames[0].keypoints[15][2] == 0.0, "kept at the margin, with confidence 0"
+
+
+def test_with_a_guide_nobody_matches_the_mover_is_still_locked_after_three_windows():
+    """A patient who performs poorly (the guide's similarity stays low) is still locked, after three
+    acquisition windows, rather than everyone being tracked for ever; the still bystander never."""
+    frames = [[person(500, 20, 440), person(150, 200, 200, wiggle=30.0 * (i % 2))] for i in range(120)]
+    sel = SubjectSelector(ScriptedBackend(frames), "s", matcher=lambda ts, kps: 0.1, acquire_ms=1000)
+    out, locked_at = [], None
+    for i in range(120):
+        out.append(sel.step(IMAGE, i * 33.3))
+        if locked_at is None and sel.patient is not None:
+            locked_at = i * 33.3
+    assert sel.patient is not None and sel.patient.person.box[0] < 300
+    assert 3000 <= locked_at < 3100, f"locked at {locked_at} ms: not before three windows, and at once then"
+    assert all(o is not None and o.box[0] < 300 for o in out[10:]), "the mover, never the bystander"
