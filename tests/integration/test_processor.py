@@ -242,3 +242,42 @@ def test_mysql_away_for_seconds_live_scores_keep_flowing_and_no_row_is_lost(isol
     assert len(during) >= 3 * 5, f"live scores while MySQL was away: {len(during)} in 6 s"
     assert rows == len(ends), f"{rows} rows for {len(ends)} scored windows: every row written once MySQL was back"
     producer.close()
+
+
+def test_a_guide_looked_up_while_mysql_is_away_is_loaded_once_it_is_back(isolated_settings, guide, clip_keypoints,
+                                                                        tmp_path):
+    """A fault drill for the reference lookup: the processor's pool is open (one session scored), then every
+    MySQL connection is dropped and new ones refused; a session with another guide starts meanwhile. Its
+    frames wait (nothing dead-lettered as "unknown reference"), and once MySQL is back it is scored."""
+    from tests.tcp_proxy import TcpProxy
+
+    second = dataclasses.replace(guide, id="guide-2", name="guide-2")
+    asyncio.run(_db_call(isolated_settings, lambda db: db.save_reference(second)))
+    proxy = TcpProxy(isolated_settings.mysql_host, isolated_settings.mysql_port)
+    s = isolated_settings.with_(processor_coalesce_after=0, mysql_port=proxy.port, mysql_host="127.0.0.1")
+    first = _attempt(clip_keypoints, "patient-first")
+    later = [dataclasses.replace(f, reference_id="guide-2") for f in _attempt(clip_keypoints, "patient-later", loops=3)]
+    producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, linger_ms=0)
+    try:
+        with Services(s, tmp_path / "run", names=("processor",)):
+            for f in first:
+                producer.send(s.topics.keypoints, key=b"patient-first", value=f.to_json())
+            producer.flush()
+            _scores(s, lambda sc: any(x.session_id == "patient-first" for x in sc), timeout=60)
+            proxy.outage()
+            for f in later:
+                producer.send(s.topics.keypoints, key=b"patient-later", value=f.to_json())
+            producer.flush()
+            time.sleep(4.0)
+            restored_ms = now_ms()
+            proxy.restore()
+            live = _scores(s, lambda sc: any(x.session_id == "patient-later" for x in sc), timeout=60)
+            letters = consume(s, s.topics.dead_letter, lambda ms: False, timeout=2.0)
+    finally:
+        proxy.close()
+        producer.close()
+    later_scores = [x for x in live if x.session_id == "patient-later"]
+    assert later_scores and min(x.score_ts_ms for x in later_scores) >= restored_ms - 500, \
+        "scored once MySQL was back (the guide could not be read before)"
+    reasons = [json.loads(m.value)["reason"] for m in letters]
+    assert not any("guide-2" in r for r in reasons), reasons
