@@ -4,7 +4,8 @@ valid record survives its own encoding; and what a record accepts stays inside t
 the system relies on (integers below 2^53, keypoints finite and near the image, confidence in [0, 1]).
 
 Derandomised (the same examples on every machine and run) and without Hypothesis's example database,
-so a fresh clone runs exactly what CI runs and leaves no files behind.
+so a fresh clone runs exactly what CI runs (Hypothesis still keeps a small cache in `.hypothesis/`,
+which it marks git-ignored itself).
 """
 import json
 import math
