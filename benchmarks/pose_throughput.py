@@ -38,7 +38,8 @@ class NullProducer:
 
 
 def bare_blazepose(images) -> float:
-    backend = create_backend("blazepose")
+    """MediaPipe's own graph on one tracked stream: the model's cost, with no search for other people."""
+    backend = create_backend("blazepose_single")
     backend.infer(images[:5], ["warm"] * 5)
     t0 = time.perf_counter()
     for im in images:
@@ -49,7 +50,8 @@ def bare_blazepose(images) -> float:
 
 
 def worker_path(images, producer) -> float:
-    """The worker's per-frame work on the same frames: decode, choose the subject, publish."""
+    """The worker's per-frame work on the same frames: decode, find people and choose the patient (the
+    multi-person BlazePose stage, edge/subject.py), publish."""
     backend = create_backend("blazepose")
     worker = PoseWorker(SimpleNamespace(), producer, backend, Settings.from_env().with_(topic_namespace="bench").topics,
                         max_frame_age_ms=10**9, max_fps_per_session=1000)
