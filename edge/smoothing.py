@@ -18,12 +18,15 @@ def _alpha(cutoff_hz: np.ndarray | float, dt: float) -> np.ndarray | float:
 class OneEuroFilter:
     """Filters (17, 3) keypoint arrays in pixels; timestamps in milliseconds."""
 
-    def __init__(self, strength: float = 0.5, beta: float = 0.02, d_cutoff_hz: float = 1.0):
+    def __init__(self, strength: float = 0.5, beta: float = 0.02, d_cutoff_hz: float = 1.0,
+                 min_cutoff_hz: float | None = None):
+        """``min_cutoff_hz`` given: that cutoff instead of the one ``strength`` sets (a model's own
+        filter settings, e.g. MediaPipe's)."""
         if not 0.0 <= strength <= 1.0:
             raise ValueError("smoothing strength must be in [0, 1]")
         self.strength = strength
         # strength 0 -> cutoff 30 Hz (nearly raw), 1 -> 0.3 Hz (heavy)
-        self.min_cutoff_hz = 30.0 * (0.01 ** strength)
+        self.min_cutoff_hz = 30.0 * (0.01 ** strength) if min_cutoff_hz is None else min_cutoff_hz
         self.beta, self.d_cutoff_hz = beta, d_cutoff_hz
         self._x: np.ndarray | None = None
         self._dx: np.ndarray | None = None
@@ -32,7 +35,9 @@ class OneEuroFilter:
     def reset(self) -> None:
         self._x = self._dx = self._t_ms = None
 
-    def __call__(self, keypoints: np.ndarray, t_ms: float) -> np.ndarray:
+    def __call__(self, keypoints: np.ndarray, t_ms: float, scale: float = 1.0) -> np.ndarray:
+        """``scale``: the speeds that open the filter are measured in units of it (e.g. the body's size
+        in pixels, so a near and a far person are smoothed alike); 1 measures them in pixels."""
         kps = np.asarray(keypoints, dtype=np.float64)
         if self.strength == 0.0:
             return kps.astype(np.float32)
@@ -44,7 +49,7 @@ class OneEuroFilter:
         if dt > 1.0:  # a gap of more than a second: the old state is meaningless
             self._x, self._dx, self._t_ms = xy.copy(), np.zeros_like(xy), t_ms
             return kps.astype(np.float32)
-        dx = (xy - self._x) / dt
+        dx = (xy - self._x) / dt / scale
         a_d = _alpha(self.d_cutoff_hz, dt)
         self._dx = a_d * dx + (1.0 - a_d) * self._dx
         cutoff = self.min_cutoff_hz + self.beta * np.linalg.norm(self._dx, axis=1, keepdims=True)

@@ -176,6 +176,9 @@ class SubjectSelector:
 
     def __post_init__(self) -> None:
         self.filter = OneEuroFilter(self.smoothing)
+        spec = self.backend.output_filter
+        self.model_filter = OneEuroFilter(**spec) if spec else None
+        self.shown_filtered: int | None = None  # the track the filters follow
 
     # -- everyone in view ----------------------------------------------------------------------
     def _observe(self, image: np.ndarray, ts_ms: float, people: list[Person] | None) -> None:
@@ -189,7 +192,7 @@ class SubjectSelector:
         if self.tracks and self.last_search is not None:
             # crop-track: the patient alone while locked, everyone while acquiring
             follow = [self.patient] if self.patient is not None else list(self.tracks)
-            for t, p in zip(follow, self.backend.track(image, [t.person for t in follow])):
+            for t, p in zip(follow, self.backend.track(image, [t.person for t in follow], ts_ms)):
                 look = None if p is None else torso_histogram(image, p.keypoints)
                 if p is not None and t.same_look(look):  # else the crop slid onto someone else
                     t.observe(p, ts_ms, look)
@@ -201,7 +204,7 @@ class SubjectSelector:
         # keeps the others' tracks; with tiles when looking for the patient)
         thorough = self.patient is None or self.patient.last_ts != ts_ms
         self.last_search = self.frame
-        self._associate(image, self.backend.infer([image], [None], thorough=thorough)[0], ts_ms)
+        self._associate(image, self.backend.infer([image], [None], thorough=thorough, ts_ms=ts_ms)[0], ts_ms)
 
     def _associate(self, image: np.ndarray, people: list[Person], ts_ms: float) -> None:
         """People to tracks: the largest box overlaps first, never across different torso colours."""
@@ -253,7 +256,7 @@ class SubjectSelector:
                     self._lose()
                 return None
             self.missed = 0
-            return self._smooth(self.patient.person, ts_ms)
+            return self._smooth(self.patient, ts_ms)
         return self._acquire(ts_ms)
 
     def _judge(self) -> None:
@@ -280,7 +283,7 @@ class SubjectSelector:
                 all(t.match is not None for t in present if t.moving(tallest))
             if clear or done:
                 self._lock(leader)
-            return self._smooth(leader.person, ts_ms)
+            return self._smooth(leader, ts_ms)
         movers = self._movers(present, tallest)
         leader = max(present, key=lambda t: (t in movers, t.motion if t in movers else 0.0, t.prominence))
         if any(t.id == self.shown and t.last_ts != ts_ms for t in self.tracks):
@@ -303,7 +306,7 @@ class SubjectSelector:
             # few joints seen to compare): the old rule, so acquisition (everyone tracked) does not go on
             self._lock(leader)
         self.shown = leader.id
-        return self._smooth(leader.person, ts_ms)
+        return self._smooth(leader, ts_ms)
 
     @staticmethod
     def _movers(present: list[Track], tallest: float) -> list[Track]:
@@ -327,12 +330,24 @@ class SubjectSelector:
         self.patient, self.missed, self.acquire_since = None, 0, None
         for t in self.tracks:
             t.match = None
-        self.filter.reset()
+        self.shown_filtered = None
 
-    def _smooth(self, p: Person, ts_ms: float) -> Person:
-        if self.smoothing == 0.0:
-            return p
-        return Person(self.filter(p.keypoints, ts_ms), p.box, p.score, p.region)
+    def _smooth(self, track: Track, ts_ms: float) -> Person:
+        """The reported person's keypoints through the backend's own filter (the temporal filter its
+        model needs, e.g. MediaPipe's graph's), then the user's optional smoothing. Only what is reported
+        is filtered: the policy judges motion on the raw keypoints. A filter restarts with each person."""
+        p = track.person
+        if self.shown_filtered != track.id:
+            self.shown_filtered = track.id
+            self.filter.reset()
+            if self.model_filter is not None:
+                self.model_filter.reset()
+        kps = p.keypoints
+        if self.model_filter is not None:
+            kps = self.model_filter(kps, ts_ms, ((p.box[2] - p.box[0]) + (p.box[3] - p.box[1])) / 2 or 1.0)
+        if self.smoothing != 0.0:
+            kps = self.filter(kps, ts_ms)
+        return p if kps is p.keypoints else Person(kps, p.box, p.score, p.region)
 
     def everyone(self, ts_ms: float) -> list[tuple[int, Person]]:
         """Every person seen in the frame at ``ts_ms``: (track id, person), for --all-people."""

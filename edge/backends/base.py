@@ -74,9 +74,11 @@ class PoseBackend(ABC):
     multi_person: bool = False  # True: infer() returns everyone in view; False: the most prominent only
     batched: bool = False  # True: one infer() call over many sessions' frames is cheaper than one each
     can_track: bool = False  # True: track() follows given people from their last pose without a search
+    output_filter: dict | None = None  # OneEuroFilter settings the model's reported keypoints need
 
-    def track(self, image: np.ndarray, people: Sequence[Person]) -> list[Person | None]:
-        """Each of ``people`` in ``image``, found from where they were (None where lost)."""
+    def track(self, image: np.ndarray, people: Sequence[Person], ts_ms: float) -> list[Person | None]:
+        """Each of ``people`` in ``image`` (taken at ``ts_ms``), found from where they were (None where
+        lost)."""
         raise NotImplementedError(f"{self.name} cannot track")
 
     @abstractmethod

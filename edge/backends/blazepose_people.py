@@ -21,7 +21,7 @@ in the Tasks API, whose ``.task`` bundle is not in the wheel), and the selector 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -31,6 +31,7 @@ import numpy as np
 from edge.backends.base import BackendError, Person, PoseBackend, box_iou
 from edge.backends.blazepose import BLAZEPOSE_TO_COCO, native_stderr_silenced
 from edge.backends.blazepose_models import check_complexity, modules_dir
+from edge.smoothing import OneEuroFilter
 
 LANDMARK_FILES = {0: "pose_landmark_lite.tflite", 1: "pose_landmark_full.tflite", 2: "pose_landmark_heavy.tflite"}
 DETECT_SIZE, LANDMARK_SIZE = 224, 256
@@ -184,8 +185,8 @@ class LandmarkModel:
         by_size = {int(np.prod(d["shape"])): d["index"] for d in self.it.get_output_details()}
         self.landmarks, self.presence = by_size[195], by_size[1]
 
-    def __call__(self, image: np.ndarray, region: Region) -> tuple[np.ndarray, float, Region]:
-        """39 landmarks ``[x, y, visibility]`` (picture pixels), the presence score, next frame's region."""
+    def __call__(self, image: np.ndarray, region: Region) -> tuple[np.ndarray, float]:
+        """39 landmarks ``[x, y, visibility]`` (picture pixels) and the presence score."""
         m = region.matrix(LANDMARK_SIZE)
         crop = cv2.warpAffine(image, m, (LANDMARK_SIZE, LANDMARK_SIZE),
                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
@@ -196,8 +197,22 @@ class LandmarkModel:
         presence = float(self.it.get_tensor(self.presence)[0, 0])
         xy = raw[:, :2] @ m[:, :2].T + m[:, 2]
         vis = _sigmoid(raw[:, 3])
-        lm = np.concatenate([xy, vis[:, None]], axis=1).astype(np.float32)
-        return lm, presence, Region.from_points(lm[33, :2], lm[34, :2])
+        return np.concatenate([xy, vis[:, None]], axis=1).astype(np.float32), presence
+
+
+@dataclass
+class Tracked:
+    """What a person found by this backend carries to the next frame (``Person.region``): where to look,
+    and the One-Euro filter MediaPipe's pose graph puts on the two landmarks that place that region
+    (its auxiliary-landmark smoothing: min cutoff 0.01 Hz, beta 10). Without it the region follows the
+    landmarks and the landmarks the region: on a still person they jumped by up to ~160 px from frame
+    to frame (std 14.6 px; 0.5 px with it), and a frozen patient looked like a moving one (0.63 on the
+    frozen-frame variant of ./dev bench scoring_eval, 0.05 with it). The body's landmarks themselves are
+    not filtered (no lag; the subject policy measures motion on them)."""
+
+    region: Region
+    aux: OneEuroFilter = field(default_factory=lambda: OneEuroFilter(min_cutoff_hz=0.01, beta=10.0))
+
 
 
 class BlazePosePeopleBackend(PoseBackend):
@@ -208,6 +223,9 @@ class BlazePosePeopleBackend(PoseBackend):
     name = "blazepose"
     multi_person = True
     can_track = True
+    # MediaPipe's pose graph filters the landmarks it reports (min cutoff 0.05 Hz, beta 80, speeds in body
+    # sizes): the subject policy applies it to the person it reports
+    output_filter = {"min_cutoff_hz": 0.05, "beta": 80.0}
 
     def __init__(self, complexity: int = 1, min_detection_confidence: float = 0.5, min_presence: float = 0.5,
                  min_visibility: float = 0.4, max_people: int = 6, threads: int = 1, **_ignored):
@@ -220,10 +238,15 @@ class BlazePosePeopleBackend(PoseBackend):
         self.min_visibility = min_visibility
         self.version = f"mediapipe-{mp.__version__}-people-c{complexity}"
 
-    def _person(self, image: np.ndarray, region: Region) -> Person | None:
-        lm, presence, nxt = self.landmark(image, region)
+    def _person(self, image: np.ndarray, state: Tracked, ts_ms: float | None) -> Person | None:
+        lm, presence = self.landmark(image, state.region)
         if presence < self.min_presence:
             return None
+        aux = lm[33:35]
+        if ts_ms is not None:  # the graph's filter, speeds measured in body sizes (its value scaling)
+            seen = lm[:33, :2]
+            aux = state.aux(aux, ts_ms, max(float(np.ptp(seen[:, 0]) + np.ptp(seen[:, 1])) / 2, 1.0))
+        nxt = Tracked(Region.from_points(aux[0, :2], aux[1, :2]), state.aux)
         kps = lm[TO_COCO]
         score = float(kps[:, 2].mean())
         if score < self.min_visibility:  # a detection on a poster or a patch of floor: few joints seen
@@ -231,21 +254,22 @@ class BlazePosePeopleBackend(PoseBackend):
         return Person.from_keypoints(kps, score, region=nxt)
 
     def infer(self, images: Sequence[np.ndarray], streams: Sequence[str | None],
-              thorough: bool = True) -> list[list[Person]]:
+              thorough: bool = True, ts_ms: float | None = None) -> list[list[Person]]:
         """Everyone in each image; ``thorough=False`` skips the tiles (a search while the patient is
-        locked only needs to keep the other people's tracks)."""
+        locked only needs to keep the other people's tracks); ``ts_ms``: the frame's time, which starts
+        each person's region smoothing (without it, the next region is unfiltered)."""
         out = []
         for image in images:
             people: list[Person] = []
             for region, _box, _score in self.detector.search(image, thorough=thorough)[: self.max_people]:
-                p = self._person(image, region)
+                p = self._person(image, Tracked(region), ts_ms)
                 if p is not None and not any(_same(p, q) for q in people):
                     people.append(p)
             out.append(people)
         return out
 
-    def track(self, image: np.ndarray, people: Sequence[Person]) -> list[Person | None]:
-        return [self._person(image, p.region) if p.region is not None else None for p in people]
+    def track(self, image: np.ndarray, people: Sequence[Person], ts_ms: float) -> list[Person | None]:
+        return [self._person(image, p.region, ts_ms) if isinstance(p.region, Tracked) else None for p in people]
 
 
 def _same(a: Person, b: Person) -> bool:

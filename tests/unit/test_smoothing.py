@@ -36,3 +36,21 @@ def test_a_fast_movement_is_followed_with_little_lag():
 def test_strength_is_validated():
     with pytest.raises(ValueError):
         OneEuroFilter(strength=2.0)
+
+
+def test_speeds_measured_in_body_sizes_smooth_a_near_and_a_far_person_alike():
+    """With ``scale`` the filter opens on speed in body sizes (MediaPipe's value scaling): the same
+    relative step of a person twice as large is smoothed by the same fraction."""
+    import numpy as np
+
+    from edge.smoothing import OneEuroFilter
+
+    out = []
+    for size in (100.0, 200.0):
+        f = OneEuroFilter(min_cutoff_hz=0.05, beta=80.0)
+        still = np.zeros((17, 3), np.float32)
+        f(still, 0.0, size)
+        moved = still.copy()
+        moved[:, 0] = 0.05 * size  # a twentieth of the body in one 33 ms frame
+        out.append(f(moved, 33.0, size)[0, 0] / (0.05 * size))
+    assert 0.0 < out[0] < 1.0 and abs(out[0] - out[1]) < 1e-6
