@@ -278,6 +278,9 @@ def build_worker(settings) -> PoseWorker:
         # (the broker answers a fetch as soon as a frame arrives; the wait only bounds how often an idle
         # worker asks: 20 ms cost ~0.06 of a core with no session)
         auto_offset_reset="latest", enable_auto_commit=True, fetch_max_wait_ms=500,
+        # a crashed worker's partitions move to the others (or to its restart) after 10 s, not
+        # kafka-python's 45 s (the fault drill in tests/integration/test_fault_drills.py found it)
+        session_timeout_ms=10_000, heartbeat_interval_ms=2_000,
         max_partition_fetch_bytes=8 * 1024 * 1024,
     )
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0, acks=1)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import JSONResponse, Response
@@ -46,7 +47,7 @@ from gateway.auth import AuthError, Claims, TokenSigner, bearer, check_api_key, 
 from gateway.edge_ingest import EdgeIngest, EdgeMessageError, KeypointPublisher
 from gateway.fanout import ScoreFanout
 from gateway.jitter import install as install_marker_jitter_buffer
-from gateway.limits import ConcurrencyLimit, RateLimit, client_of
+from gateway.limits import ConcurrencyLimit, ErrorThrottle, RateLimit, client_of
 from gateway.ingest import VideoIngest
 from gateway.offer import Offer, OfferError
 from gateway.uploads import Extractor, UploadError, limited_chunks, receive_video
@@ -257,6 +258,18 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
     session_limit = RateLimit(settings.client_sessions_per_min)
     offer_limit = RateLimit(settings.client_offers_per_min)
     ws_limit = ConcurrencyLimit(settings.client_max_websockets)
+    error_limit = RateLimit(settings.client_errors_per_min)
+    # error replies on a data channel, per session: a burst, then 5 a second; the rest are counted, unanswered
+    channel_error_replies = RateLimit(300, burst=60)
+
+    def reply_error(channel, sid: str, ingest, reason: str) -> None:
+        if channel.readyState != "open":
+            return
+        if channel_error_replies.allow(sid):
+            channel.send(json.dumps({"type": "error", "reason": reason}))
+        else:
+            ingest.counters["errors_unanswered"] += 1
+            metrics.DROPPED.labels("gateway", "error_reply_limit").inc()
 
     def too_many(limit: RateLimit, request: Request, what: str) -> JSONResponse:
         metrics.DROPPED.labels("gateway", f"limit_{what}").inc()
@@ -591,8 +604,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
             except EdgeMessageError as exc:
                 ingest.counters["bad_messages"] += 1
                 metrics.DROPPED.labels("gateway", "edge_refused").inc()
-                if channel.readyState == "open":
-                    channel.send(json.dumps({"type": "error", "reason": str(exc)}))
+                reply_error(channel, sid, ingest, str(exc))
                 return
             ingest.publish(frame)
 
@@ -631,8 +643,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
                         ingest.clock_t0_ms = check_client_ts("t0_ms", msg.get("t0_ms"))
                 except (ValueError, AttributeError, RecursionError) as exc:  # MessageError is a ValueError
                     ingest.counters["bad_channel_messages"] += 1
-                    if channel.readyState == "open":
-                        channel.send(json.dumps({"type": "error", "reason": str(exc)[:200]}))
+                    reply_error(channel, sid, ingest, str(exc)[:200])
 
         @pc.on("track")
         def on_track(track):
@@ -725,7 +736,8 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         Route("/sessions/{session_id}/offer", offer, methods=["POST"]),
         WebSocketRoute("/sessions/{session_id}/scores", scores_ws),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(
+        ErrorThrottle, limit=error_limit, on_throttled=lambda: metrics.DROPPED.labels("gateway", "limit_errors").inc())])
     app.state.live = live
     app.state.fanout = fanout
     app.state.signer = signer

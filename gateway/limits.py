@@ -69,3 +69,50 @@ class ConcurrencyLimit:
 def client_of(conn) -> str:
     """The caller's address (Starlette Request or WebSocket)."""
     return conn.client.host if conn.client is not None else "unknown"
+
+
+class ErrorThrottle:
+    """ASGI middleware: error replies rate-limited per client. Every 4xx answer (and every WebSocket
+    refused with a 4xxx close code) spends one of the client's ``limit`` tokens; a client with none left
+    is answered 429 (WebSocket: closed with 4429) before its request reaches a handler, until its bucket
+    refills. A client guessing tokens or replaying junk costs a bucket lookup, not a handler, a database
+    query or a JSON parse, and cannot flood the logs; well-behaved clients never see it (their few
+    mistakes are far under the burst)."""
+
+    def __init__(self, app, limit: RateLimit, on_throttled=None):
+        self.app, self.limit, self.on_throttled = app, limit, on_throttled
+
+    def _exhausted(self, client: str) -> bool:
+        if self.limit.rate <= 0:
+            return False
+        tokens, at = self.limit.buckets.get(client, (self.limit.burst, self.limit.clock()))
+        return min(self.limit.burst, tokens + (self.limit.clock() - at) * self.limit.rate) < 1.0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        client = scope["client"][0] if scope.get("client") else "unknown"
+        if self._exhausted(client):
+            if self.on_throttled is not None:
+                self.on_throttled()
+            retry = str(self.limit.retry_after_s(client)).encode()
+            if scope["type"] == "http":
+                body = b'{"error": "too many refused requests from this client: retry in ' + retry + b' s"}'
+                await send({"type": "http.response.start", "status": 429,
+                            "headers": [(b"content-type", b"application/json"), (b"retry-after", retry),
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+            else:  # accepted first, as the gateway's own refusals, so that the client sees the close code
+                if (await receive())["type"] == "websocket.connect":
+                    await send({"type": "websocket.accept"})
+                    await send({"type": "websocket.close", "code": 4429, "reason": "too many refused requests"})
+            return
+
+        async def watch(message):
+            kind = message["type"]
+            if (kind == "http.response.start" and 400 <= message["status"] < 500) or \
+                    (kind == "websocket.close" and 4000 <= message.get("code", 1000) < 5000):
+                self.limit.allow(client)  # spends a token
+            await send(message)
+
+        await self.app(scope, receive, watch)

@@ -64,6 +64,7 @@ class Settings:
     client_sessions_per_min: int = 120  # per client address; 0: no limit
     client_offers_per_min: int = 240
     client_max_websockets: int = 100
+    client_errors_per_min: int = 300  # error replies (4xx, refused WebSockets) per client; 0: no limit
     worker_metrics_port: int = 9101
     processor_metrics_port: int = 9102
 
@@ -107,6 +108,7 @@ class Settings:
         "client_sessions_per_min": "REHAB_CLIENT_SESSIONS_PER_MIN",
         "client_offers_per_min": "REHAB_CLIENT_OFFERS_PER_MIN",
         "client_max_websockets": "REHAB_CLIENT_MAX_WEBSOCKETS",
+        "client_errors_per_min": "REHAB_CLIENT_ERRORS_PER_MIN",
         "worker_metrics_port": "REHAB_WORKER_METRICS_PORT",
         "processor_metrics_port": "REHAB_PROCESSOR_METRICS_PORT",
     }

@@ -220,6 +220,28 @@ def test_a_client_that_creates_sessions_too_fast_gets_429_and_others_are_served(
             assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1 and "too many" in r.json()["error"]
 
 
+def test_a_client_answered_with_errors_too_often_is_refused_before_any_work_and_others_are_served():
+    """Error replies are rate-limited per client (gateway.limits.ErrorThrottle): past the burst, the
+    client's requests are answered 429 before any handler runs, its WebSockets closed with 4429; another
+    client is served as before, and the client is served again once its bucket refills."""
+    with isolated(client_errors_per_min=6) as settings:  # burst 3
+        app = create_app(settings)
+        other = TestClient(app, client=("10.0.0.2", 5000))  # (no lifespan of its own: its calls touch no I/O)
+        with TestClient(app, client=("10.0.0.1", 5000)) as guesser:
+            codes = [guesser.get("/sessions/s1", headers=bearer(f"forged.{i}")).status_code for i in range(5)]
+            assert codes == [401, 401, 401, 429, 429], codes
+            r = guesser.get("/health")
+            assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1 and "too many" in r.json()["error"]
+            assert ws_close_code(guesser, "/sessions/s1/scores") == 4429
+            assert other.get("/health").status_code == 200, "another client is served"
+            assert other.get("/sessions/s1", headers=bearer("forged")).status_code == 401
+            bucket = app.user_middleware  # (the limiter's clock is time.monotonic: refill it by hand)
+            limit = next(m.kwargs["limit"] for m in bucket)
+            tokens, at = limit.buckets["10.0.0.1"]
+            limit.buckets["10.0.0.1"] = (tokens, at - 60)
+            assert guesser.get("/health").status_code == 200, "served again once the bucket refilled"
+
+
 @contextlib.asynccontextmanager
 async def _in_process_gateway(settings, reference):
     """The gateway app in this process, its lifespan run (real Kafka and MariaDB), ``reference``

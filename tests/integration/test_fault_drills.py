@@ -1,0 +1,299 @@
+"""Fault drills on the real broker and database, each with a neighbouring session streaming beside the
+one that is hit: the processor SIGKILLed mid-session, the pose worker killed. Each drill asserts, for
+every session:
+
+- no keypoint frame lost: every window the offline scorer scores from the session's keypoints is scored
+  live (after a processor restart, at most the windows of one window refill are missing, all right after
+  the crash: the restarted processor rebuilds the window from the frames that follow);
+- no duplicate score row (one row per scored window), and the repetition count continues;
+- scores again within 10 s of the recovery;
+- the neighbour unaffected where it does not share the failed part (its live scores never pause).
+
+MySQL away mid-session is drilled in test_processor.py (through a proxy, 6 s). Not yet drilled here:
+MariaDB stopped for 30 s and Kafka restarted on a stack of the drill's own (a first version ran, but
+no score came back on that stack: not yet understood)."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+from kafka import KafkaProducer
+
+from rehab.records import FrameRecord, KeypointFrame, Score, now_ms
+from rehab.scoring import LiveScorer, ReferenceModel, replay_scores
+from rehab.services import Services
+from rehab.storage.repository import Database
+from tests.conftest import DATA
+from tests.kafka_helpers import consume
+
+FPS = 60  # the clips' pace
+RESUME_S = 10.0
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+async def _with_db(settings, fn):
+    async with Database.opened(settings) as db:
+        return await fn(db)
+
+
+def _attempt(clip_keypoints, session_id: str, seconds: float) -> list:
+    clip = clip_keypoints("pose2sim_single_cam02.mp4")
+    frames = (clip * (int(seconds * FPS / len(clip)) + 1))[: int(seconds * FPS)]
+    return [dataclasses.replace(f, session_id=session_id, reference_id="guide", seq=i, capture_ts_ms=0)
+            for i, f in enumerate(frames)]
+
+
+class Streams:
+    """Sessions' keypoint frames sent at the clip's pace from a thread, as the gateway publishes an
+    edge device's keypoints (stamped when sent); ``at`` starts drill actions, each on a thread of its
+    own, at given seconds (the sessions keep streaming meanwhile)."""
+
+    def __init__(self, settings, sessions: dict[str, list], at: dict[float, callable]):
+        self.settings, self.sessions, self.at = settings, sessions, dict(sorted(at.items()))
+        self.sent: dict[str, list] = {sid: [] for sid in sessions}
+        self.marks: dict[str, int] = {}
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.actions: list[threading.Thread] = []
+
+    def _act(self, action) -> None:
+        def run():
+            try:
+                action()
+            except BaseException as exc:  # surfaced by join()
+                self.error = self.error or exc
+
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        self.actions.append(t)
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = now_ms()
+
+    def _run(self) -> None:
+        try:
+            producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, linger_ms=5, acks="all",
+                                     retries=1_000_000, retry_backoff_ms=200, request_timeout_ms=60_000,
+                                     max_in_flight_requests_per_connection=1, max_block_ms=120_000)
+            n = max(len(f) for f in self.sessions.values())
+            start = time.monotonic()
+            for i in range(n):
+                t = i / FPS
+                while self.at and next(iter(self.at)) <= t:
+                    self._act(self.at.pop(next(iter(self.at))))
+                time.sleep(max(0.0, start + t - time.monotonic()))
+                for sid, frames in self.sessions.items():
+                    if i < len(frames):
+                        f = dataclasses.replace(frames[i], capture_ts_ms=now_ms())
+                        producer.send(self.settings.topics.keypoints, key=sid.encode(), value=f.to_json())
+                        self.sent[sid].append(f)
+            for action in self.at.values():
+                self._act(action)
+            producer.flush(timeout=120)
+            producer.close()
+        except BaseException as exc:  # surfaced by join()
+            self.error = exc
+
+    def start(self) -> "Streams":
+        self.thread.start()
+        return self
+
+    def join(self) -> None:
+        self.thread.join(300)
+        for t in self.actions:
+            t.join(300)
+        if self.error is not None:
+            raise self.error
+
+
+def _scores(settings, last: dict[str, int], timeout: float = 90.0) -> dict[str, list[Score]]:
+    """Every score of the topic, by session, once each session's last frame is scored."""
+    def done(msgs):
+        ends = {}
+        for m in msgs:
+            if m.value is not None:
+                s = Score.from_json(m.value)
+                ends[s.session_id] = max(ends.get(s.session_id, -1), s.window_end_seq)
+        return all(ends.get(sid, -1) >= seq for sid, seq in last.items())
+
+    out: dict[str, list[Score]] = {sid: [] for sid in last}
+    for m in consume(settings, settings.topics.scores, done, timeout):
+        if m.value is not None:
+            s = Score.from_json(m.value)
+            if s.session_id in out:
+                out[s.session_id].append(s)
+    return out
+
+
+def _offline(settings, reference, frames) -> list[Score]:
+    scorer = LiveScorer(ReferenceModel.build(reference), frames[0].session_id,
+                        window_ms=settings.processor_window_ms, min_interval_ms=settings.processor_min_interval_ms)
+    return replay_scores(scorer, frames)
+
+
+def check_session(settings, reference, frames, live: list[Score], *, recovered_ms: int | None = None,
+                  refill_after_ms: int | None = None) -> dict:
+    """The drill's guarantees for one session; returns its figures for the failure messages."""
+    sid = frames[0].session_id
+    assert live, f"{sid}: no score at all"
+    offline = _offline(settings, reference, frames)
+    ends_live, ends_off = {x.window_end_seq for x in live}, {x.window_end_seq for x in offline}
+    missing = sorted(ends_off - ends_live)
+    if refill_after_ms is None:
+        assert not missing, f"{sid}: windows the offline scorer scores were not scored live: {missing[:20]}"
+    else:  # one refill: windows ending within a window's length of the first frame after the crash
+        by_seq = {f.seq: f for f in frames}
+        first_after = min((f.seq for f in frames if f.capture_ts_ms >= refill_after_ms), default=frames[-1].seq)
+        refill_end = first_after + round(settings.processor_window_ms * FPS / 1000) + 1
+        stray = [e for e in missing if not (by_seq[e].capture_ts_ms >= refill_after_ms - 1000 and e <= refill_end)]
+        assert not stray, f"{sid}: windows lost outside the one refill after the crash: {stray[:20]}"
+    assert max(ends_live) == frames[-1].seq, f"{sid}: the last frame was not scored"
+    final = max(live, key=lambda x: (x.window_end_seq, x.score_ts_ms))
+    assert final.reps == offline[-1].reps, f"{sid}: counted {final.reps} repetitions, offline {offline[-1].reps}"
+    rows = _run(_with_db(settings, lambda db: db.wait_for_scores(sid, len(ends_live), timeout_s=30)))
+    assert rows == len(ends_live), f"{sid}: {rows} rows for {len(ends_live)} scored windows"
+    figures = {"windows": len(ends_live), "missing": len(missing), "reps": final.reps, "rows": rows}
+    if recovered_ms is not None:
+        after = [x.score_ts_ms for x in live if x.score_ts_ms >= recovered_ms]
+        assert after, f"{sid}: no score after the recovery"
+        figures["resumed_s"] = (min(after) - recovered_ms) / 1000
+        assert figures["resumed_s"] <= RESUME_S, f"{sid}: scores resumed {figures['resumed_s']:.1f} s after recovery"
+    return figures
+
+
+def max_gap_s(live: list[Score], start_ms: int, end_ms: int) -> float:
+    ts = sorted(x.score_ts_ms for x in live if start_ms <= x.score_ts_ms <= end_ms)
+    assert ts, "no score in the interval"
+    edges = [start_ms, *ts, end_ms]
+    return max(b - a for a, b in zip(edges, edges[1:])) / 1000
+
+
+@pytest.fixture
+def guide(isolated_settings, guide_reference):
+    _run(_with_db(isolated_settings, lambda db: db.save_reference(guide_reference)))
+    return guide_reference
+
+
+# -- the processor and the worker: on the shared stack -----------------------------------------------
+
+def test_processor_sigkilled_mid_session_loses_no_frame_and_duplicates_no_row(isolated_settings, guide,
+                                                                              clip_keypoints, tmp_path):
+    s = isolated_settings.with_(processor_coalesce_after=0)  # every window, as the offline scorer
+    sessions = {sid: _attempt(clip_keypoints, sid, 12.0) for sid in ("patient", "neighbour")}
+    services = {"run": Services(s, tmp_path / "run1", names=("processor",))}
+    services["run"].start()
+
+    def crash_and_restart():
+        drill.mark("killed")
+        services["run"].kill("processor")  # no graceful shutdown, no final commit
+        services["run"].stop()
+        services["run"] = Services(s, tmp_path / "run2", names=("processor",))  # the restart policy
+        threading.Thread(target=lambda: (services["run"].start(), drill.mark("recovered")), daemon=True).start()
+
+    drill = Streams(s, sessions, {3.0: crash_and_restart}).start()
+    try:
+        drill.join()
+        deadline = time.monotonic() + 120
+        while "recovered" not in drill.marks and time.monotonic() < deadline:
+            time.sleep(0.2)
+        live = _scores(s, {sid: f[-1].seq for sid, f in sessions.items()})
+        figures = {sid: check_session(s, guide, drill.sent[sid], live[sid], recovered_ms=drill.marks["recovered"],
+                                      refill_after_ms=drill.marks["killed"]) for sid in sessions}
+    finally:
+        services["run"].stop()
+    print("processor SIGKILL drill:", figures)
+
+
+def _frames_of(clip: Path, session_id: str, seconds: float, fps: float) -> list[tuple[int, bytes, int, int]]:
+    cap = cv2.VideoCapture(str(clip))
+    images = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        images.append(img)
+    cap.release()
+    step = max(1, round(FPS / fps))
+    images = images[::step]
+    out = []
+    for i in range(int(seconds * fps)):
+        img = images[i % len(images)]
+        h, w = img.shape[:2]
+        out.append((i, cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes(), w, h))
+    return out
+
+
+def test_a_killed_pose_worker_is_replaced_and_its_session_resumes_while_the_neighbour_goes_on(
+        isolated_settings, guide, clip_keypoints, tmp_path):
+    """The patient streams video (cloud mode: frames -> worker -> keypoints); the neighbour sends keypoints
+    from its device (edge mode). The worker is SIGKILLed 4 s in and a new one started (the restart
+    policy); the dead worker's partitions are free once its group session (10 s) runs out. Frames
+    published while no worker serves them are live video gone stale: dropped, by design, not queued. Every keypoint frame the workers did publish is scored; the neighbour never pauses."""
+    s = isolated_settings.with_(processor_coalesce_after=0, worker_max_fps=15)
+    frames = _frames_of(DATA / "pose2sim_single_cam02.mp4", "patient", 24.0, 15.0)
+    neighbour = {"neighbour": _attempt(clip_keypoints, "neighbour", 24.0)}
+    services = Services(s, tmp_path / "run", names=("processor", "worker"))
+    services.start()
+    replaced: dict[str, Services] = {}
+    marks: dict[str, int] = {}
+
+    def kill_and_replace():
+        marks["killed"] = now_ms()
+        services.kill("worker")
+        replaced["worker"] = w = Services(s, tmp_path / "run2", names=("worker",))
+        threading.Thread(target=lambda: (w.start(), marks.setdefault("recovered", now_ms())), daemon=True).start()
+
+    def camera():
+        producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, linger_ms=0)
+        start = time.monotonic()
+        for seq, jpeg, w, h in frames:
+            time.sleep(max(0.0, start + seq / 15.0 - time.monotonic()))
+            if seq == 60 and "killed" not in marks:
+                kill_and_replace()
+            t = now_ms()
+            key, value, headers = FrameRecord("patient", seq, t, t, w, h, "guide", jpeg).to_kafka()
+            producer.send(s.topics.frames, key=key, value=value, headers=headers)
+        producer.flush()
+        producer.close()
+
+    cam = threading.Thread(target=camera, daemon=True)
+    try:
+        cam.start()
+        drill = Streams(s, neighbour, {}).start()
+        drill.join()
+        cam.join(120)
+        deadline = time.monotonic() + 90
+        while "recovered" not in marks and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "recovered" in marks, "the new worker never became ready"
+        # the patient's keypoints as the workers published them: what the processor must have scored
+        last_seq = frames[-1][0]
+
+        def patient_of(msgs):
+            return [k for k in (KeypointFrame.from_json(m.value) for m in msgs) if k.session_id == "patient"]
+
+        patient = patient_of(consume(s, s.topics.keypoints, lambda ms: any(
+            k.seq == last_seq for k in patient_of(ms[-50:])), timeout=30))
+        assert patient and any(k.gateway_ts_ms >= marks["recovered"] for k in patient), "no keypoints after the restart"
+        last = {"patient": patient[-1].seq, "neighbour": neighbour["neighbour"][-1].seq}
+        live = _scores(s, last)
+        figures = {
+            "patient": check_session(s, guide, patient, live["patient"], recovered_ms=marks["recovered"]),
+            "neighbour": check_session(s, guide, drill.sent["neighbour"], live["neighbour"]),
+        }
+        figures["neighbour"]["max_gap_s"] = max_gap_s(live["neighbour"], marks["killed"], marks["recovered"] + 3000)
+        assert figures["neighbour"]["max_gap_s"] < 1.5, f"the neighbour paused while the worker was away: {figures}"
+        figures["worker_away_s"] = (marks["recovered"] - marks["killed"]) / 1000
+    finally:
+        if "worker" in replaced:
+            replaced["worker"].stop()
+        services.stop()
+    print("worker kill drill:", figures)
