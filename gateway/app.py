@@ -713,6 +713,8 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, Exception):
                 await writer
             fanout.unsubscribe(sid, q)
+            with contextlib.suppress(Exception):  # a clean close (1000), not a dropped connection
+                await ws.close(code=1000, reason="this stream only pushes")
 
     async def index(request: Request):
         return FileResponse(STATIC / "index.html")
