@@ -23,12 +23,17 @@ class RateLimit:
         self.clock, self.max_clients = clock, max_clients
         self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
+    def tokens(self, client: str, now: float) -> float:
+        """The client's tokens at ``now`` (its bucket refilled since last seen), spending none."""
+        tokens, at = self.buckets.get(client, (self.burst, now))
+        return min(self.burst, tokens + (now - at) * self.rate)
+
     def allow(self, client: str) -> bool:
         if self.rate <= 0:
             return True
         now = self.clock()
-        tokens, at = self.buckets.pop(client, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        tokens = self.tokens(client, now)
+        self.buckets.pop(client, None)
         ok = tokens >= 1.0
         self.buckets[client] = (tokens - 1.0 if ok else tokens, now)
         while len(self.buckets) > self.max_clients:
@@ -85,8 +90,7 @@ class ErrorThrottle:
     def _exhausted(self, client: str) -> bool:
         if self.limit.rate <= 0:
             return False
-        tokens, at = self.limit.buckets.get(client, (self.limit.burst, self.limit.clock()))
-        return min(self.limit.burst, tokens + (self.limit.clock() - at) * self.limit.rate) < 1.0
+        return self.limit.tokens(client, self.limit.clock()) < 1.0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):

@@ -44,20 +44,13 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
-# Daemons this process started, kept so that they are reaped when stopped here and never garbage-
-# collected while running (Popen warns about that: a test that starts a broker of its own would fail)
-_children: dict[int, subprocess.Popen] = {}
-
-
 def spawn(cmd: list[str], log_file: Path, pid_file: Path, env: dict | None = None) -> int:
-    """Starts a daemon in a session of its own (it outlives this process; ``stop_pid`` stops it)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, env=env,
         )
-    _children[proc.pid] = proc
     pid_file.write_text(str(proc.pid))
     return proc.pid
 
@@ -99,8 +92,5 @@ def stop_pid(pid_file: Path, timeout: float = 30.0) -> bool:
         time.sleep(0.2)
     if _alive(pid):
         os.kill(pid, signal.SIGKILL)
-    child = _children.pop(pid, None)
-    if child is not None:
-        child.wait(10)
     pid_file.unlink(missing_ok=True)
     return True
