@@ -107,6 +107,29 @@ async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
 
 MAX_JSON_DEPTH = 32
 
+_ID_SCHEMA = {"type": "string", "pattern": ID_PATTERN.pattern}
+# What /openapi.json declares beside the routes' docstrings: bodies, path parameters, credentials.
+# (The API is fuzzed from this document: tests/e2e/test_api_fuzz.py.)
+OPENAPI_COMPONENTS = {
+    "schemas": {
+        "NewSession": {"type": "object", "required": ["reference_id"], "additionalProperties": False,
+                       "properties": {"reference_id": _ID_SCHEMA, "patient_id": _ID_SCHEMA,
+                                      "mode": {"type": "string", "enum": ["cloud", "edge"]}}},
+        "ClinicianGrant": {"type": "object", "required": ["clinician_id", "patient_id"], "additionalProperties": False,
+                           "properties": {"clinician_id": _ID_SCHEMA, "patient_id": _ID_SCHEMA}},
+        "Offer": {"type": "object", "required": ["sdp"], "additionalProperties": False,
+                  "properties": {"sdp": {"type": "string"}, "type": {"type": "string", "enum": ["offer"]}}},
+    },
+    "parameters": {
+        "session_id": {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}},
+        "reference_id": {"name": "reference_id", "in": "path", "required": True, "schema": {"type": "string"}},
+    },
+    "securitySchemes": {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "a session's or a clinician's token"},
+        "api_key": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "the admin API key"},
+    },
+}
+
 
 def json_depth_ok(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether no array/object nests deeper than ``limit`` (counted on the bytes, outside strings,
@@ -178,7 +201,8 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
     signer = TokenSigner(settings.auth_secret, ttl_s=settings.token_ttl_s)
     if not settings.auth_secret:
         log.warning("REHAB_AUTH_SECRET is not set: tokens are signed with a random key and die with this process")
-    schemas = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "ReHab Live gateway", "version": "1.0.0"}})
+    schemas = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "ReHab Live gateway", "version": "1.0.0"},
+                               "components": OPENAPI_COMPONENTS})
 
     def default_backend():
         from edge.backends import create_backend
@@ -346,6 +370,9 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
     async def get_reference(request: Request):
         """
         summary: One guide recording; ?frames=true adds its keypoints (one 17x3 list or null per frame).
+        parameters:
+          - {$ref: "#/components/parameters/reference_id"}
+          - {name: frames, in: query, schema: {type: string, enum: ["true", "false", "1", "0"]}}
         responses:
           200: {description: "{id, name, fps, width, height, model, model_version, source_sha256, n_frames}"}
           404: {description: unknown reference}
@@ -369,6 +396,11 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         description: Needs the admin API key (X-API-Key). Query name= (required) and id= (optional,
           default derived from the name); an existing id is replaced. The video's type is taken from its
           first bytes, not from Content-Type.
+        security: [{api_key: []}]
+        parameters:
+          - {name: name, in: query, required: true, schema: {type: string}}
+          - {name: id, in: query, schema: {type: string}}
+        requestBody: {required: true, content: {application/octet-stream: {schema: {type: string, format: binary}}}}
         responses:
           201: {description: "{reference_id, name, fps, frames, frames_with_subject}"}
           400: {description: missing name, empty body}
@@ -408,6 +440,11 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         summary: Score an uploaded attempt (the body, a video) against a stored reference.
         description: Needs the admin API key. Same code and output as `rehab score --json` (similarity in
           [0, 1], per-joint similarity, corrections, repetitions, phase coverage). Query mirror=auto|off.
+        security: [{api_key: []}]
+        parameters:
+          - {$ref: "#/components/parameters/reference_id"}
+          - {name: mirror, in: query, schema: {type: string, enum: [auto, "off"]}}
+        requestBody: {required: true, content: {application/octet-stream: {schema: {type: string, format: binary}}}}
         responses:
           200: {description: "{similarity, reps, windows, phase_coverage, joints, corrections, ...}"}
           401: {description: no API key}
@@ -446,6 +483,8 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         """
         summary: A token with which a clinician watches one patient's sessions.
         description: Needs the admin API key. Body {clinician_id, patient_id}.
+        security: [{api_key: []}]
+        requestBody: {required: true, content: {application/json: {schema: {$ref: "#/components/schemas/ClinicianGrant"}}}}
         responses:
           201: {description: "{token, expires_at}"}
           401: {description: no API key}
@@ -466,6 +505,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         description: Body {reference_id, patient_id, mode} (mode cloud = video over WebRTC, edge = keypoints
           over a data channel). The token (Authorization Bearer, or ?token= on the WebSocket) is needed for
           the offer, the score stream and ending the session; it expires after REHAB_TOKEN_TTL_S.
+        requestBody: {required: true, content: {application/json: {schema: {$ref: "#/components/schemas/NewSession"}}}}
         responses:
           201: {description: "{session_id, token, expires_at, reference_id, patient_id, mode}"}
           400: {description: body is not JSON}
@@ -503,6 +543,8 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
     async def get_session(request: Request):
         """
         summary: The session (needs its token, or a clinician token for its patient).
+        parameters: [{$ref: "#/components/parameters/session_id"}]
+        security: [{bearer: []}]
         responses:
           200: {description: "{id, patient_id, reference_id, mode, started_at, ended_at}"}
           401: {description: missing, expired or forged token}
@@ -520,6 +562,8 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
     async def end_session(request: Request):
         """
         summary: End the session and close its peer connection (needs its token).
+        parameters: [{$ref: "#/components/parameters/session_id"}]
+        security: [{bearer: []}]
         responses:
           200: {description: "{session_id, ended, ingest}"}
           401: {description: missing, expired or forged token}
@@ -541,6 +585,9 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         summary: WebRTC offer/answer for the session's camera (needs the session's own token).
         description: Body {sdp, type "offer"}. A new offer for a live session replaces its peer connection
           (reconnect or ICE restart without losing the session).
+        parameters: [{$ref: "#/components/parameters/session_id"}]
+        security: [{bearer: []}]
+        requestBody: {required: true, content: {application/json: {schema: {$ref: "#/components/schemas/Offer"}}}}
         responses:
           200: {description: "{sdp, type: answer}"}
           400: {description: malformed body or SDP}

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from rehab import kafka_compat
 from rehab.settings import REPO_ROOT, Settings
+
+kafka_compat.apply()  # this process's Kafka clients too (the services get it from the CLI)
 
 DATA = REPO_ROOT / "data"
 

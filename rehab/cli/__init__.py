@@ -16,6 +16,7 @@ import argparse
 import logging
 import sys
 
+from rehab import kafka_compat
 from rehab.cli import live, offline, stack
 
 
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from rehab.settings import SettingsError
     from rehab.stack.proc import StackError
 
+    kafka_compat.apply()
     try:
         return args.func(args) or 0
     except (VideoError, BackendError, StackError, SettingsError, FileNotFoundError, ValueError) as exc:

@@ -10,6 +10,8 @@ from rehab.settings import Settings
 def add_commands(sub) -> None:
     p = sub.add_parser("stack", help="start/stop the local Kafka broker and MariaDB")
     p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("--only", choices=["kafka", "mariadb"],
+                   help="start/stop one of the two (e.g. to restart the broker); up also creates topics and migrates")
     p.set_defaults(func=run_stack)
     m = sub.add_parser("migrate", help="apply pending SQL migrations")
     m.set_defaults(func=run_migrate)
@@ -22,9 +24,9 @@ def run_stack(args) -> int:
 
     settings = Settings.from_env()
     if args.action == "up":
-        local.up(settings)
+        local.up(settings, only=args.only)
     elif args.action == "down":
-        local.down(settings)
+        local.down(settings, only=args.only)
     else:
         state = local.status(settings)
         print(json.dumps(state))

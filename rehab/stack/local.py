@@ -10,18 +10,25 @@ from rehab.stack.topics import ensure_topics
 from rehab.storage.migrate import migrate
 
 
-def up(settings: Settings, log=print) -> None:
-    log(MariaDB(settings).up())
-    log(KafkaBroker(settings).up())
-    created = ensure_topics(settings.kafka_bootstrap, settings.topics)
-    log(f"topics ready ({len(created)} created): {', '.join(s.name for s in settings.topics.specs())}")
-    applied = asyncio.run(migrate(settings))
-    log(f"database `{settings.mysql_db}` ready ({len(applied)} migrations applied)")
+def up(settings: Settings, log=print, only: str | None = None) -> None:
+    """Starts what is not running (both, or ``only`` "kafka" / "mariadb"); then the topics on the broker
+    and the schema in the database."""
+    if only in (None, "mariadb"):
+        log(MariaDB(settings).up())
+    if only in (None, "kafka"):
+        log(KafkaBroker(settings).up())
+        created = ensure_topics(settings.kafka_bootstrap, settings.topics)
+        log(f"topics ready ({len(created)} created): {', '.join(s.name for s in settings.topics.specs())}")
+    if only in (None, "mariadb"):
+        applied = asyncio.run(migrate(settings))
+        log(f"database `{settings.mysql_db}` ready ({len(applied)} migrations applied)")
 
 
-def down(settings: Settings, log=print) -> None:
-    log(KafkaBroker(settings).down())
-    log(MariaDB(settings).down())
+def down(settings: Settings, log=print, only: str | None = None) -> None:
+    if only in (None, "kafka"):
+        log(KafkaBroker(settings).down())
+    if only in (None, "mariadb"):
+        log(MariaDB(settings).down())
 
 
 def status(settings: Settings) -> dict[str, bool]:

@@ -11,9 +11,8 @@ import pytest
 from kafka import KafkaProducer
 
 from rehab.records import Score, now_ms
-from rehab.scoring import LiveScorer, ReferenceModel, replay_scores
 from rehab.services import Services
-from rehab.storage.repository import Database
+from tests.processor_helpers import db_call, offline_scores
 from tests.kafka_helpers import consume
 
 
@@ -23,17 +22,6 @@ def _scores(settings, until, timeout=60.0) -> list[Score]:
                                                        timeout)]
 
 
-async def _db_call(settings, fn):
-    async with Database.opened(settings) as db:
-        return await fn(db)
-
-
-@pytest.fixture
-def guide(isolated_settings, guide_reference):
-    asyncio.run(_db_call(isolated_settings, lambda db: db.save_reference(guide_reference)))
-    return guide_reference
-
-
 def _attempt(clip_keypoints, session_id: str, loops: int = 1, fps: float = 60.0):
     frames = clip_keypoints("pose2sim_single_cam02.mp4") * loops
     t0 = frames[0].capture_ts_ms
@@ -41,13 +29,7 @@ def _attempt(clip_keypoints, session_id: str, loops: int = 1, fps: float = 60.0)
                                 capture_ts_ms=t0 + round(i * 1000 / fps)) for i, f in enumerate(frames)]
 
 
-def _offline(ref, frames, settings) -> list[Score]:
-    scorer = LiveScorer(ReferenceModel.build(ref), frames[0].session_id, window_ms=settings.processor_window_ms,
-                        min_interval_ms=settings.processor_min_interval_ms)
-    return replay_scores(scorer, frames)
-
-
-def test_processor_scores_like_offline_and_dead_letters_bad_messages(isolated_settings, guide, clip_keypoints,
+def test_processor_scores_like_offline_and_dead_letters_bad_messages(isolated_settings, stored_guide, clip_keypoints,
                                                                       tmp_path):
     # the whole attempt is in the topic before the processor starts: a backlog it would otherwise
     # coalesce (score only its newest frame); here every window must be scored, as offline
@@ -62,12 +44,12 @@ def test_processor_scores_like_offline_and_dead_letters_bad_messages(isolated_se
     for f in attempt:
         producer.send(s.topics.keypoints, key=b"patient-1", value=f.to_json())
     producer.flush()
-    offline = _offline(guide, attempt, s)
+    offline = offline_scores(s, stored_guide, attempt)
 
     with Services(s, tmp_path / "run1", names=("processor",)):
         live = _scores(s, lambda sc: sc and sc[-1].window_end_seq == attempt[-1].seq)
         letters = [json.loads(m.value) for m in consume(s, s.topics.dead_letter, lambda ms: len(ms) >= 2, 20)]
-        rows = asyncio.run(_db_call(s, lambda db: db.wait_for_scores("patient-1", len(live))))
+        rows = db_call(s, lambda db: db.wait_for_scores("patient-1", len(live))))
 
     seconds = (attempt[-1].capture_ts_ms - attempt[0].capture_ts_ms) / 1000
     assert len(live) >= 4 * seconds, f"at least 4 scores per second of session: {len(live)} in {seconds:.1f} s"
@@ -83,11 +65,11 @@ def test_processor_scores_like_offline_and_dead_letters_bad_messages(isolated_se
     producer.close()
 
 
-def test_a_crashed_processor_resumes_the_count_and_a_replay_duplicates_nothing(isolated_settings, guide,
+def test_a_crashed_processor_resumes_the_count_and_a_replay_duplicates_nothing(isolated_settings, stored_guide,
                                                                                clip_keypoints, tmp_path):
     s = isolated_settings.with_(processor_coalesce_after=0)  # every window, as offline (see above)
     attempt = _attempt(clip_keypoints, "patient-2", loops=3)
-    expected_reps = _offline(guide, attempt, s)[-1].reps
+    expected_reps = offline_scores(s, stored_guide, attempt)[-1].reps
     assert expected_reps == 3, "the clip three times back to back is three repetitions"
     producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, linger_ms=0)
 
@@ -110,7 +92,7 @@ def test_a_crashed_processor_resumes_the_count_and_a_replay_duplicates_nothing(i
     with Services(s, tmp_path / "run2", names=("processor",)):
         after = _scores(s, lambda sc: any(x.window_end_seq == attempt[-1].seq for x in sc), timeout=90)
         n_windows = len({x.window_end_seq for x in after})
-        rows = asyncio.run(_db_call(s, lambda db: db.wait_for_scores("patient-2", n_windows)))
+        rows = db_call(s, lambda db: db.wait_for_scores("patient-2", n_windows)))
     trace = [(x.window_end_seq, x.phase, x.reps, round(x.similarity, 2)) for x in after]
     assert after[-1].reps == expected_reps, f"the restarted processor counted {after[-1].reps} repetitions: {trace}"
     assert rows == len({x.window_end_seq for x in after}), "one row per scored window, none duplicated"
@@ -124,11 +106,11 @@ def test_a_crashed_processor_resumes_the_count_and_a_replay_duplicates_nothing(i
         replayed = _scores(s, lambda sc: any(x.window_end_seq == attempt[-1].seq and x.score_ts_ms >= replay_start
                                              for x in sc))
         ends = {x.window_end_seq for x in replayed}
-        asyncio.run(_db_call(s, lambda db: db.wait_for_scores("patient-2", len(ends))))
+        db_call(s, lambda db: db.wait_for_scores("patient-2", len(ends))))
     after = [x for x in replayed if x.score_ts_ms < replay_start]  # everything the crashed and restarted runs sent
     replayed = [x for x in replayed if x.score_ts_ms >= replay_start]
     ends_live, ends_replay = {x.window_end_seq for x in after}, {x.window_end_seq for x in replayed}
-    rows_after = asyncio.run(_db_call(s, lambda db: db.count_scores("patient-2")))
+    rows_after = db_call(s, lambda db: db.count_scores("patient-2")))
     assert rows_after == len(ends_live | ends_replay) < len(ends_live) + len(ends_replay), \
         "a replayed window updates its row, never adds a second one"
     assert len(ends_replay - ends_live) <= 12, "a restart loses at most the windows of one window refill"
@@ -136,7 +118,7 @@ def test_a_crashed_processor_resumes_the_count_and_a_replay_duplicates_nothing(i
     producer.close()
 
 
-def test_replay_rescores_a_session_from_the_topic_and_exports_it(isolated_settings, guide, clip_keypoints, tmp_path,
+def test_replay_rescores_a_session_from_the_topic_and_exports_it(isolated_settings, stored_guide, clip_keypoints, tmp_path,
                                                                   monkeypatch, capsys):
     from rehab.cli import main
 
@@ -156,7 +138,7 @@ def test_replay_rescores_a_session_from_the_topic_and_exports_it(isolated_settin
                  str(tmp_path / "plot.png"), "--parquet", str(tmp_path / "pq")])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0
-    offline = _offline(guide, attempt, s)
+    offline = offline_scores(s, stored_guide, attempt)
     assert result["frames"] == len(attempt), "each frame once, only the session's"
     assert result["similarity"] == offline[-1].session_similarity and result["reps"] == offline[-1].reps
     rows = (tmp_path / "out" / "scores.csv").read_text().splitlines()
@@ -172,7 +154,7 @@ def test_replay_rescores_a_session_from_the_topic_and_exports_it(isolated_settin
     assert main(["replay", "--session", "nobody"]) == 2, "an unknown session is a clear error"
 
 
-def test_a_session_gone_quiet_is_forgotten_and_its_state_tombstoned(isolated_settings, guide, clip_keypoints,
+def test_a_session_gone_quiet_is_forgotten_and_its_state_tombstoned(isolated_settings, stored_guide, clip_keypoints,
                                                                      tmp_path):
     """Per-session state must not grow forever: once a session is silent for REHAB_PROCESSOR_IDLE_EVICT_S
     the processor drops it and writes tombstones (null values) for it to both tables' changelogs, which
@@ -200,7 +182,7 @@ def test_a_session_gone_quiet_is_forgotten_and_its_state_tombstoned(isolated_set
     producer.close()
 
 
-def test_mysql_away_for_seconds_live_scores_keep_flowing_and_no_row_is_lost(isolated_settings, guide, clip_keypoints,
+def test_mysql_away_for_seconds_live_scores_keep_flowing_and_no_row_is_lost(isolated_settings, stored_guide, clip_keypoints,
                                                                            tmp_path):
     """A fault drill: the processor reaches MariaDB through a proxy that drops every connection and refuses
     new ones for 6 s mid-session. Live scores keep coming on the scores topic during the outage (they used
@@ -234,7 +216,7 @@ def test_mysql_away_for_seconds_live_scores_keep_flowing_and_no_row_is_lost(isol
             live = _scores(s, lambda sc: any(x.window_end_seq == attempt[-1].seq for x in sc), timeout=90)
             sender.join()
             ends = {x.window_end_seq for x in live}
-            rows = asyncio.run(_db_call(isolated_settings, lambda db: db.wait_for_scores(
+            rows = db_call(isolated_settings, lambda db: db.wait_for_scores(
                 "patient-drill", len(ends), timeout_s=30)))
     finally:
         proxy.close()
@@ -244,15 +226,15 @@ def test_mysql_away_for_seconds_live_scores_keep_flowing_and_no_row_is_lost(isol
     producer.close()
 
 
-def test_a_guide_looked_up_while_mysql_is_away_is_loaded_once_it_is_back(isolated_settings, guide, clip_keypoints,
+def test_a_guide_looked_up_while_mysql_is_away_is_loaded_once_it_is_back(isolated_settings, stored_guide, clip_keypoints,
                                                                         tmp_path):
     """A fault drill for the reference lookup: the processor's pool is open (one session scored), then every
     MySQL connection is dropped and new ones refused; a session with another guide starts meanwhile. Its
     frames wait (nothing dead-lettered as "unknown reference"), and once MySQL is back it is scored."""
     from tests.tcp_proxy import TcpProxy
 
-    second = dataclasses.replace(guide, id="guide-2", name="guide-2")
-    asyncio.run(_db_call(isolated_settings, lambda db: db.save_reference(second)))
+    second = dataclasses.replace(stored_guide, id="guide-2", name="guide-2")
+    db_call(isolated_settings, lambda db: db.save_reference(second)))
     proxy = TcpProxy(isolated_settings.mysql_host, isolated_settings.mysql_port)
     s = isolated_settings.with_(processor_coalesce_after=0, mysql_port=proxy.port, mysql_host="127.0.0.1")
     first = _attempt(clip_keypoints, "patient-first")
