@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import cv2
-import pytest
 from kafka import KafkaProducer
 
 from rehab.records import FrameRecord, KeypointFrame, Score, now_ms

@@ -1,13 +1,11 @@
 """The Faust stream processor on the real broker and database: scores out (the same as the offline
 scorer's for the same keypoints), rows upserted, malformed messages dead-lettered, a crash resumes
 the repetition count, and a replay by a new consumer group duplicates nothing."""
-import asyncio
 import dataclasses
 import json
 import threading
 import time
 
-import pytest
 from kafka import KafkaProducer
 
 from rehab.records import Score, now_ms
@@ -49,7 +47,7 @@ def test_processor_scores_like_offline_and_dead_letters_bad_messages(isolated_se
     with Services(s, tmp_path / "run1", names=("processor",)):
         live = _scores(s, lambda sc: sc and sc[-1].window_end_seq == attempt[-1].seq)
         letters = [json.loads(m.value) for m in consume(s, s.topics.dead_letter, lambda ms: len(ms) >= 2, 20)]
-        rows = db_call(s, lambda db: db.wait_for_scores("patient-1", len(live))))
+        rows = db_call(s, lambda db: db.wait_for_scores("patient-1", len(live)))
 
     seconds = (attempt[-1].capture_ts_ms - attempt[0].capture_ts_ms) / 1000
     assert len(live) >= 4 * seconds, f"at least 4 scores per second of session: {len(live)} in {seconds:.1f} s"
@@ -92,7 +90,7 @@ def test_a_crashed_processor_resumes_the_count_and_a_replay_duplicates_nothing(i
     with Services(s, tmp_path / "run2", names=("processor",)):
         after = _scores(s, lambda sc: any(x.window_end_seq == attempt[-1].seq for x in sc), timeout=90)
         n_windows = len({x.window_end_seq for x in after})
-        rows = db_call(s, lambda db: db.wait_for_scores("patient-2", n_windows)))
+        rows = db_call(s, lambda db: db.wait_for_scores("patient-2", n_windows))
     trace = [(x.window_end_seq, x.phase, x.reps, round(x.similarity, 2)) for x in after]
     assert after[-1].reps == expected_reps, f"the restarted processor counted {after[-1].reps} repetitions: {trace}"
     assert rows == len({x.window_end_seq for x in after}), "one row per scored window, none duplicated"
@@ -106,11 +104,11 @@ def test_a_crashed_processor_resumes_the_count_and_a_replay_duplicates_nothing(i
         replayed = _scores(s, lambda sc: any(x.window_end_seq == attempt[-1].seq and x.score_ts_ms >= replay_start
                                              for x in sc))
         ends = {x.window_end_seq for x in replayed}
-        db_call(s, lambda db: db.wait_for_scores("patient-2", len(ends))))
+        db_call(s, lambda db: db.wait_for_scores("patient-2", len(ends)))
     after = [x for x in replayed if x.score_ts_ms < replay_start]  # everything the crashed and restarted runs sent
     replayed = [x for x in replayed if x.score_ts_ms >= replay_start]
     ends_live, ends_replay = {x.window_end_seq for x in after}, {x.window_end_seq for x in replayed}
-    rows_after = db_call(s, lambda db: db.count_scores("patient-2")))
+    rows_after = db_call(s, lambda db: db.count_scores("patient-2"))
     assert rows_after == len(ends_live | ends_replay) < len(ends_live) + len(ends_replay), \
         "a replayed window updates its row, never adds a second one"
     assert len(ends_replay - ends_live) <= 12, "a restart loses at most the windows of one window refill"
@@ -217,7 +215,7 @@ def test_mysql_away_for_seconds_live_scores_keep_flowing_and_no_row_is_lost(isol
             sender.join()
             ends = {x.window_end_seq for x in live}
             rows = db_call(isolated_settings, lambda db: db.wait_for_scores(
-                "patient-drill", len(ends), timeout_s=30)))
+                "patient-drill", len(ends), timeout_s=30))
     finally:
         proxy.close()
     during = [x for x in live if outage["from"] + 500 <= x.score_ts_ms <= outage["to"]]
@@ -234,7 +232,7 @@ def test_a_guide_looked_up_while_mysql_is_away_is_loaded_once_it_is_back(isolate
     from tests.tcp_proxy import TcpProxy
 
     second = dataclasses.replace(stored_guide, id="guide-2", name="guide-2")
-    db_call(isolated_settings, lambda db: db.save_reference(second)))
+    db_call(isolated_settings, lambda db: db.save_reference(second))
     proxy = TcpProxy(isolated_settings.mysql_host, isolated_settings.mysql_port)
     s = isolated_settings.with_(processor_coalesce_after=0, mysql_port=proxy.port, mysql_host="127.0.0.1")
     first = _attempt(clip_keypoints, "patient-first")
