@@ -26,6 +26,7 @@ from rehab.settings import Settings
 from rehab.storage.repository import Database
 from rehab.topics import default_partition
 from stream_processor.processor import ScoringState
+from stream_processor.quiet_stream import QuietStream
 
 log = logging.getLogger("rehab.stream_processor")
 TIMER_INTERVAL_S = 0.1
@@ -58,6 +59,7 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
         **CONSUMER,
         broker_session_timeout=10.0,  # a crashed processor's partitions move on after 10 s, not 60
         broker_heartbeat_interval=2.0,
+        Stream=QuietStream,  # take_events without a timer tick while idle
     )
     keypoints = app.topic(topics.keypoints, key_type=bytes, value_type=bytes)
     scores = app.topic(topics.scores, key_type=bytes, value_type=bytes)
