@@ -168,6 +168,12 @@ def test_openapi_schema_documents_the_endpoints(gw):
     assert {"/references", "/references/{reference_id}/score", "/sessions", "/sessions/{session_id}/offer"} <= set(paths)
     assert "415" in paths["/references"]["post"]["responses"]
     assert "401" in paths["/sessions/{session_id}/offer"]["post"]["responses"]
+    # what the fuzz (tests/e2e/test_api_fuzz.py) generates from: bodies, path parameters, credentials
+    body = paths["/sessions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/NewSession"}
+    assert schema["components"]["schemas"]["NewSession"]["required"] == ["reference_id"]
+    assert paths["/sessions/{session_id}"]["get"]["parameters"] == [{"$ref": "#/components/parameters/session_id"}]
+    assert set(schema["components"]["securitySchemes"]) == {"bearer", "api_key"}
 
 
 def test_a_huge_body_is_refused_with_413(gw, guide):
