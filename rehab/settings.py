@@ -13,6 +13,7 @@ from rehab.topics import Topics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MAX_SESSION_FPS = 120  # the highest frame budget a gateway can give a session
+MAX_PARTITIONS = 1024
 
 
 class SettingsError(ValueError):
@@ -49,6 +50,9 @@ class Settings:
     pose_score_threshold: float = 0.85
     worker_group: str = "rehab-pose-workers"
     processor_app_id: str = "rehab-stream-processor"
+    # partitions of the frames, keypoints and scores topics (and the processor's changelogs): the most
+    # processors or workers of one group that have work; growing it: docs/operations.md
+    partitions: int = 4
     processor_window_ms: int = 1000
     processor_min_interval_ms: int = 100
     processor_web_port: int = 6066
@@ -93,6 +97,7 @@ class Settings:
         "pose_score_threshold": "REHAB_POSE_SCORE_THRESHOLD",
         "worker_group": "REHAB_WORKER_GROUP",
         "processor_app_id": "REHAB_PROCESSOR_APP_ID",
+        "partitions": "REHAB_PARTITIONS",
         "processor_window_ms": "REHAB_PROCESSOR_WINDOW_MS",
         "processor_min_interval_ms": "REHAB_PROCESSOR_MIN_INTERVAL_MS",
         "processor_web_port": "REHAB_PROCESSOR_WEB_PORT",
@@ -146,6 +151,8 @@ class Settings:
             raise SettingsError("REHAB_SESSION_IDLE_S must be between 2 and 3600 seconds")
         if self.admin_api_key and len(self.admin_api_key) < 16:
             raise SettingsError("REHAB_ADMIN_API_KEY must be at least 16 characters")
+        if not 1 <= self.partitions <= MAX_PARTITIONS:
+            raise SettingsError(f"REHAB_PARTITIONS must be between 1 and {MAX_PARTITIONS}")
         if not self.kafka_bootstrap:
             raise SettingsError("REHAB_KAFKA_BOOTSTRAP must not be empty")
 
@@ -178,7 +185,7 @@ class Settings:
 
     @property
     def topics(self) -> Topics:
-        return Topics(self.topic_namespace)
+        return Topics(self.topic_namespace, self.partitions)
 
     def mysql_kwargs(self, db: bool = True) -> dict:
         kw = dict(host=self.mysql_host, port=self.mysql_port, user=self.mysql_user, password=self.mysql_password)

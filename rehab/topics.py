@@ -8,6 +8,13 @@ FRAMES = "rehab.frames.v1"
 KEYPOINTS = "rehab.keypoints.v1"
 SCORES = "rehab.scores.v1"
 DEAD_LETTER = "rehab.deadletter.v1"
+# the stream processor's Faust tables; Faust keeps each in a changelog topic named
+# "{processor app id}-{table}-changelog", partitioned as the keypoints topic (co-partitioned)
+PROCESSOR_TABLES = ("session_to_state", "session_to_window")
+
+
+def changelog_topics(processor_app_id: str) -> list[str]:
+    return [f"{processor_app_id}-{table}-changelog" for table in PROCESSOR_TABLES]
 
 
 def default_partition(key: str, partitions: int) -> int:
@@ -37,9 +44,11 @@ class TopicSpec:
 
 @dataclass(frozen=True)
 class Topics:
-    """The four topics of one deployment. ``namespace`` prefixes every name (``t1.rehab.frames.v1``)."""
+    """The four topics of one deployment. ``namespace`` prefixes every name (``t1.rehab.frames.v1``);
+    ``partitions``: of the frames, keypoints and scores topics (the dead-letter topic has one)."""
 
     namespace: str = ""
+    partitions: int = 4
 
     def _name(self, base: str) -> str:
         return f"{self.namespace}.{base}" if self.namespace else base
@@ -60,8 +69,8 @@ class Topics:
     def dead_letter(self) -> str:
         return self._name(DEAD_LETTER)
 
-    def specs(self, partitions: int = 4) -> list[TopicSpec]:
-        hour, month = 3_600_000, 30 * 24 * 3_600_000
+    def specs(self) -> list[TopicSpec]:
+        hour, month, partitions = 3_600_000, 30 * 24 * 3_600_000, self.partitions
         return [
             TopicSpec(self.frames, partitions, hour),  # frames are only useful live
             TopicSpec(self.keypoints, partitions, -1),  # replayable forever

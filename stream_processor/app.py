@@ -24,7 +24,7 @@ from rehab import metrics
 from rehab.records import DeadLetter, Score
 from rehab.settings import Settings
 from rehab.storage.repository import Database
-from rehab.topics import default_partition
+from rehab.topics import PROCESSOR_TABLES, default_partition
 from stream_processor.processor import ScoringState
 from stream_processor.quiet_stream import QuietStream
 
@@ -32,7 +32,6 @@ log = logging.getLogger("rehab.stream_processor")
 TIMER_INTERVAL_S = 0.1
 WINDOW_SNAPSHOT_MS = 500
 BATCH, BATCH_WITHIN_S = 1000, 0.005
-PARTITIONS = 4  # of the keypoints topic (rehab/topics.py, Topics.specs) and so of the tables' changelogs
 # Consumer sizing: with Faust's defaults (aiokafka's 500 records a poll, a 4,096-event stream buffer,
 # 1 MB a partition a fetch) the processor idles between fetches and tops out at ~3,300 keypoint
 # messages/s on the bench machine even when it does nothing with them; these reach ~11,000 (measured
@@ -50,7 +49,7 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
         store="memory://",
         datadir=str(settings.state_dir / "faust" / "{conf.id}"),  # not the working directory
         web_enabled=False,
-        topic_partitions=PARTITIONS,
+        topic_partitions=settings.partitions,
         topic_replication_factor=1,
         key_serializer="raw",
         value_serializer="raw",
@@ -67,11 +66,13 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
     # State is written per batch (and by the timer), outside one event's context, with ``put``: the
     # changelog partition is given explicitly (the session's keypoints partition, Faust's own rule),
     # so no partitioner has to look up a changelog topic's metadata (that raced topic creation).
-    session_to_state = app.Table("session_to_state", default=None, key_type=bytes, value_type=bytes,
-                                 partitions=PARTITIONS)
+    # (partitions: the keypoints topic's, REHAB_PARTITIONS; names: rehab.topics.PROCESSOR_TABLES)
+    state_table, window_table = PROCESSOR_TABLES
+    session_to_state = app.Table(state_table, default=None, key_type=bytes, value_type=bytes,
+                                 partitions=settings.partitions)
     # the window's frames, saved at most every WINDOW_SNAPSHOT_MS of capture time (they are larger)
-    session_to_window = app.Table("session_to_window", default=None, key_type=bytes, value_type=bytes,
-                                  partitions=PARTITIONS)
+    session_to_window = app.Table(window_table, default=None, key_type=bytes, value_type=bytes,
+                                  partitions=settings.partitions)
     window_saved_at: dict[str, int] = {}
     lag_watch: list = []
     holder: dict[str, Database] = {}
@@ -136,7 +137,7 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
     def put(table, sid: str, value: bytes) -> None:
         partition = partition_of.get(sid)
         if partition is None:  # not seen in this process (cannot happen for a scored session)
-            partition = default_partition(sid, PARTITIONS)
+            partition = default_partition(sid, settings.partitions)
         key = sid.encode()
         table.send_changelog(partition, key, value)
         table.data[key] = value
@@ -204,7 +205,7 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
         key = sid.encode()
         partition = partition_of.pop(sid, None)
         if partition is None:
-            partition = default_partition(sid, PARTITIONS)
+            partition = default_partition(sid, settings.partitions)
         for table in (session_to_state, session_to_window):
             if table.data.pop(key, None) is not None:
                 table.send_changelog(partition, key, None)
@@ -256,7 +257,25 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
     return app
 
 
+def check_partitions(settings: Settings) -> None:
+    """The keypoints topic and the tables' changelogs must have REHAB_PARTITIONS partitions (Faust
+    co-partitions them; a session's state is found by its key's partition): a clear error, not a
+    processor that starts and scores sessions against the wrong state."""
+    from rehab.settings import SettingsError
+    from rehab.stack.topics import partition_counts
+    from rehab.topics import changelog_topics
+
+    counts = partition_counts(settings.kafka_bootstrap,
+                              [settings.topics.keypoints, *changelog_topics(settings.processor_app_id)])
+    wrong = {name: n for name, n in counts.items() if n != settings.partitions}
+    if wrong:
+        raise SettingsError(f"REHAB_PARTITIONS is {settings.partitions} but {wrong}: run `rehab init` with "
+                            f"REHAB_PARTITIONS set for the whole deployment (it grows the topics), "
+                            f"see docs/operations.md")
+
+
 def run(settings: Settings, ready_file: Path | None = None, loglevel: str = "WARNING") -> None:
+    check_partitions(settings)
     app = create_app(settings, ready_file)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     # Faust's terminal spinner "spins for every log message": it sets the root logger to DEBUG, so every

@@ -15,7 +15,8 @@ def add_commands(sub) -> None:
     p.set_defaults(func=run_stack)
     m = sub.add_parser("migrate", help="apply pending SQL migrations")
     m.set_defaults(func=run_migrate)
-    i = sub.add_parser("init", help="create the topics and apply migrations on an existing Kafka and MySQL")
+    i = sub.add_parser("init", help="create the topics (or grow them to REHAB_PARTITIONS) and apply migrations "
+                                    "on an existing Kafka and MySQL")
     i.set_defaults(func=run_init)
 
 
@@ -43,11 +44,14 @@ def run_migrate(args) -> int:
 
 
 def run_init(args) -> int:
-    from rehab.stack.topics import ensure_topics
+    from rehab.stack.topics import ensure_topics, grow_topics
     from rehab.storage.migrate import migrate
+    from rehab.topics import changelog_topics
 
     settings = Settings.from_env()
     created = ensure_topics(settings.kafka_bootstrap, settings.topics)
+    grown = grow_topics(settings.kafka_bootstrap, settings.topics, changelog_topics(settings.processor_app_id))
     applied = asyncio.run(migrate(settings))
-    print(json.dumps({"topics_created": created, "migrations_applied": applied}))
+    print(json.dumps({"topics_created": created, "topics_grown": {n: list(c) for n, c in grown.items()},
+                      "partitions": settings.partitions, "migrations_applied": applied}))
     return 0

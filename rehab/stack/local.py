@@ -6,7 +6,8 @@ import asyncio
 from rehab.settings import Settings
 from rehab.stack.kafka import KafkaBroker
 from rehab.stack.mariadb import MariaDB
-from rehab.stack.topics import ensure_topics
+from rehab.stack.topics import ensure_topics, grow_topics
+from rehab.topics import changelog_topics
 from rehab.storage.migrate import migrate
 
 
@@ -18,7 +19,9 @@ def up(settings: Settings, log=print, only: str | None = None) -> None:
     if only in (None, "kafka"):
         log(KafkaBroker(settings).up())
         created = ensure_topics(settings.kafka_bootstrap, settings.topics)
-        log(f"topics ready ({len(created)} created): {', '.join(s.name for s in settings.topics.specs())}")
+        grown = grow_topics(settings.kafka_bootstrap, settings.topics, changelog_topics(settings.processor_app_id))
+        log(f"topics ready ({len(created)} created, {len(grown)} grown to {settings.partitions} partitions): "
+            f"{', '.join(s.name for s in settings.topics.specs())}")
     if only in (None, "mariadb"):
         applied = asyncio.run(migrate(settings))
         log(f"database `{settings.mysql_db}` ready ({len(applied)} migrations applied)")

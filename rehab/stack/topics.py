@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 from kafka import KafkaAdminClient
-from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from rehab.topics import Topics
@@ -21,17 +21,18 @@ def admin(bootstrap: str, timeout: float = 60.0) -> KafkaAdminClient:
             time.sleep(0.5)
 
 
-def ensure_topics(bootstrap: str, topics: Topics, partitions: int = 4) -> list[str]:
+def ensure_topics(bootstrap: str, topics: Topics) -> list[str]:
     """Creates missing topics and sets the configs of existing ones (retention and segment roll, so
-    an older deployment gets them too); returns the names created."""
+    an older deployment gets them too); returns the names created. (Partition counts of existing
+    topics: ``grow_topics``.)"""
     client = admin(bootstrap)
     try:
         existing = set(client.list_topics())
         new = [
             NewTopic(s.name, s.partitions, 1, topic_configs=s.configs)
-            for s in topics.specs(partitions) if s.name not in existing
+            for s in topics.specs() if s.name not in existing
         ]
-        present = [s for s in topics.specs(partitions) if s.name in existing]
+        present = [s for s in topics.specs() if s.name in existing]
         if present:
             client.alter_configs([ConfigResource(ConfigResourceType.TOPIC, s.name, configs=s.configs)
                                   for s in present])
@@ -48,6 +49,39 @@ def ensure_topics(bootstrap: str, topics: Topics, partitions: int = 4) -> list[s
         return created
     finally:
         client.close()
+
+
+def partition_counts(bootstrap: str, names: list[str]) -> dict[str, int]:
+    """How many partitions each of ``names`` has (topics that do not exist are left out)."""
+    client = admin(bootstrap)
+    try:
+        existing = set(client.list_topics())
+        wanted = [n for n in names if n in existing]
+        return {t["name"]: len(t["partitions"]) for t in client.describe_topics(wanted)} if wanted else {}
+    finally:
+        client.close()
+
+
+def grow_topics(bootstrap: str, topics: Topics, changelogs: list[str] = ()) -> dict[str, tuple[int, int]]:
+    """Raises the partitions of the deployment's topics (and of the processor's changelog topics,
+    which must stay co-partitioned with the keypoints) to ``topics.partitions``; Kafka cannot lower
+    them, so fewer than there are is an error. Returns {name: (before, after)} for each one grown.
+    Keys move to other partitions: run it with the processors stopped (docs/operations.md)."""
+    wanted = {s.name: s.partitions for s in topics.specs() if s.name != topics.dead_letter}
+    wanted.update({name: topics.partitions for name in changelogs})
+    have = partition_counts(bootstrap, list(wanted))
+    fewer = {n: c for n, c in have.items() if c > wanted[n]}
+    if fewer:
+        raise ValueError(f"these topics have more partitions than REHAB_PARTITIONS={topics.partitions} "
+                         f"(Kafka cannot remove partitions): {fewer}")
+    grow = {n: NewPartitions(total_count=wanted[n]) for n, c in have.items() if c < wanted[n]}
+    if grow:
+        client = admin(bootstrap)
+        try:
+            client.create_partitions(grow)
+        finally:
+            client.close()
+    return {n: (have[n], wanted[n]) for n in grow}
 
 
 def topic_configs(bootstrap: str, name: str) -> dict[str, str]:

@@ -15,7 +15,6 @@ brings the stack back up whatever happens. A network cut to MySQL (a proxy dropp
 is drilled in test_processor.py."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -26,148 +25,18 @@ from pathlib import Path
 import cv2
 from kafka import KafkaProducer
 
-from rehab.records import FrameRecord, KeypointFrame, Score, now_ms
+from rehab.records import FrameRecord, KeypointFrame, now_ms
 from rehab.services import Services
 from tests.conftest import DATA
-from tests.processor_helpers import db_call, offline_scores
 from tests.kafka_helpers import consume
-
-FPS = 60  # the clips' pace
-RESUME_S = 10.0
-
-
-def _attempt(clip_keypoints, session_id: str, seconds: float) -> list:
-    clip = clip_keypoints("pose2sim_single_cam02.mp4")
-    frames = (clip * (int(seconds * FPS / len(clip)) + 1))[: int(seconds * FPS)]
-    return [dataclasses.replace(f, session_id=session_id, reference_id="guide", seq=i, capture_ts_ms=0)
-            for i, f in enumerate(frames)]
-
-
-class Streams:
-    """Sessions' keypoint frames sent at the clip's pace from a thread, as the gateway publishes an
-    edge device's keypoints (stamped when sent); ``at`` starts drill actions, each on a thread of its
-    own, at given seconds (the sessions keep streaming meanwhile)."""
-
-    def __init__(self, settings, sessions: dict[str, list], at: dict[float, callable]):
-        self.settings, self.sessions, self.at = settings, sessions, dict(sorted(at.items()))
-        self.sent: dict[str, list] = {sid: [] for sid in sessions}
-        self.marks: dict[str, int] = {}
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.actions: list[threading.Thread] = []
-
-    def _act(self, action) -> None:
-        def run():
-            try:
-                action()
-            except BaseException as exc:  # surfaced by join()
-                self.error = self.error or exc
-
-        t = threading.Thread(target=run, daemon=True)
-        t.start()
-        self.actions.append(t)
-
-    def mark(self, name: str) -> None:
-        self.marks[name] = now_ms()
-
-    def _run(self) -> None:
-        try:
-            producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, linger_ms=5, acks="all",
-                                     retries=1_000_000, retry_backoff_ms=200, request_timeout_ms=60_000,
-                                     max_in_flight_requests_per_connection=1, max_block_ms=120_000)
-            n = max(len(f) for f in self.sessions.values())
-            start = time.monotonic()
-            for i in range(n):
-                t = i / FPS
-                while self.at and next(iter(self.at)) <= t:
-                    self._act(self.at.pop(next(iter(self.at))))
-                time.sleep(max(0.0, start + t - time.monotonic()))
-                for sid, frames in self.sessions.items():
-                    if i < len(frames):
-                        f = dataclasses.replace(frames[i], capture_ts_ms=now_ms())
-                        producer.send(self.settings.topics.keypoints, key=sid.encode(), value=f.to_json())
-                        self.sent[sid].append(f)
-            for action in self.at.values():
-                self._act(action)
-            producer.flush(timeout=120)
-            producer.close()
-        except BaseException as exc:  # surfaced by join()
-            self.error = exc
-
-    def start(self) -> "Streams":
-        self.thread.start()
-        return self
-
-    def join(self) -> None:
-        self.thread.join(300)
-        for t in self.actions:
-            t.join(300)
-        if self.error is not None:
-            raise self.error
-
-
-def _scores(settings, last: dict[str, int], timeout: float = 90.0) -> dict[str, list[Score]]:
-    """Every score of the topic, by session, once each session's last frame is scored."""
-    def done(msgs):
-        ends = {}
-        for m in msgs:
-            if m.value is not None:
-                s = Score.from_json(m.value)
-                ends[s.session_id] = max(ends.get(s.session_id, -1), s.window_end_seq)
-        return all(ends.get(sid, -1) >= seq for sid, seq in last.items())
-
-    out: dict[str, list[Score]] = {sid: [] for sid in last}
-    for m in consume(settings, settings.topics.scores, done, timeout):
-        if m.value is not None:
-            s = Score.from_json(m.value)
-            if s.session_id in out:
-                out[s.session_id].append(s)
-    return out
-
-
-def check_session(settings, reference, frames, live: list[Score], *, recovered_ms: int | None = None,
-                  refill_after_ms: int | None = None) -> dict:
-    """The drill's guarantees for one session; returns its figures for the failure messages."""
-    sid = frames[0].session_id
-    assert live, f"{sid}: no score at all"
-    offline = offline_scores(settings, reference, frames)
-    ends_live, ends_off = {x.window_end_seq for x in live}, {x.window_end_seq for x in offline}
-    missing = sorted(ends_off - ends_live)
-    if refill_after_ms is None:
-        assert not missing, f"{sid}: windows the offline scorer scores were not scored live: {missing[:20]}"
-    else:  # one refill: windows ending within a window's length of the first frame after the crash
-        by_seq = {f.seq: f for f in frames}
-        first_after = min((f.seq for f in frames if f.capture_ts_ms >= refill_after_ms), default=frames[-1].seq)
-        refill_end = first_after + round(settings.processor_window_ms * FPS / 1000) + 1
-        stray = [e for e in missing if not (by_seq[e].capture_ts_ms >= refill_after_ms - 1000 and e <= refill_end)]
-        assert not stray, f"{sid}: windows lost outside the one refill after the crash: {stray[:20]}"
-    assert max(ends_live) == frames[-1].seq, f"{sid}: the last frame was not scored"
-    final = max(live, key=lambda x: (x.window_end_seq, x.score_ts_ms))
-    assert final.reps == offline[-1].reps, f"{sid}: counted {final.reps} repetitions, offline {offline[-1].reps}"
-    rows = db_call(settings, lambda db: db.wait_for_scores(sid, len(ends_live), timeout_s=30))
-    assert rows == len(ends_live), f"{sid}: {rows} rows for {len(ends_live)} scored windows"
-    figures = {"windows": len(ends_live), "missing": len(missing), "reps": final.reps, "rows": rows}
-    if recovered_ms is not None:
-        after = [x.score_ts_ms for x in live if x.score_ts_ms >= recovered_ms]
-        assert after, f"{sid}: no score after the recovery"
-        figures["resumed_s"] = (min(after) - recovered_ms) / 1000
-        assert figures["resumed_s"] <= RESUME_S, f"{sid}: scores resumed {figures['resumed_s']:.1f} s after recovery"
-    return figures
-
-
-def max_gap_s(live: list[Score], start_ms: int, end_ms: int) -> float:
-    ts = sorted(x.score_ts_ms for x in live if start_ms <= x.score_ts_ms <= end_ms)
-    assert ts, "no score in the interval"
-    edges = [start_ms, *ts, end_ms]
-    return max(b - a for a, b in zip(edges, edges[1:])) / 1000
-
+from tests.processor_helpers import FPS, Streams, attempt, check_session, max_gap_s, scores_by_session
 
 # -- the processor and the worker: on the shared stack -----------------------------------------------
 
 def test_processor_sigkilled_mid_session_loses_no_frame_and_duplicates_no_row(isolated_settings, stored_guide,
                                                                               clip_keypoints, tmp_path):
     s = isolated_settings.with_(processor_coalesce_after=0)  # every window, as the offline scorer
-    sessions = {sid: _attempt(clip_keypoints, sid, 12.0) for sid in ("patient", "neighbour")}
+    sessions = {sid: attempt(clip_keypoints, sid, 12.0) for sid in ("patient", "neighbour")}
     services = {"run": Services(s, tmp_path / "run1", names=("processor",))}
     services["run"].start()
 
@@ -184,7 +53,7 @@ def test_processor_sigkilled_mid_session_loses_no_frame_and_duplicates_no_row(is
         deadline = time.monotonic() + 120
         while "recovered" not in drill.marks and time.monotonic() < deadline:
             time.sleep(0.2)
-        live = _scores(s, {sid: f[-1].seq for sid, f in sessions.items()})
+        live = scores_by_session(s, {sid: f[-1].seq for sid, f in sessions.items()})
         figures = {sid: check_session(s, stored_guide, drill.sent[sid], live[sid], recovered_ms=drill.marks["recovered"],
                                       refill_after_ms=drill.marks["killed"]) for sid in sessions}
     finally:
@@ -219,7 +88,7 @@ def test_a_killed_pose_worker_is_replaced_and_its_session_resumes_while_the_neig
     published while no worker serves them are live video gone stale: dropped, by design, not queued. Every keypoint frame the workers did publish is scored; the neighbour never pauses."""
     s = isolated_settings.with_(processor_coalesce_after=0, worker_max_fps=15)
     frames = _frames_of(DATA / "pose2sim_single_cam02.mp4", "patient", 24.0, 15.0)
-    neighbour = {"neighbour": _attempt(clip_keypoints, "neighbour", 24.0)}
+    neighbour = {"neighbour": attempt(clip_keypoints, "neighbour", 24.0)}
     services = Services(s, tmp_path / "run", names=("processor", "worker"))
     services.start()
     replaced: dict[str, Services] = {}
@@ -264,7 +133,7 @@ def test_a_killed_pose_worker_is_replaced_and_its_session_resumes_while_the_neig
             k.seq == last_seq for k in patient_of(ms[-50:])), timeout=30))
         assert patient and any(k.gateway_ts_ms >= marks["recovered"] for k in patient), "no keypoints after the restart"
         last = {"patient": patient[-1].seq, "neighbour": neighbour["neighbour"][-1].seq}
-        live = _scores(s, last)
+        live = scores_by_session(s, last)
         figures = {
             "patient": check_session(s, stored_guide, patient, live["patient"], recovered_ms=marks["recovered"]),
             "neighbour": check_session(s, stored_guide, drill.sent["neighbour"], live["neighbour"]),
@@ -294,7 +163,7 @@ def test_mariadb_stopped_for_30_s_scores_keep_flowing_and_every_row_is_written_o
     never pause for either (they do not wait on the database); once it is back every scored window is
     a row, none twice, none lost."""
     s = isolated_settings.with_(processor_coalesce_after=0)
-    sessions = {sid: _attempt(clip_keypoints, sid, 50.0) for sid in ("patient", "neighbour")}
+    sessions = {sid: attempt(clip_keypoints, sid, 50.0) for sid in ("patient", "neighbour")}
 
     def stop():
         drill.mark("stopping")
@@ -309,7 +178,7 @@ def test_mariadb_stopped_for_30_s_scores_keep_flowing_and_every_row_is_written_o
         with Services(s, tmp_path / "run", names=("processor",)):
             drill = Streams(s, sessions, {5.0: stop, 35.0: start}).start()
             drill.join()
-            live = _scores(s, {sid: f[-1].seq for sid, f in sessions.items()})
+            live = scores_by_session(s, {sid: f[-1].seq for sid, f in sessions.items()})
             figures = {sid: check_session(s, stored_guide, drill.sent[sid], live[sid]) for sid in sessions}
             for sid in sessions:
                 figures[sid]["max_gap_s"] = max_gap_s(live[sid], drill.marks["stopped"], drill.marks["recovered"])
@@ -327,7 +196,7 @@ def test_kafka_restarted_mid_session_no_frame_is_lost_and_scores_resume(isolated
     (as the gateway's would) and are scored when the broker is back: no window lost, no row twice,
     scores again within 10 s of the broker's return."""
     s = isolated_settings.with_(processor_coalesce_after=0)
-    sessions = {sid: _attempt(clip_keypoints, sid, 30.0) for sid in ("patient", "neighbour")}
+    sessions = {sid: attempt(clip_keypoints, sid, 30.0) for sid in ("patient", "neighbour")}
 
     def restart():
         drill.mark("stopping")
@@ -340,7 +209,7 @@ def test_kafka_restarted_mid_session_no_frame_is_lost_and_scores_resume(isolated
         with Services(s, tmp_path / "run", names=("processor",)):
             drill = Streams(s, sessions, {5.0: restart}).start()
             drill.join()
-            live = _scores(s, {sid: f[-1].seq for sid, f in sessions.items()}, timeout=120)
+            live = scores_by_session(s, {sid: f[-1].seq for sid, f in sessions.items()}, timeout=120)
             figures = {sid: check_session(s, stored_guide, drill.sent[sid], live[sid],
                                           recovered_ms=drill.marks["recovered"]) for sid in sessions}
     finally:

@@ -1,14 +1,15 @@
 """Topic retention is real on the broker: a short-lived topic rolls its segments often enough that
 Kafka can delete them (by default a segment closes after 7 days, so a "1 h" topic kept camera
-frames for up to a week)."""
+frames for up to a week). Partition counts come from REHAB_PARTITIONS and can be grown."""
 import time
 import uuid
 
+import pytest
 from kafka.admin import NewTopic
 
-from rehab.settings import Settings
-from rehab.stack.topics import admin, delete_topics, ensure_topics, topic_configs
-from rehab.topics import Topics
+from rehab.settings import Settings, SettingsError
+from rehab.stack.topics import admin, delete_topics, ensure_topics, grow_topics, partition_counts, topic_configs
+from rehab.topics import Topics, changelog_topics
 
 
 def test_the_frames_topic_rolls_segments_within_its_retention(isolated_settings):
@@ -47,3 +48,38 @@ def _eventually(check, timeout_s: float = 10.0) -> bool:
             return False
         time.sleep(0.2)
     return True
+
+
+def test_partitions_come_from_the_settings_and_grow_with_the_changelogs():
+    """``rehab init`` creates the topics with REHAB_PARTITIONS, later grows them and the processor's
+    changelogs to a larger count, refuses a smaller one; the processor refuses to start on a mismatch."""
+    from stream_processor.app import check_partitions
+
+    settings = Settings.from_env().with_(topic_namespace=f"t{uuid.uuid4().hex[:10]}", partitions=3,
+                                         processor_app_id=f"p{uuid.uuid4().hex[:10]}")
+    bootstrap, topics = settings.kafka_bootstrap, settings.topics
+    changelogs = changelog_topics(settings.processor_app_id)
+    names = [topics.frames, topics.keypoints, topics.scores]
+    try:
+        ensure_topics(bootstrap, topics)
+        client = admin(bootstrap)
+        try:  # the processor's changelogs as a 3-partition processor created them
+            client.create_topics([NewTopic(name, 3, 1) for name in changelogs])
+        finally:
+            client.close()
+        assert partition_counts(bootstrap, names + [topics.dead_letter]) == {**dict.fromkeys(names, 3),
+                                                                              topics.dead_letter: 1}
+        check_partitions(settings)  # agrees: no error
+
+        bigger = settings.with_(partitions=5)
+        with pytest.raises(SettingsError, match="REHAB_PARTITIONS is 5"):
+            check_partitions(bigger)  # before the topics grew
+        grown = grow_topics(bootstrap, bigger.topics, changelogs)
+        assert grown == dict.fromkeys(names + changelogs, (3, 5))
+        assert _eventually(lambda: partition_counts(bootstrap, names + changelogs) == dict.fromkeys(names + changelogs, 5))
+        assert grow_topics(bootstrap, bigger.topics, changelogs) == {}  # idempotent
+        check_partitions(bigger)
+        with pytest.raises(ValueError, match="cannot remove partitions"):
+            grow_topics(bootstrap, settings.topics, changelogs)
+    finally:
+        delete_topics(bootstrap, [spec.name for spec in topics.specs()] + changelogs)

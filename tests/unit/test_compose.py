@@ -50,3 +50,15 @@ def test_every_service_restarts_by_itself():
     for name, service in COMPOSE["services"].items():
         expected = "on-failure" if name == "init" else "unless-stopped"
         assert service.get("restart") == expected, f"{name}: restart {service.get('restart')!r}"
+
+
+def test_workers_and_processors_scale_and_agree_on_the_partitions():
+    """``--scale`` needs services without a fixed container name or host port; every service (init
+    creates the topics with it, the processor checks it) reads the same REHAB_PARTITIONS."""
+    for name in ("edge-worker", "stream-processor"):
+        service = COMPOSE["services"][name]
+        assert "container_name" not in service and "ports" not in service, f"{name} cannot be scaled"
+    values = {name: COMPOSE["services"][name]["environment"].get("REHAB_PARTITIONS") for name in APP_SERVICES}
+    assert len(set(values.values())) == 1 and None not in values.values(), values
+    default = int(values["init"].split(":-")[1].rstrip("}"))
+    assert default >= 8, "room for more processors and workers than the 2-core machine's 4 partitions"

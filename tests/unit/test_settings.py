@@ -20,6 +20,8 @@ def test_environment_overrides_defaults_with_types():
     ({"REHAB_MYSQL_PORT": "abc"}, "REHAB_MYSQL_PORT"),
     ({"REHAB_POSE_BACKEND": "openpose"}, "REHAB_POSE_BACKEND"),
     ({"REHAB_FRAME_MAX_SIDE": "10"}, "REHAB_FRAME_MAX_SIDE"),
+    ({"REHAB_PARTITIONS": "0"}, "REHAB_PARTITIONS"),
+    ({"REHAB_PARTITIONS": "5000"}, "REHAB_PARTITIONS"),
 ])
 def test_bad_values_name_the_variable(env, message):
     with pytest.raises(SettingsError, match=message):
@@ -59,3 +61,9 @@ def test_a_kafka_cluster_id_never_starts_with_a_dash():
     ids = [cluster_id() for _ in range(3000)]
     assert not any(i.startswith("-") for i in ids)
     assert all(len(base64.urlsafe_b64decode(i + "==")) == 16 for i in ids[:50])
+
+
+def test_the_partitions_setting_sizes_every_topic_but_the_dead_letters():
+    specs = {spec.name: spec.partitions for spec in Settings.from_env({"REHAB_PARTITIONS": "12"}).topics.specs()}
+    assert specs == {"rehab.frames.v1": 12, "rehab.keypoints.v1": 12, "rehab.scores.v1": 12, "rehab.deadletter.v1": 1}
+    assert Settings.from_env({}).partitions == 4
