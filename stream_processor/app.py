@@ -22,9 +22,9 @@ from mode import Service
 
 from rehab import metrics
 from rehab.records import DeadLetter, Score
-from rehab.settings import Settings
+from rehab.settings import Settings, SettingsError
 from rehab.storage.repository import Database
-from rehab.topics import PROCESSOR_TABLES, default_partition
+from rehab.topics import PROCESSOR_TABLES, changelog_topics, default_partition
 from stream_processor.processor import ScoringState
 from stream_processor.quiet_stream import QuietStream
 
@@ -261,9 +261,7 @@ def check_partitions(settings: Settings) -> None:
     """The keypoints topic and the tables' changelogs must have REHAB_PARTITIONS partitions (Faust
     co-partitions them; a session's state is found by its key's partition): a clear error, not a
     processor that starts and scores sessions against the wrong state."""
-    from rehab.settings import SettingsError
     from rehab.stack.topics import partition_counts
-    from rehab.topics import changelog_topics
 
     counts = partition_counts(settings.kafka_bootstrap,
                               [settings.topics.keypoints, *changelog_topics(settings.processor_app_id)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import uuid
 from pathlib import Path
 
@@ -16,6 +17,12 @@ from rehab.settings import REPO_ROOT, Settings
 kafka_compat.apply()  # this process's Kafka clients too (the services get it from the CLI)
 
 DATA = REPO_ROOT / "data"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

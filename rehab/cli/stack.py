@@ -44,13 +44,11 @@ def run_migrate(args) -> int:
 
 
 def run_init(args) -> int:
-    from rehab.stack.topics import ensure_topics, grow_topics
+    from rehab.stack.topics import prepare_topics
     from rehab.storage.migrate import migrate
-    from rehab.topics import changelog_topics
 
     settings = Settings.from_env()
-    created = ensure_topics(settings.kafka_bootstrap, settings.topics)
-    grown = grow_topics(settings.kafka_bootstrap, settings.topics, changelog_topics(settings.processor_app_id))
+    created, grown = prepare_topics(settings)
     applied = asyncio.run(migrate(settings))
     print(json.dumps({"topics_created": created, "topics_grown": {n: list(c) for n, c in grown.items()},
                       "partitions": settings.partitions, "migrations_applied": applied}))

@@ -6,8 +6,7 @@ import asyncio
 from rehab.settings import Settings
 from rehab.stack.kafka import KafkaBroker
 from rehab.stack.mariadb import MariaDB
-from rehab.stack.topics import ensure_topics, grow_topics
-from rehab.topics import changelog_topics
+from rehab.stack.topics import prepare_topics
 from rehab.storage.migrate import migrate
 
 
@@ -18,8 +17,7 @@ def up(settings: Settings, log=print, only: str | None = None) -> None:
         log(MariaDB(settings).up())
     if only in (None, "kafka"):
         log(KafkaBroker(settings).up())
-        created = ensure_topics(settings.kafka_bootstrap, settings.topics)
-        grown = grow_topics(settings.kafka_bootstrap, settings.topics, changelog_topics(settings.processor_app_id))
+        created, grown = prepare_topics(settings)
         log(f"topics ready ({len(created)} created, {len(grown)} grown to {settings.partitions} partitions): "
             f"{', '.join(s.name for s in settings.topics.specs())}")
     if only in (None, "mariadb"):

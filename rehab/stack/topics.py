@@ -7,7 +7,8 @@ from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from rehab.topics import Topics
+from rehab.settings import Settings
+from rehab.topics import Topics, changelog_topics
 
 
 def admin(bootstrap: str, timeout: float = 60.0) -> KafkaAdminClient:
@@ -51,13 +52,17 @@ def ensure_topics(bootstrap: str, topics: Topics) -> list[str]:
         client.close()
 
 
+def _partition_counts(client: KafkaAdminClient, names: list[str]) -> dict[str, int]:
+    existing = set(client.list_topics())
+    wanted = [n for n in names if n in existing]
+    return {t["name"]: len(t["partitions"]) for t in client.describe_topics(wanted)} if wanted else {}
+
+
 def partition_counts(bootstrap: str, names: list[str]) -> dict[str, int]:
     """How many partitions each of ``names`` has (topics that do not exist are left out)."""
     client = admin(bootstrap)
     try:
-        existing = set(client.list_topics())
-        wanted = [n for n in names if n in existing]
-        return {t["name"]: len(t["partitions"]) for t in client.describe_topics(wanted)} if wanted else {}
+        return _partition_counts(client, names)
     finally:
         client.close()
 
@@ -69,19 +74,27 @@ def grow_topics(bootstrap: str, topics: Topics, changelogs: list[str] = ()) -> d
     Keys move to other partitions: run it with the processors stopped (docs/operations.md)."""
     wanted = {s.name: s.partitions for s in topics.specs() if s.name != topics.dead_letter}
     wanted.update({name: topics.partitions for name in changelogs})
-    have = partition_counts(bootstrap, list(wanted))
-    fewer = {n: c for n, c in have.items() if c > wanted[n]}
-    if fewer:
-        raise ValueError(f"these topics have more partitions than REHAB_PARTITIONS={topics.partitions} "
-                         f"(Kafka cannot remove partitions): {fewer}")
-    grow = {n: NewPartitions(total_count=wanted[n]) for n, c in have.items() if c < wanted[n]}
-    if grow:
-        client = admin(bootstrap)
-        try:
+    client = admin(bootstrap)
+    try:
+        have = _partition_counts(client, list(wanted))
+        fewer = {n: c for n, c in have.items() if c > wanted[n]}
+        if fewer:
+            raise ValueError(f"these topics have more partitions than REHAB_PARTITIONS={topics.partitions} "
+                             f"(Kafka cannot remove partitions): {fewer}")
+        grow = {n: NewPartitions(total_count=wanted[n]) for n, c in have.items() if c < wanted[n]}
+        if grow:
             client.create_partitions(grow)
-        finally:
-            client.close()
+    finally:
+        client.close()
     return {n: (have[n], wanted[n]) for n in grow}
+
+
+def prepare_topics(settings: Settings) -> tuple[list[str], dict[str, tuple[int, int]]]:
+    """The deployment's topics as ``rehab init`` and ``rehab stack up`` leave them: created, configured
+    and grown (with the processor's changelogs) to REHAB_PARTITIONS. Returns (created, grown)."""
+    created = ensure_topics(settings.kafka_bootstrap, settings.topics)
+    grown = grow_topics(settings.kafka_bootstrap, settings.topics, changelog_topics(settings.processor_app_id))
+    return created, grown
 
 
 def topic_configs(bootstrap: str, name: str) -> dict[str, str]:

@@ -1,19 +1,12 @@
 """The live stack for end-to-end tests: gateway, pose worker and processor as processes, on a topic
 namespace and database of their own, with the guide clip stored as reference "guide"."""
 import asyncio
-import socket
 
 import pytest
 
 from rehab.services import Services
 from rehab.storage.repository import Database
-from tests.conftest import isolated
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import free_port, isolated
 
 
 @pytest.fixture(scope="session")

@@ -56,7 +56,7 @@ def test_a_session_goes_on_through_another_gateway_process(live_stack, data_dir,
     scores them instead of taking them for repeats of frames it has scored."""
     from rehab.services import Services
     from rehab.storage.repository import Database
-    from tests.e2e.conftest import free_port
+    from tests.conftest import free_port
 
     port = free_port()
     second = live_stack.with_(gateway_port=port, gateway_url=f"http://127.0.0.1:{port}",

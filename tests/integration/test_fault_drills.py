@@ -157,6 +157,17 @@ def _stack(*args: str) -> None:
     assert proc.returncode == 0, f"rehab stack {' '.join(args)}: {proc.stdout}{proc.stderr}"
 
 
+def _stop(drill: Streams, part: str) -> None:
+    drill.mark("stopping")
+    _stack("down", "--only", part)
+    drill.mark("stopped")
+
+
+def _start(drill: Streams, part: str) -> None:
+    _stack("up", "--only", part)
+    drill.mark("recovered")
+
+
 def test_mariadb_stopped_for_30_s_scores_keep_flowing_and_every_row_is_written_once_it_is_back(
         isolated_settings, stored_guide, clip_keypoints, tmp_path):
     """Two sessions stream for 50 s; MariaDB is stopped 5 s in and started again 30 s later. Live scores
@@ -165,18 +176,10 @@ def test_mariadb_stopped_for_30_s_scores_keep_flowing_and_every_row_is_written_o
     s = isolated_settings.with_(processor_coalesce_after=0)
     sessions = {sid: attempt(clip_keypoints, sid, 50.0) for sid in ("patient", "neighbour")}
 
-    def stop():
-        drill.mark("stopping")
-        _stack("down", "--only", "mariadb")
-        drill.mark("stopped")
-
-    def start():
-        _stack("up", "--only", "mariadb")
-        drill.mark("recovered")
-
     try:
         with Services(s, tmp_path / "run", names=("processor",)):
-            drill = Streams(s, sessions, {5.0: stop, 35.0: start}).start()
+            drill = Streams(s, sessions, {5.0: lambda: _stop(drill, "mariadb"),
+                                          35.0: lambda: _start(drill, "mariadb")}).start()
             drill.join()
             live = scores_by_session(s, {sid: f[-1].seq for sid, f in sessions.items()})
             figures = {sid: check_session(s, stored_guide, drill.sent[sid], live[sid]) for sid in sessions}
@@ -199,11 +202,8 @@ def test_kafka_restarted_mid_session_no_frame_is_lost_and_scores_resume(isolated
     sessions = {sid: attempt(clip_keypoints, sid, 30.0) for sid in ("patient", "neighbour")}
 
     def restart():
-        drill.mark("stopping")
-        _stack("down", "--only", "kafka")
-        drill.mark("stopped")
-        _stack("up", "--only", "kafka")
-        drill.mark("recovered")
+        _stop(drill, "kafka")
+        _start(drill, "kafka")
 
     try:
         with Services(s, tmp_path / "run", names=("processor",)):

@@ -10,24 +10,16 @@ Not covered here: pose workers scaled out (two BlazePose workers on video would 
 2-core machine; the worker drill covers a worker's partitions moving on)."""
 from __future__ import annotations
 
-import socket
-import time
 
 import pytest
 
 from rehab.records import now_ms
 from rehab.services import Services
 from rehab.topics import default_partition
-from tests.conftest import isolated
+from tests.conftest import free_port, isolated
 from tests.processor_helpers import Streams, attempt, check_session, db_call, scores_by_session
 
 SESSIONS, FPS, SECONDS, PROCESSORS, PARTITIONS = 30, 15, 30.0, 3, 12
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -42,7 +34,7 @@ def test_three_processors_share_the_sessions_and_one_killed_loses_nothing(twelve
     s = twelve_partitions
     sessions = {f"s{i:02d}": attempt(clip_keypoints, f"s{i:02d}", SECONDS, fps=FPS) for i in range(SESSIONS)}
     assert len({default_partition(sid, PARTITIONS) for sid in sessions}) >= 8, "sessions spread over the partitions"
-    processors = [Services(s.with_(processor_metrics_port=_free_port(), state_dir=tmp_path / f"p{i}"),
+    processors = [Services(s.with_(processor_metrics_port=free_port(), state_dir=tmp_path / f"p{i}"),
                            tmp_path / f"p{i}", names=("processor",)) for i in range(PROCESSORS)]
     marks: dict[str, int] = {}
 
