@@ -11,11 +11,11 @@ import time
 import faust
 
 from rehab.records import KeypointFrame, MessageError
-from stream_processor.app import BATCH, BATCH_WITHIN_S, CONSUMER, PARTITIONS
+from stream_processor.app import BATCH, BATCH_WITHIN_S, CONSUMER
 
 TOTAL = int(os.environ["BENCH_TOTAL"])
 app = faust.App(os.environ["BENCH_APP_ID"], broker=f"kafka://{os.environ['BENCH_BOOTSTRAP']}", store="memory://",
-                web_enabled=False, datadir=os.environ["BENCH_DATADIR"], topic_partitions=PARTITIONS,
+                web_enabled=False, datadir=os.environ["BENCH_DATADIR"], topic_partitions=int(os.environ["BENCH_PARTITIONS"]),
                 key_serializer="raw", value_serializer="raw", consumer_auto_offset_reset="earliest", **CONSUMER)
 keypoints = app.topic(os.environ["BENCH_TOPIC"], key_type=bytes, value_type=bytes)
 seen = {"n": 0, "bad": 0, "t0": 0.0}

@@ -5,6 +5,8 @@ frames are interleaved in the topic as live sessions' are (frame i of every sess
 
     ./dev bench processor_throughput [--sessions 20] [--frames-per-session 600]
     ./dev bench processor_throughput --stage decode   # Faust + decoding only: the framework's ceiling
+    ./dev bench processor_throughput --stage both --min-interval-ms 250   # both on the same topic, and
+                                                      # the processor's share of the ceiling (issue 15)
     ./dev bench processor_throughput --processors 2   # two processes in the consumer group
 Needs the local stack (./dev rehab stack up). Uses its own topic namespace and database, removed after.
 """
@@ -45,9 +47,13 @@ def main() -> None:
     ap.add_argument("--processors", type=int, default=1,
                     help="processor processes in the consumer group (Faust splits the keypoints topic's 4 "
                          "partitions, and the tables with them, between them)")
-    ap.add_argument("--stage", choices=("score", "decode"), default="score",
+    ap.add_argument("--stage", choices=("score", "decode", "both"), default="score",
                     help="score: the stream processor; decode: a Faust agent with its consumer settings that "
-                         "only decodes and validates the frames (what one process can read at all)")
+                         "only decodes and validates the frames (what one process can read at all); both: "
+                         "decode, then score, the same topic in one run, and score / decode")
+    ap.add_argument("--py-spy", type=float, default=0.0, metavar="SECONDS",
+                    help="sample the (first) processor with py-spy for this long once it scores, and add where "
+                         "its main thread's time goes to the JSON (by stage: see PROFILE_STAGES)")
     args = ap.parse_args()
     attempt = clip_frames("pose2sim_single_cam02.mp4")
     # the services start after the topic is filled, so the clock starts with the processor
@@ -63,9 +69,10 @@ def main() -> None:
                 producer.send(settings.topics.keypoints, key=sid.encode(), value=f.to_json())
         producer.flush()
         total = args.sessions * n
+        ceiling = decode_only(settings, total) if args.stage in ("decode", "both") else None
         if args.stage == "decode":
-            print(json.dumps(decode_only(settings, total) | {"sessions": args.sessions, "keypoint_frames": total,
-                                                             "target_keypoint_frames_per_s": 20000}, indent=2))
+            print(json.dumps(ceiling | {"sessions": args.sessions, "keypoint_frames": total,
+                                        "target_keypoint_frames_per_s": 20000}, indent=2))
             return
         consumer = KafkaConsumer(settings.topics.scores, bootstrap_servers=settings.kafka_bootstrap,
                                  group_id=None, auto_offset_reset="earliest")
@@ -75,6 +82,7 @@ def main() -> None:
                 group.callback(p.stop)
             with ThreadPoolExecutor(len(procs)) as pool:  # started together, ready once each has partitions
                 list(pool.map(lambda p: p.start(), procs))
+            spy = start_py_spy(procs[0].procs["processor"].pid, args.py_spy, Path(logs)) if args.py_spy else None
             t0 = time.monotonic()
             done, scores, stamps = set(), 0, []
             while len(done) < args.sessions and time.monotonic() - t0 < 600:
@@ -88,7 +96,12 @@ def main() -> None:
             elapsed = time.monotonic() - t0
             # the processors' own clock: a processor may score before the others are ready
             steady = (max(stamps) - min(stamps)) / 1000 if len(stamps) > 1 else elapsed
+            profile = {} if spy is None else {"where_the_time_goes": py_spy_stages(*spy)}
         consumer.close()
+    both = {} if ceiling is None else {
+        "decode_only_keypoint_frames_per_s": ceiling["keypoint_frames_per_s"],
+        "share_of_decode_ceiling": round(total / steady / ceiling["keypoint_frames_per_s"], 3),
+        "target_share_of_decode_ceiling": 0.6}
     print(json.dumps({
         "sessions": args.sessions, "processors": args.processors, "keypoint_frames": total, "scores": scores,
         "coalesce_after": args.coalesce_after, "min_interval_ms": args.min_interval_ms,
@@ -99,14 +112,63 @@ def main() -> None:
         "note": "per second from the first score to the last, by the scores' score_ts_ms (start-up: Faust "
                 "rebalance, first MySQL connection, is in seconds_with_startup)",
         "target_keypoint_frames_per_s": 20000,
-    }, indent=2))
+    } | both | profile, indent=2))
+
+
+# Where a processor's main thread spends its time, by the first rule whose function name is in the
+# sampled stack (py-spy's raw format: "frame;frame;... count"); "idle" is the event loop waiting.
+PROFILE_STAGES = (
+    ("idle (event loop waiting)", ("EpollSelector.select",), True),
+    ("decode + validate (as the ceiling)", ("KeypointFrame.from_json",), False),
+    ("scoring", ("ScoringState._score",), False),
+    ("publish scores + save state", ("create_app.<locals>.emit",), False),
+    ("store rows in MySQL", ("create_app.<locals>.write_scores",), False),
+    ("per-frame bookkeeping", ("ScoringState.handle_batch", "create_app.<locals>.score_windows"), False),
+    ("producer (aiokafka, Faust)", ("Sender.", "ProducerBuffer", "Producer.send", "AIOKafkaProducer"), False),
+    ("consumer + event delivery (Faust, as the ceiling)", ("Fetcher", "Consumer", "Conductor", "Stream.", "Channel"),
+     False),
+)
+
+
+def start_py_spy(pid: int, seconds: float, folder: Path):
+    out = folder / "py-spy.txt"
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid), "-d",
+                             str(seconds), "-r", "100", "-f", "raw", "-o", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, out
+
+
+def py_spy_stages(proc: subprocess.Popen, out: Path) -> dict:
+    """Shares of the processor's main thread (the one running Faust's worker) by PROFILE_STAGES."""
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    if not out.exists():
+        return {"error": "py-spy wrote nothing (is it allowed to trace the process?)"}
+    shares: dict[str, int] = {}
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if "execute_from_commandline" not in stack:
+            continue  # another thread (the consumer's, the metrics server's)
+        frames = [f.split(" (")[0] for f in stack.split(";")]
+        total += int(count)
+        name = "other (Faust, asyncio)"
+        for stage, needles, last_only in PROFILE_STAGES:
+            where = frames[-1:] if last_only else frames
+            if any(n in f for f in where for n in needles):
+                name = stage
+                break
+        shares[name] = shares.get(name, 0) + int(count)
+    return {k: round(v / max(total, 1), 3) for k, v in sorted(shares.items(), key=lambda kv: -kv[1])}
 
 
 def decode_only(settings, total: int) -> dict:
     with tempfile.TemporaryDirectory() as datadir:
         env = os.environ | {"BENCH_TOTAL": str(total), "BENCH_APP_ID": f"{settings.processor_app_id}-decode",
                             "BENCH_BOOTSTRAP": settings.kafka_bootstrap, "BENCH_TOPIC": settings.topics.keypoints,
-                            "BENCH_DATADIR": datadir}
+                            "BENCH_DATADIR": datadir, "BENCH_PARTITIONS": str(settings.partitions)}
         t0 = time.monotonic()
         out = subprocess.run([sys.executable, "-m", "benchmarks.faust_decode", "worker", "-l", "warn"], env=env,
                              cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=600)

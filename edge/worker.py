@@ -240,6 +240,9 @@ class PoseWorker:
 
     def warm_up(self) -> None:
         """One inference on a blank frame, so the first patient frame does not pay for model set-up."""
+        from rehab.scoring import kernels
+
+        kernels.warm_up()  # the patient lock scores movement with the scorer's kernels
         blank = np.zeros((640, 360, 3), np.uint8)
         for backend in self.lanes:
             backend.infer([blank], ["warm-up"])

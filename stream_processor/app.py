@@ -22,6 +22,7 @@ from mode import Service
 
 from rehab import metrics
 from rehab.records import DeadLetter, Score
+from rehab.scoring import kernels
 from rehab.settings import Settings, SettingsError
 from rehab.storage.repository import Database
 from rehab.topics import PROCESSOR_TABLES, changelog_topics, default_partition
@@ -274,6 +275,7 @@ def check_partitions(settings: Settings) -> None:
 
 def run(settings: Settings, ready_file: Path | None = None, loglevel: str = "WARNING") -> None:
     check_partitions(settings)
+    kernels.warm_up()  # compiled (or loaded) before the processor joins its group, not on a first frame
     app = create_app(settings, ready_file)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     # Faust's terminal spinner "spins for every log message": it sets the root logger to DEBUG, so every

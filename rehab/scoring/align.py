@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rehab.scoring import kernels
+
 START, DIAG, SKIP_REF, REPEAT_REF = 0, 1, 2, 3
 
 
@@ -15,22 +17,10 @@ def accumulate(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Steps: (1,1) same speed; (1,2) the patient is faster (one reference sample skipped); (2,1) the
     patient is slower (two patient samples on one reference sample). Each patient sample is charged
     once, so ``total / n`` is the mean cost. Open begin on the reference (row 0 starts anywhere).
-    Ties go to the first of diagonal, skip, repeat."""
-    b, n, m = cost.shape
-    inf = np.inf
-    prev2 = None
-    prev = cost[:, 0].copy()
-    move = np.zeros((b, n, m), dtype=np.int8)
-    steps = np.full((3, b, m), inf)  # cells never written stay inf (no predecessor there)
-    for i in range(1, n):
-        steps[0, :, 1:] = prev[:, :-1]
-        steps[1, :, 2:] = prev[:, :-2]
-        if prev2 is not None:
-            np.add(prev2[:, :-1], cost[:, i - 1, 1:], out=steps[2, :, 1:])
-        move[:, i] = steps.argmin(axis=0)
-        move[:, i] += 1
-        prev2, prev = prev, steps.min(axis=0) + cost[:, i]
-    return prev, move
+    Ties go to the first of diagonal, skip, repeat. (The loop is compiled: ``kernels.accumulate``.)"""
+    cost = np.ascontiguousarray(cost, dtype=np.float64)
+    move = np.zeros(cost.shape, dtype=np.int8)
+    return kernels.accumulate(cost, move), move
 
 
 def backtrack(move: np.ndarray, end: np.ndarray) -> np.ndarray:

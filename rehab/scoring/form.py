@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rehab.coco import INDEX
+from rehab.scoring import kernels
 
 FEATURES = ("elbows (the straighter)", "elbows (the more bent)", "knees (the straighter)", "knees (the more bent)",
             "upper arms (lower)", "upper arms (higher)", "forearms (lower)", "forearms (higher)",
@@ -205,21 +206,34 @@ class FormModel:
         return max(int(np.ceil(HISTORY_FACTOR * self.length)), 30)
 
     def assess(self, feats: np.ndarray) -> FormResult:
-        """The patient's recent angles (H, F), oldest first, against the guide's ranges."""
+        """The patient's recent angles (H, F) in radians, oldest first, against the guide's ranges."""
         seen = ~np.isnan(feats).all(axis=1)
         if seen.sum() < MIN_ROWS:
             return NEUTRAL
         lo, hi = ranges(feats[seen])
+        return self._judge(lo, hi, jitter(feats[seen]), int(seen.sum()))
+
+    def assess_codes(self, codes: np.ndarray) -> FormResult:
+        """``assess(decode(codes))`` for the angles as ``encode`` keeps them, (H, F) uint8 (what the live
+        scorer holds), with the quantiles and jitter in one compiled pass (``kernels.form_stats``)."""
+        lo, hi, jit = np.empty(N_FEATURES), np.empty(N_FEATURES), np.empty(N_FEATURES)
+        n_seen = kernels.form_stats(np.ascontiguousarray(codes, dtype=np.uint8), UNSEEN, _STEP,
+                                    PCT[0] / 100.0, PCT[1] / 100.0, lo, hi, jit)
+        return NEUTRAL if n_seen < MIN_ROWS else self._judge(lo, hi, jit, n_seen)
+
+    def _judge(self, lo: np.ndarray, hi: np.ndarray, jit: np.ndarray, n_seen: int) -> FormResult:
+        """The patient's angle ranges (``lo``, ``hi``; NaN where unknown) and jitter over ``n_seen`` rows
+        against the guide's."""
         both = ~np.isnan(lo) & ~np.isnan(self.lo)
         g = np.where(both, self.hi - self.lo, 0.0)
         a = np.where(both, hi - lo, 0.0)
         # range the detector's own jitter explains is not movement (a clean sensor: ~0; a phone camera's
         # BlazePose: ~0.1 rad on the elbows)
-        slack = np.nan_to_num(NOISE_SLACK * jitter(feats[seen]), nan=0.0)
+        slack = np.nan_to_num(NOISE_SLACK * jit, nan=0.0)
         excess = np.maximum(a - g - slack, 0.0) * (1.0 - self.moving)
         # a range is short only once (nearly) a whole repetition has been seen, and by more than a camera
         # at another angle foreshortens it
-        coverage = np.clip((seen.sum() / max(self.length, 1) - 0.5) / 0.5, 0.0, 1.0)
+        coverage = np.clip((n_seen / max(self.length, 1) - 0.5) / 0.5, 0.0, 1.0)
         deficit = np.maximum(g * (1.0 - DEFICIT_SLACK) - a, 0.0) * self.moving * coverage
         factor = float(np.exp(-(excess.sum() + DEFICIT_WEIGHT * deficit.sum()) / TAU))
         return FormResult(factor, excess, deficit)

@@ -13,13 +13,14 @@ import numpy as np
 from rehab.records import KeypointFrame, Score, now_ms
 from rehab.reference import Reference
 from rehab.scoring.form import NEUTRAL, UNSEEN, FormResult, N_FEATURES, decode, encode
-from rehab.scoring.pose import nearest, to_array
+from rehab.scoring.pose import nearest
 from rehab.scoring.scorer import (
     EMPTY, GOOD, MIN_WINDOW_FRACTION, calibrate, PHASE_ANCHOR_MIN, RATE_HZ, SCORER_VERSION, ReferenceModel, Rows, WindowResult,
     phase_prior, score_windows,
 )
 
 RATE = int(RATE_HZ)  # grid rows per second
+_NOBODY = np.zeros((17, 3))  # a frame without anybody: zero confidence everywhere (as ``to_array``)
 FORM_HINT_BELOW = 0.8  # the form's hints lead the corrections when it costs more than 20 %
 
 
@@ -74,6 +75,7 @@ class LiveScorer:
     min_interval_ms: int = 0
     mirror_mode: str = "auto"
     frames: deque = field(default_factory=deque)
+    _arrays: deque = field(default_factory=deque, repr=False)  # each frame's keypoints (17, 3), as ``frames``
     reps: RepCounter = field(default_factory=RepCounter)
     total: float = 0.0
     n_scores: int = 0
@@ -100,17 +102,28 @@ class LiveScorer:
                 "grid_origin_ms": self.grid_origin_ms}
 
     def window_snapshot(self) -> dict:
-        """The frames of the current window, compactly: [seq, capture_ts_ms, keypoints or None], and the
-        form history (one byte an angle, base64)."""
-        kps = np.round(to_array([f.keypoints for f in self.frames]), 1).tolist()  # (one numpy call, not 1,500 rounds)
-        frames = [[f.seq, f.capture_ts_ms, None if f.keypoints is None else k] for f, k in zip(self.frames, kps)]
-        return {"frames": frames, "angles": base64.b64encode(self.angles.tobytes()).decode(),
-                "angles_k_last": self.angles_k_last}
+        """The frames of the current window, compactly: their seqs and capture times, their keypoints as
+        float32 (base64, -1 confidence where nobody was seen), and the form history (one byte an
+        angle, base64)."""
+        kps = np.stack(self._arrays).astype(np.float32) if self._arrays else np.zeros((0, 17, 3), np.float32)
+        for i, f in enumerate(self.frames):
+            if f.keypoints is None:
+                kps[i, :, 2] = -1.0
+        return {"seq": [f.seq for f in self.frames], "ts": [f.capture_ts_ms for f in self.frames],
+                "kps": base64.b64encode(kps.tobytes()).decode(),
+                "angles": base64.b64encode(self.angles.tobytes()).decode(), "angles_k_last": self.angles_k_last}
 
     def restore_window(self, snap: dict | list, template: KeypointFrame) -> None:
         """Refills the window after a restart (frames older than the restored counters only) and the
-        form history. (A list is a snapshot from before the form existed: frames only.)"""
-        rows = snap if isinstance(snap, list) else snap.get("frames", [])
+        form history. Reads every format a processor has saved: a list (frames only, before the form
+        existed) and ``frames`` as [seq, ts, keypoints or None] rows (before float32 keypoints)."""
+        if isinstance(snap, list):
+            rows = snap
+        elif "kps" in snap:
+            kps = np.frombuffer(base64.b64decode(snap["kps"]), np.float32).reshape(-1, 17, 3).astype(np.float64)
+            rows = [(seq, ts, None if k[0, 2] < 0 else k.tolist()) for seq, ts, k in zip(snap["seq"], snap["ts"], kps)]
+        else:
+            rows = snap.get("frames", [])
         if isinstance(snap, dict) and snap.get("angles"):
             self.angles = np.frombuffer(base64.b64decode(snap["angles"]), np.uint8).reshape(-1, N_FEATURES).copy()
             self.angles_k_last = int(snap.get("angles_k_last", -1))
@@ -118,8 +131,16 @@ class LiveScorer:
                                   template.model, template.model_version, template.width, template.height, kps,
                                   reference_id=template.reference_id)
                     for seq, ts, kps in rows if int(seq) <= self.last_seq]
-        self.frames = deque(restored + [f for f in self.frames if f.seq > (restored[-1].seq if restored else -1)])
+        newer = [f for f in self.frames if f.seq > (restored[-1].seq if restored else -1)]
+        self.frames, self._arrays = deque(), deque()
+        for f in restored + newer:
+            self._push(f)
         self.rows = None
+
+    def _push(self, f: KeypointFrame) -> None:
+        """Appends a frame to the window, with its keypoints as an array (made once per frame)."""
+        self.frames.append(f)
+        self._arrays.append(_NOBODY if f.keypoints is None else np.asarray(f.keypoints, dtype=np.float64))
 
     def restore(self, snap: dict) -> None:
         self.reps.count, self.reps.armed = int(snap["reps"]), bool(snap["armed"])
@@ -148,14 +169,15 @@ class LiveScorer:
             # a duplicate, re-delivered or out-of-order frame: never scored twice, but after a restart
             # the frames re-read before the last scored one refill the window
             if not self.frames or f.seq > self.frames[-1].seq:
-                self.frames.append(f)
+                self._push(f)
             return False
         prev_ts, self.last_seq, self.last_frame_ts_ms = self.last_frame_ts_ms, f.seq, f.capture_ts_ms
         if self.grid_origin_ms is None:
             self.grid_origin_ms = f.capture_ts_ms
-        self.frames.append(f)
+        self._push(f)
         while self.frames[0].capture_ts_ms < f.capture_ts_ms - self.window_ms:
             self.frames.popleft()
+            self._arrays.popleft()
         if defer or not self._window_ready():
             return False
         if self.min_interval_ms and prev_ts is not None and \
@@ -191,7 +213,7 @@ class LiveScorer:
             ts = np.fromiter((x.capture_ts_ms - origin for x in self.frames), dtype=np.float64, count=len(self.frames))
             # the nearest frame (the earlier one on a tie): a row never changes once made
             idx = nearest(ts, np.arange(new_from, k_last + 1) * (1000.0 / RATE))
-            kps = to_array([self.frames[i].keypoints for i in idx])
+            kps = np.stack([self._arrays[i] for i in idx])
         prior = None
         if self.last_ts_ms is not None:
             advanced = (f.capture_ts_ms - self.last_ts_ms) * RATE_HZ / 1000.0
@@ -216,7 +238,7 @@ class LiveScorer:
         """The form over the last ``history_rows`` grid rows (rows without anybody are left out)."""
         if not len(self.angles):
             return NEUTRAL
-        return self.ref.form.assess(decode(self.angles))
+        return self.ref.form.assess_codes(self.angles)
 
     def _complete(self, job: "WindowJob", result: WindowResult, score_ts_ms: int | None) -> Score:
         f, first = job.last, job.first

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rehab.coco import LIMBS, MIRROR
+from rehab.coco import LIMB_INDEX, LIMBS, MIRROR
 from rehab.reference import Reference
 from rehab.scoring.align import backtrack, best_ends
 from rehab.scoring.form import FormModel, angle_features
+from rehab.scoring.kernels import similarity4
 from rehab.scoring.pose import limb_directions, normalize, resample, to_array
 
 SCORER_VERSION = "limbdtw-3.0.0"
@@ -108,12 +109,40 @@ class ReferenceModel:
     def length(self) -> int:
         return len(self.poses.norm)
 
+    @property
+    def sample_dirs(self) -> np.ndarray:
+        """The limbs of one repetition (R, L, 2), as the cyclic reference has them (taken from it: numpy's
+        vectorised square root may round a last bit differently for an array of another length)."""
+        return self.cyclic.dirs[: self.length]
+
+    @property
+    def sample_lw(self) -> np.ndarray:
+        return self.cyclic.lw[: self.length]
+
 
 # The four ways a patient frame is compared: as labelled, with left/right labels swapped in place (a
 # detector's confusion), mirrored (x flipped and labels swapped: the patient mirrors the guide), and
 # mirrored with the labels swapped back (x flipped only). Candidate c uses variants 2c and 2c + 1.
 AS_SEEN, SWAPPED, MIRRORED, MIRRORED_SWAPPED = range(4)
 _FLIP_X = np.array([-1.0, 1.0])
+
+
+def _swapped_limbs() -> tuple[list[int], np.ndarray]:
+    """For each limb, the limb it becomes when left and right labels are swapped, and +1/-1 for its
+    direction (the limbs across the body, shoulder to shoulder and hip to hip, reverse)."""
+    index, sign = [], []
+    for a, b in LIMB_INDEX:
+        ma, mb = MIRROR[a], MIRROR[b]
+        if (ma, mb) in LIMB_INDEX:
+            index.append(LIMB_INDEX.index((ma, mb)))
+            sign.append(1.0)
+        else:
+            index.append(LIMB_INDEX.index((mb, ma)))
+            sign.append(-1.0)
+    return index, np.array(sign)
+
+
+SWAP_LIMB, SWAP_SIGN = _swapped_limbs()
 
 
 @dataclass(frozen=True)
@@ -124,7 +153,8 @@ class Rows:
     w: np.ndarray  # (4, T, 17)
     dirs: np.ndarray  # (4, T, L, 2)
     lw: np.ndarray  # (4, T, L)
-    sim: np.ndarray  # (4, T, C) similarity to every sample of the cyclic reference, in [0, 1]
+    sim: np.ndarray  # (4, T, R) similarity to every sample of one repetition of the reference, in [0, 1]
+    # (the cyclic reference is that repetition twice: column j of it is column j % R here)
     step: np.ndarray  # (T,) movement from the previous frame (0 for the first one seen)
     valid: np.ndarray  # (T,) somebody was seen
     angles: np.ndarray  # (T, F) joint angles for the form assessment (form.angle_features)
@@ -160,16 +190,23 @@ class Rows:
         sn, sw = norm[:, idx], w[:, idx]
         norm4 = np.stack([norm, sn, sn * _FLIP_X, norm * _FLIP_X])
         w4 = np.stack([w, sw, sw, w])
-        dirs, lw = limb_directions(norm4.reshape(4 * n, *norm.shape[1:]), w4.reshape(4 * n, -1))
-        sim = _similarity_matrix(dirs, lw, ref.cyclic).reshape(4, n, -1)
+        dirs, lw = limb_directions(norm, w)
+        # The other three labellings' limbs are the seen ones exactly (IEEE negation and a permutation
+        # are exact): swapping the labels makes limb l the seen limb SWAP_LIMB[l] (reversed for the
+        # limbs across the body), flipping x negates the x component.
+        sdirs = dirs[:, SWAP_LIMB] * SWAP_SIGN[:, None]
+        slw = lw[:, SWAP_LIMB]
+        dirs4 = np.stack([dirs, sdirs, sdirs * _FLIP_X, dirs * _FLIP_X])
+        lw4 = np.stack([lw, slw, slw, lw])
+        sim = np.empty((4, n, ref.length))
+        c = np.ascontiguousarray  # (the kernel is compiled for C-ordered arrays: one signature, cached)
+        similarity4(c(dirs), c(lw), c(sdirs), c(slw), c(ref.sample_dirs), c(ref.sample_lw), sim)
         prev_n, prev_w = np.zeros_like(norm), np.zeros_like(w)
         prev_n[1:], prev_w[1:] = norm[:-1], w[:-1]
         for s, prev in zip(starts or [0], start_prev or [None]):
             prev_n[s], prev_w[s] = prev if prev is not None else (0.0, 0.0)
         step = movement_steps(norm, w, prev_n, prev_w)
-        lw4 = lw.reshape(4, n, -1)
-        return cls(norm4, w4, dirs.reshape(4, n, *dirs.shape[1:]), lw4, sim, step, lw4[AS_SEEN].sum(axis=1) > 0,
-                   angle_features(kps))
+        return cls(norm4, w4, dirs4, lw4, sim, step, lw.sum(axis=1) > 0, angle_features(kps))
 
 
 def _velocity_agreement(pn: np.ndarray, pw: np.ndarray, rn: np.ndarray, rw: np.ndarray, chunk: int = 5) -> np.ndarray:
@@ -210,21 +247,6 @@ class WindowResult:
 
 EMPTY = WindowResult(0.0, 0.0, 0.0, {}, [{"joint": "body", "direction": "visible",
                                          "message": "step into view of the camera"}], 0.0, False, (0, 0))
-
-
-def _similarity_matrix(dirs: np.ndarray, lw: np.ndarray, r: Poses) -> np.ndarray:
-    """(N, C) confidence-weighted mean limb cosine of N poses' limbs (N, L, 2) against every reference
-    sample, mapped to [0, 1]. Plain products and sums (no BLAS), so a row's value does not depend on how
-    many rows are computed together."""
-    cos = dirs[:, None, :, 0] * r.dirs[None, :, :, 0]
-    cos += dirs[:, None, :, 1] * r.dirs[None, :, :, 1]
-    if COS_FLOOR:
-        cos -= COS_FLOOR
-        cos /= 1.0 - COS_FLOOR
-    np.clip(cos, 0.0, 1.0, out=cos)
-    weights = lw[:, None, :] * r.lw[None, :, :]
-    cos *= weights
-    return cos.sum(axis=2) / np.maximum(weights.sum(axis=2), 1e-9)
 
 
 def _corrections(limbs: dict[str, float], dx: np.ndarray, dy: np.ndarray) -> list[dict]:
@@ -276,11 +298,12 @@ def score_windows(ref: ReferenceModel, windows: list[Rows], priors: list[np.ndar
 def _score_group(ref: ReferenceModel, ws: list[Rows], priors: list, mirror_mode: str) -> list[WindowResult]:
     b, t = len(ws), len(ws[0])
     n_cand = 2 if mirror_mode == "auto" else 1
-    sim = np.stack([w.sim for w in ws])  # (B, 4, T, C)
+    sim = np.stack([w.sim for w in ws])  # (B, 4, T, R): one repetition
     valid = np.stack([w.valid for w in ws])  # (B, T)
     # per frame the better labelling; frames where nobody was seen cost 0 and are not counted in the mean
-    both = np.maximum(sim[:, 0:2 * n_cand:2], sim[:, 1:2 * n_cand:2])  # (B, n_cand, T, C)
+    both = np.maximum(sim[:, 0:2 * n_cand:2], sim[:, 1:2 * n_cand:2])  # (B, n_cand, T, R)
     cost = np.where(valid[:, None, :, None], 1.0 - both, 0.0).reshape(b * n_cand, t, -1)
+    cost = np.concatenate([cost, cost], axis=2)  # against the cyclic reference (the repetition twice)
     penalty = None
     if any(p is not None for p in priors):
         penalty = np.repeat(np.stack([np.zeros(cost.shape[2]) if p is None else p for p in priors]), n_cand, axis=0)
@@ -293,7 +316,8 @@ def _score_group(ref: ReferenceModel, ws: list[Rows], priors: list, mirror_mode:
     path[~finite] = 0
     bb, tt = np.arange(b)[:, None], np.arange(t)[None, :]
     base = 2 * k[:, None]
-    var = base + (sim[bb, base + 1, tt, path] > sim[bb, base, tt, path])  # per frame, the labelling used
+    col = path % ref.length
+    var = base + (sim[bb, base + 1, tt, col] > sim[bb, base, tt, col])  # per frame, the labelling used
     norm = np.stack([w.norm for w in ws])[bb, var, tt]  # (B, T, 17, 2)
     jw = np.stack([w.w for w in ws])[bb, var, tt]
     dirs = np.stack([w.dirs for w in ws])[bb, var, tt]  # (B, T, L, 2)

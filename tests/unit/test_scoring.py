@@ -2,6 +2,7 @@
 import dataclasses
 
 import numpy as np
+import orjson
 import pytest
 
 from rehab.records import KeypointFrame
@@ -206,6 +207,22 @@ def test_a_restored_window_scores_like_the_uninterrupted_one():
     a, b = first.update(fs[60], score_ts_ms=0), resumed.update(fs[60], score_ts_ms=0)
     assert a is not None and b is not None
     assert abs(a.similarity - b.similarity) < 1e-3 and a.window_start_seq == b.window_start_seq
+
+
+def test_a_window_snapshot_keeps_frames_without_anybody_and_old_snapshots_still_restore():
+    fs, first, _ = _scored_then_resumed(90, 60)
+    first.add(dataclasses.replace(fs[60], keypoints=None))
+    snap = orjson.loads(orjson.dumps(first.window_snapshot()))  # as the processor's table holds it
+    for saved in (snap, {"frames": [[f.seq, f.capture_ts_ms, f.keypoints] for f in first.frames],  # before float32
+                         "angles": snap["angles"], "angles_k_last": snap["angles_k_last"]}):
+        resumed = LiveScorer(first.ref, "s")
+        resumed.restore(first.snapshot())
+        resumed.last_seq = first.last_seq  # (restore resumes from the last scored frame; this one was not)
+        resumed.restore_window(saved, fs[61])
+        assert [f.seq for f in resumed.frames] == [f.seq for f in first.frames]
+        assert resumed.frames[-1].keypoints is None
+        np.testing.assert_allclose(resumed.frames[0].keypoints, first.frames[0].keypoints, rtol=1e-6)
+        assert np.array_equal(resumed.angles, first.angles)
 
 
 def test_left_right_label_confusion_in_some_frames_costs_nothing():

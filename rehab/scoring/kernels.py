@@ -1,0 +1,144 @@
+"""The scorer's two inner loops, compiled with numba: the limb similarity of patient rows to every
+guide sample (four labellings at once) and the accumulation of subsequence DTW.
+
+Written as numpy they make temporaries of (rows x samples x limbs) elements for every operation (eight
+passes over memory for what is one pass of arithmetic), and the DTW's row loop runs in Python; here
+each is one pass (``docs/benchmarks.md``: the processor's time per score). The arithmetic is the same,
+operation for operation and in the same order, as the numpy it replaced, so scores do not change
+(``tests/unit/test_kernels.py`` checks equality to the bit).
+
+Compiled on first use and cached next to this file (``cache=True``); where that folder is read-only
+numba compiles in memory instead (a second or two at a process's start).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def similarity4(dirs, lw, sdirs, slw, r_dirs, r_lw, out):  # pragma: no cover - compiled
+    """``out`` (4, N, R): for N poses' limbs as seen (``dirs`` (N, L, 2), weights ``lw`` (N, L)) and with
+    the labels swapped (``sdirs``, ``slw``), against R guide samples (``r_dirs``, ``r_lw``): the
+    weighted mean over the limbs of the cosine clipped to [0, 1], for the four labellings (as seen,
+    swapped, swapped and x flipped, x flipped)."""
+    n, n_limbs = lw.shape
+    r = r_lw.shape[0]
+    for i in range(n):
+        for j in range(r):
+            num0 = num1 = num2 = num3 = 0.0
+            den0 = den1 = 0.0
+            for li in range(n_limbs):
+                rx, ry = r_dirs[j, li, 0], r_dirs[j, li, 1]
+                px, py = dirs[i, li, 0] * rx, dirs[i, li, 1] * ry
+                sx, sy = sdirs[i, li, 0] * rx, sdirs[i, li, 1] * ry
+                w = lw[i, li] * r_lw[j, li]
+                sw = slw[i, li] * r_lw[j, li]
+                num0 += min(max(px + py, 0.0), 1.0) * w
+                num1 += min(max(sx + sy, 0.0), 1.0) * sw
+                num2 += min(max(sy - sx, 0.0), 1.0) * sw
+                num3 += min(max(py - px, 0.0), 1.0) * w
+                den0 += w
+                den1 += sw
+            den0 = max(den0, 1e-9)
+            den1 = max(den1, 1e-9)
+            out[0, i, j] = num0 / den0
+            out[1, i, j] = num1 / den1
+            out[2, i, j] = num2 / den1
+            out[3, i, j] = num3 / den0
+
+
+@njit(cache=True, nogil=True)
+def accumulate(cost, move):  # pragma: no cover - compiled
+    """Subsequence DTW over B cost matrices (B, n, m) with steps (1,1), (1,2) and (2,1), each patient
+    row charged once: fills ``move`` (B, n, m) with the move into every cell (1 diagonal, 2 skip a
+    guide sample, 3 repeat one; ties to the first) and returns the accumulated cost of the last row
+    (B, m). Open begin: row 0 starts at any column."""
+    b, n, m = cost.shape
+    inf = np.inf
+    last = np.empty((b, m))
+    prev = np.empty(m)
+    prev2 = np.empty(m)
+    cur = np.empty(m)
+    for k in range(b):
+        for j in range(m):
+            prev[j] = cost[k, 0, j]
+        for i in range(1, n):
+            for j in range(m):
+                s0 = prev[j - 1] if j >= 1 else inf
+                s1 = prev[j - 2] if j >= 2 else inf
+                s2 = prev2[j - 1] + cost[k, i - 1, j] if (i >= 2 and j >= 1) else inf
+                best, mv = s0, 1
+                if s1 < best:
+                    best, mv = s1, 2
+                if s2 < best:
+                    best, mv = s2, 3
+                move[k, i, j] = mv
+                cur[j] = best + cost[k, i, j]
+            for j in range(m):
+                prev2[j] = prev[j]
+                prev[j] = cur[j]
+        for j in range(m):
+            last[k, j] = prev[j]
+    return last
+
+
+@njit(cache=True, nogil=True)
+def _quantile(s, n, q):  # pragma: no cover - compiled
+    """The ``q`` quantile of the sorted ``s[:n]`` with linear interpolation (numpy's default)."""
+    pos = (max(n, 1) - 1) * q
+    lo = int(np.floor(pos))
+    hi = min(lo + 1, max(n - 1, 0))
+    frac = pos - lo
+    return s[lo] * (1.0 - frac) + s[hi] * frac
+
+
+@njit(cache=True, nogil=True)
+def form_stats(codes, unseen, step, q_lo, q_hi, lo, hi, jit):  # pragma: no cover - compiled
+    """For the form's history of joint angles as one-byte codes (H, F) (``unseen`` where an angle was
+    not seen; a code times ``step`` is radians), over the rows where any angle was seen: the ``q_lo``
+    and ``q_hi`` quantiles of each angle (NaN where seen in fewer than 2 rows) into ``lo`` and ``hi``,
+    and each angle's jitter (the median distance of a row from the midpoint of its neighbours; 0
+    where none) into ``jit``. Returns how many rows were seen. (``form.ranges`` and ``form.jitter``
+    of the decoded angles, to the bit.)"""
+    h, f = codes.shape
+    rows = np.empty(h, np.int64)
+    n_seen = 0
+    for i in range(h):
+        for k in range(f):
+            if codes[i, k] != unseen:
+                rows[n_seen] = i
+                n_seen += 1
+                break
+    vals = np.empty(max(n_seen, 1))
+    for k in range(f):
+        n = 0
+        for r in range(n_seen):
+            c = codes[rows[r], k]
+            if c != unseen:
+                vals[n] = c * step
+                n += 1
+        if n < 2:
+            lo[k] = np.nan
+            hi[k] = np.nan
+        else:
+            s = np.sort(vals[:n])
+            lo[k] = _quantile(s, n, q_lo)
+            hi[k] = _quantile(s, n, q_hi)
+        n = 0
+        for r in range(1, n_seen - 1):
+            a, b, c = codes[rows[r - 1], k], codes[rows[r], k], codes[rows[r + 1], k]
+            if a != unseen and b != unseen and c != unseen:
+                vals[n] = abs(b * step - (a * step + c * step) / 2)
+                n += 1
+        jit[k] = _quantile(np.sort(vals[:n]), n, 0.5) if n else 0.0
+    return n_seen
+
+
+def warm_up() -> None:
+    """Compiles (or loads from the cache) every kernel with the argument types the scorer passes, so a
+    service's first patient frame does not wait for it (a service calls this before it is ready)."""
+    d, w = np.zeros((1, 12, 2)), np.zeros((1, 12))
+    similarity4(d, w, d, w, d, w, np.empty((4, 1, 1)))
+    accumulate(np.zeros((1, 2, 2)), np.zeros((1, 2, 2), np.int8))
+    form_stats(np.zeros((3, 15), np.uint8), 255, 0.01, 0.05, 0.95, np.empty(15), np.empty(15), np.empty(15))

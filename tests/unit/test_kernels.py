@@ -1,0 +1,106 @@
+"""The compiled kernels (rehab/scoring/kernels.py) give, to the bit, what they are defined to give: the
+DTW accumulation as the numpy it replaced (kept here), the limb similarity as its definition in plain
+Python floats, the form's statistics as ``form.ranges`` and ``form.jitter`` of the decoded angles. Bit
+equality, not a tolerance: the scores must not change with the implementation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rehab.scoring import kernels
+from rehab.scoring.align import accumulate
+from rehab.scoring.form import _STEP, PCT, UNSEEN, FormModel, angle_features, decode, encode, jitter, ranges
+from rehab.scoring.scorer import SWAP_LIMB, SWAP_SIGN, _FLIP_X
+from tests.unit.test_scoring import pose_at
+
+
+def _similarity_reference(dirs, lw, r_dirs, r_lw):
+    """The definition, one pose and one guide sample at a time in plain Python floats: the weighted mean
+    over the limbs, added in limb order, of the cosine clipped to [0, 1]. (The numpy the kernel replaced
+    added the limbs in this order too for the arrays the scorer passes: its reduction ran over the limb
+    axis, the outermost in memory.)"""
+    out = np.empty((len(dirs), len(r_dirs)))
+    for i in range(len(dirs)):
+        for j in range(len(r_dirs)):
+            num = den = 0.0
+            for li in range(dirs.shape[1]):
+                cos = float(dirs[i, li, 0]) * float(r_dirs[j, li, 0]) + float(dirs[i, li, 1]) * float(r_dirs[j, li, 1])
+                w = float(lw[i, li]) * float(r_lw[j, li])
+                num += min(max(cos, 0.0), 1.0) * w
+                den += w
+            out[i, j] = num / max(den, 1e-9)
+    return out
+
+
+def _accumulate_numpy(cost):
+    b, n, m = cost.shape
+    prev2, prev = None, cost[:, 0].copy()
+    move = np.zeros((b, n, m), dtype=np.int8)
+    steps = np.full((3, b, m), np.inf)
+    for i in range(1, n):
+        steps[0, :, 1:] = prev[:, :-1]
+        steps[1, :, 2:] = prev[:, :-2]
+        if prev2 is not None:
+            np.add(prev2[:, :-1], cost[:, i - 1, 1:], out=steps[2, :, 1:])
+        move[:, i] = steps.argmin(axis=0) + 1
+        prev2, prev = prev, steps.min(axis=0) + cost[:, i]
+    return prev, move
+
+
+def _limbs(rng, n):
+    ang = rng.uniform(-np.pi, np.pi, (n, 12))
+    dirs = np.stack([np.cos(ang), np.sin(ang)], axis=-1)
+    lw = rng.uniform(0, 1, (n, 12)) * (rng.random((n, 12)) > 0.2)  # some limbs unseen
+    dirs[lw == 0] = 0.0
+    lw[rng.random(n) < 0.1] = 0.0  # some poses with nobody
+    return dirs, lw
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_similarity4_is_the_numpy_similarity_of_each_labelling(seed):
+    rng = np.random.default_rng(seed)
+    dirs, lw = _limbs(rng, 40)
+    r_dirs, r_lw = _limbs(rng, 23)
+    sdirs, slw = dirs[:, SWAP_LIMB] * SWAP_SIGN[:, None], lw[:, SWAP_LIMB]
+    out = np.empty((4, 40, 23))
+    kernels.similarity4(dirs, lw, np.ascontiguousarray(sdirs), np.ascontiguousarray(slw), r_dirs, r_lw, out)
+    expected = [(dirs, lw), (sdirs, slw), (sdirs * _FLIP_X, slw), (dirs * _FLIP_X, lw)]
+    for v, (d, w) in enumerate(expected):
+        assert np.array_equal(out[v], _similarity_reference(d, w, r_dirs, r_lw)), f"labelling {v}"
+    assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+@pytest.mark.parametrize("shape", [(5, 30, 100), (1, 2, 3), (3, 17, 1)])
+def test_dtw_accumulation_is_the_numpy_one(shape):
+    rng = np.random.default_rng(sum(shape))
+    cost = rng.random(shape)
+    cost[rng.random(shape) < 0.05] = 0.0  # ties between moves
+    last, move = accumulate(cost)
+    want_last, want_move = _accumulate_numpy(cost)
+    assert np.array_equal(last, want_last) and np.array_equal(move[:, 1:], want_move[:, 1:])
+
+
+def test_form_statistics_from_codes_are_those_of_the_decoded_angles():
+    feats = angle_features(np.array([pose_at(i / 40) for i in range(200)]))
+    model = FormModel.of(feats[:40])
+    rng = np.random.default_rng(3)
+    judged = 0
+    for trial in range(200):
+        start, length = rng.integers(0, 150), rng.integers(0, 50)
+        codes = encode(feats[start:start + length] + rng.normal(0, 0.05, (length, feats.shape[1])))
+        codes[rng.random(codes.shape) < 0.15 * (trial % 3)] = UNSEEN  # angles unseen here and there
+        if trial % 4 == 0 and length:
+            codes[rng.integers(0, length, 3)] = UNSEEN  # whole rows without anybody
+        angles = decode(codes)
+        seen = ~np.isnan(angles).all(axis=1)
+        lo, hi, jit = np.empty(15), np.empty(15), np.empty(15)
+        n_seen = kernels.form_stats(codes, UNSEEN, _STEP, PCT[0] / 100, PCT[1] / 100, lo, hi, jit)
+        assert n_seen == seen.sum()
+        want_lo, want_hi = ranges(angles[seen])
+        assert np.array_equal(lo, want_lo, equal_nan=True) and np.array_equal(hi, want_hi, equal_nan=True)
+        assert np.array_equal(jit, jitter(angles[seen])), trial
+        want, got = model.assess(decode(codes)), model.assess_codes(codes)
+        assert got.factor == want.factor, trial
+        assert np.array_equal(got.excess, want.excess) and np.array_equal(got.deficit, want.deficit), trial
+        judged += got.factor < 1.0
+    assert judged > 20  # the attempts differ from the guide often enough that the form costs points
