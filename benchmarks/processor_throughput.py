@@ -51,7 +51,7 @@ def main() -> None:
                     help="score: the stream processor; decode: a Faust agent with its consumer settings that "
                          "only decodes and validates the frames (what one process can read at all); both: "
                          "decode, then score, the same topic in one run, and score / decode")
-    ap.add_argument("--py-spy", type=float, default=0.0, metavar="SECONDS",
+    ap.add_argument("--py-spy", type=int, default=0, metavar="SECONDS",
                     help="sample the (first) processor with py-spy for this long once it scores, and add where "
                          "its main thread's time goes to the JSON (by stage: see PROFILE_STAGES)")
     args = ap.parse_args()
@@ -130,11 +130,11 @@ PROFILE_STAGES = (
 )
 
 
-def start_py_spy(pid: int, seconds: float, folder: Path):
+def start_py_spy(pid: int, seconds: int, folder: Path):
     out = folder / "py-spy.txt"
     proc = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid), "-d",
                              str(seconds), "-r", "100", "-f", "raw", "-o", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=open(folder / "py-spy.log", "wb"))
     return proc, out
 
 
@@ -145,7 +145,7 @@ def py_spy_stages(proc: subprocess.Popen, out: Path) -> dict:
     except subprocess.TimeoutExpired:
         proc.kill()
     if not out.exists():
-        return {"error": "py-spy wrote nothing (is it allowed to trace the process?)"}
+        return {"error": "py-spy wrote nothing: " + (out.parent / "py-spy.log").read_text(errors="replace")[-300:]}
     shares: dict[str, int] = {}
     total = 0
     for line in out.read_text().splitlines():
