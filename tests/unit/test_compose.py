@@ -1,4 +1,6 @@
 """docker-compose.yml parses, and every service gets the settings its code reads."""
+import re
+
 import yaml
 
 from rehab.cli import build_parser
@@ -62,3 +64,59 @@ def test_workers_and_processors_scale_and_agree_on_the_partitions():
     assert len(set(values.values())) == 1 and None not in values.values(), values
     default = int(values["init"].split(":-")[1].rstrip("}"))
     assert default >= 8, "room for more processors and workers than the 2-core machine's 4 partitions"
+
+
+def _env_refs(service: dict) -> dict[str, str]:
+    """``${NAME...}`` references in a service's environment: NAME -> the whole reference."""
+    refs = {}
+    for value in service.get("environment", {}).values():
+        for match in re.finditer(r"\$\{(\w+)([^}]*)\}", str(value)):
+            refs[match.group(1)] = match.group(0)
+    return refs
+
+
+def test_secrets_have_no_default_values():
+    """A deployment that forgot a secret must not start with a password anyone can read in this file."""
+    required = set()
+    for name, service in COMPOSE["services"].items():
+        for var, ref in _env_refs(service).items():
+            if re.search(r"PASSWORD|SECRET|TOKEN", var):
+                assert ref.startswith(f"${{{var}:?"), f"{name}: {ref} must be required (${{{var}:?...}})"
+                required.add(var)
+            elif re.search(r"KEY", var) and ":-" in ref:
+                assert ref == f"${{{var}:-}}", f"{name}: {ref}: a key's only default is empty (off)"
+    assert required >= {"REHAB_MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD", "REHAB_AUTH_SECRET"}
+
+
+def test_our_services_run_unprivileged():
+    users = [line.split()[1] for line in (REPO_ROOT / "Dockerfile").read_text().splitlines() if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("0", "root"), "the image's last USER is not root"
+    for name in APP_SERVICES:
+        service = COMPOSE["services"][name]
+        assert service["build"] == "." and service["user"].split(":")[0] not in ("0", "root"), name
+        assert service["cap_drop"] == ["ALL"] and "no-new-privileges:true" in service["security_opt"], name
+
+
+def test_every_service_has_limits_and_every_long_running_one_a_health_check():
+    for name, service in COMPOSE["services"].items():
+        limits = service.get("deploy", {}).get("resources", {}).get("limits", {})
+        assert {"cpus", "memory"} <= set(limits), f"{name}: no CPU or memory limit"
+        if name != "init":  # (one-shot)
+            assert "healthcheck" in service, f"{name}: no health check"
+
+
+def test_health_checks_ask_the_ports_the_services_listen_on():
+    for name, port_var, path in (("gateway", "REHAB_GATEWAY_PORT", "/health"),
+                                 ("edge-worker", "REHAB_WORKER_METRICS_PORT", "/metrics"),
+                                 ("stream-processor", "REHAB_PROCESSOR_METRICS_PORT", "/metrics")):
+        service = COMPOSE["services"][name]
+        port = service["environment"][port_var]
+        assert f"127.0.0.1:{port}{path}" in " ".join(service["healthcheck"]["test"]), name
+
+
+def test_only_the_gateway_publishes_a_port_and_never_a_metrics_port():
+    published = {name: service["ports"] for name, service in COMPOSE["services"].items() if "ports" in service}
+    assert set(published) == {"gateway"}, published
+    metrics = {str(COMPOSE["services"][n]["environment"][v]) for n, v in (("edge-worker", "REHAB_WORKER_METRICS_PORT"),
+                                                                           ("stream-processor", "REHAB_PROCESSOR_METRICS_PORT"))}
+    assert not any(str(p).split(":")[-1] in metrics for p in published["gateway"])
