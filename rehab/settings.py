@@ -14,6 +14,8 @@ from rehab.topics import Topics
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MAX_SESSION_FPS = 120  # the highest frame budget a gateway can give a session
 MAX_PARTITIONS = 1024
+MIN_RETENTION_MS = 60_000  # a shorter retention would roll a segment more often than Kafka can sensibly
+MAX_INT_MS = (1 << 63) - 1  # Kafka's retention.ms is a Java long
 
 
 class SettingsError(ValueError):
@@ -71,6 +73,12 @@ class Settings:
     client_errors_per_min: int = 300  # error replies (4xx, refused WebSockets) per client; 0: no limit
     worker_metrics_port: int = 9101
     processor_metrics_port: int = 9102
+    # how long each topic keeps its records, in ms (-1: forever), enforced by the broker with segments
+    # rolled every sixth of it (rehab.topics.TopicSpec.configs); `rehab init` applies a change
+    retention_frames_ms: int = 3_600_000  # camera frames: only useful live
+    retention_keypoints_ms: int = -1  # replay and re-scoring read these
+    retention_scores_ms: int = -1
+    retention_dead_letter_ms: int = 30 * 86_400_000
 
     ENV = {
         "kafka_bootstrap": "REHAB_KAFKA_BOOTSTRAP",
@@ -116,6 +124,10 @@ class Settings:
         "client_errors_per_min": "REHAB_CLIENT_ERRORS_PER_MIN",
         "worker_metrics_port": "REHAB_WORKER_METRICS_PORT",
         "processor_metrics_port": "REHAB_PROCESSOR_METRICS_PORT",
+        "retention_frames_ms": "REHAB_RETENTION_FRAMES_MS",
+        "retention_keypoints_ms": "REHAB_RETENTION_KEYPOINTS_MS",
+        "retention_scores_ms": "REHAB_RETENTION_SCORES_MS",
+        "retention_dead_letter_ms": "REHAB_RETENTION_DEAD_LETTER_MS",
     }
 
     def __post_init__(self) -> None:
@@ -155,6 +167,11 @@ class Settings:
             raise SettingsError(f"REHAB_PARTITIONS must be between 1 and {MAX_PARTITIONS}")
         if not self.kafka_bootstrap:
             raise SettingsError("REHAB_KAFKA_BOOTSTRAP must not be empty")
+        for name in ("frames", "keypoints", "scores", "dead_letter"):
+            value = getattr(self, f"retention_{name}_ms")
+            if value != -1 and not MIN_RETENTION_MS <= value <= MAX_INT_MS:
+                raise SettingsError(f"REHAB_RETENTION_{name.upper()}_MS must be -1 (keep forever) or between "
+                                    f"{MIN_RETENTION_MS} (one minute) and {MAX_INT_MS} ms, got {value}")
 
     @property
     def origins(self) -> tuple[str, ...]:
@@ -185,7 +202,8 @@ class Settings:
 
     @property
     def topics(self) -> Topics:
-        return Topics(self.topic_namespace, self.partitions)
+        return Topics(self.topic_namespace, self.partitions, self.retention_frames_ms, self.retention_keypoints_ms,
+                      self.retention_scores_ms, self.retention_dead_letter_ms)
 
     def mysql_kwargs(self, db: bool = True) -> dict:
         kw = dict(host=self.mysql_host, port=self.mysql_port, user=self.mysql_user, password=self.mysql_password)

@@ -49,6 +49,10 @@ class Topics:
 
     namespace: str = ""
     partitions: int = 4
+    retention_frames_ms: int = 3_600_000  # (Settings.retention_*: how long each topic keeps records)
+    retention_keypoints_ms: int = -1
+    retention_scores_ms: int = -1
+    retention_dead_letter_ms: int = 30 * 86_400_000
 
     def _name(self, base: str) -> str:
         return f"{self.namespace}.{base}" if self.namespace else base
@@ -70,10 +74,10 @@ class Topics:
         return self._name(DEAD_LETTER)
 
     def specs(self) -> list[TopicSpec]:
-        hour, month, partitions = 3_600_000, 30 * 24 * 3_600_000, self.partitions
+        partitions = self.partitions
         return [
-            TopicSpec(self.frames, partitions, hour),  # frames are only useful live
-            TopicSpec(self.keypoints, partitions, -1),  # replayable forever
-            TopicSpec(self.scores, partitions, -1),
-            TopicSpec(self.dead_letter, 1, month),
+            TopicSpec(self.frames, partitions, self.retention_frames_ms),  # frames are only useful live
+            TopicSpec(self.keypoints, partitions, self.retention_keypoints_ms),  # replay reads these
+            TopicSpec(self.scores, partitions, self.retention_scores_ms),
+            TopicSpec(self.dead_letter, 1, self.retention_dead_letter_ms),
         ]

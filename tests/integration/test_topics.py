@@ -40,6 +40,23 @@ def test_an_existing_deployments_topics_get_the_configs_too():
         delete_topics(bootstrap, [spec.name for spec in topics.specs()])
 
 
+def test_a_changed_retention_reaches_the_existing_topics():
+    """A clinic shortens how long scores are kept: ``rehab init`` with the new REHAB_RETENTION_SCORES_MS
+    (ensure_topics) sets it, with its segment roll, on the topic that already holds the scores."""
+    settings = Settings.from_env().with_(topic_namespace=f"t{uuid.uuid4().hex[:10]}", partitions=1)
+    bootstrap, day = settings.kafka_bootstrap, 86_400_000
+    try:
+        ensure_topics(bootstrap, settings.topics)
+        assert topic_configs(bootstrap, settings.topics.scores)["retention.ms"] == "-1"
+        shorter = settings.with_(retention_scores_ms=90 * day).topics
+        assert ensure_topics(bootstrap, shorter) == [], "nothing created: the topics exist"
+        assert _eventually(lambda: topic_configs(bootstrap, shorter.scores)["retention.ms"] == str(90 * day))
+        assert int(topic_configs(bootstrap, shorter.scores)["segment.ms"]) == 15 * day
+        assert int(topic_configs(bootstrap, shorter.frames)["retention.ms"]) == settings.retention_frames_ms
+    finally:
+        delete_topics(bootstrap, [spec.name for spec in settings.topics.specs()])
+
+
 def _eventually(check, timeout_s: float = 10.0) -> bool:
     """A config change reaches the broker's metadata a moment after the call returns."""
     deadline = time.monotonic() + timeout_s

@@ -67,3 +67,21 @@ def test_the_partitions_setting_sizes_every_topic_but_the_dead_letters():
     specs = {spec.name: spec.partitions for spec in Settings.from_env({"REHAB_PARTITIONS": "12"}).topics.specs()}
     assert specs == {"rehab.frames.v1": 12, "rehab.keypoints.v1": 12, "rehab.scores.v1": 12, "rehab.deadletter.v1": 1}
     assert Settings.from_env({}).partitions == 4
+
+
+def test_each_topic_keeps_records_as_long_as_the_clinic_sets():
+    month = 30 * 86_400_000
+    s = Settings.from_env({"REHAB_RETENTION_FRAMES_MS": "600000", "REHAB_RETENTION_KEYPOINTS_MS": str(month),
+                           "REHAB_RETENTION_SCORES_MS": "-1"})
+    frames, keypoints, scores, dead = s.topics.specs()
+    assert (frames.retention_ms, keypoints.retention_ms, scores.retention_ms) == (600_000, month, -1)
+    assert dead.retention_ms == Settings().retention_dead_letter_ms
+    # a finite retention rolls segments often enough for the broker to delete them; forever rolls none
+    assert int(keypoints.configs["segment.ms"]) == month // 6 and "segment.ms" not in scores.configs
+    assert int(frames.configs["segment.ms"]) == 100_000
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "59999", "soon"])
+def test_a_retention_is_forever_or_at_least_a_minute(value):
+    with pytest.raises(SettingsError, match="REHAB_RETENTION_SCORES_MS"):
+        Settings.from_env({"REHAB_RETENTION_SCORES_MS": value})
