@@ -30,7 +30,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -189,6 +189,10 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
     sctp.install()  # delayed SACKs on data channels (gateway/sctp.py)
     topics = settings.topics
     live: dict[str, LiveSession] = {}
+    # STUN/TURN from REHAB_ICE_SERVERS, none by default: aiortc would otherwise ask Google's public STUN
+    # server on every offer (a public server contacted, and a delay where it cannot be reached)
+    ice_servers = settings.ice_server_list
+    rtc_config = RTCConfiguration(iceServers=[RTCIceServer(**server) for server in ice_servers])
 
     async def open_keypoints() -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(topics.keypoints, bootstrap_servers=settings.kafka_bootstrap,
@@ -505,9 +509,11 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         description: Body {reference_id, patient_id, mode} (mode cloud = video over WebRTC, edge = keypoints
           over a data channel). The token (Authorization Bearer, or ?token= on the WebSocket) is needed for
           the offer, the score stream and ending the session; it expires after REHAB_TOKEN_TTL_S.
+          ice_servers are the STUN/TURN servers to give the peer connection (RTCIceServer dictionaries,
+          REHAB_ICE_SERVERS; an empty list: none).
         requestBody: {required: true, content: {application/json: {schema: {$ref: "#/components/schemas/NewSession"}}}}
         responses:
-          201: {description: "{session_id, token, expires_at, reference_id, patient_id, mode}"}
+          201: {description: "{session_id, token, expires_at, reference_id, patient_id, mode, ice_servers}"}
           400: {description: body is not JSON}
           403: {description: origin not allowed}
           404: {description: unknown reference}
@@ -538,7 +544,8 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         await res["db"].create_session(session_id, patient, ref.id, mode)
         token, expires = signer.issue("patient", patient, session_id)
         return JSONResponse({"session_id": session_id, "token": token, "expires_at": expires,
-                             "reference_id": ref.id, "patient_id": patient, "mode": mode}, status_code=201)
+                             "reference_id": ref.id, "patient_id": patient, "mode": mode,
+                             "ice_servers": ice_servers}, status_code=201)
 
     async def get_session(request: Request):
         """
@@ -635,7 +642,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
             await old.close()
         elif earlier:  # connected before, through a gateway that restarted since or another one
             first_seq = resumed_seq(elapsed_s)
-        pc = RTCPeerConnection()
+        pc = RTCPeerConnection(rtc_config)
         edge = row["mode"] == "edge"
         if edge:
             ingest = EdgeIngest(sid, row["reference_id"], res["keypoints"], settings.session_max_fps, first_seq)

@@ -14,7 +14,8 @@ import av
 import httpx
 import orjson
 import websockets
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription, VideoStreamTrack
+from aiortc import (RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription,
+                    VideoStreamTrack)
 from aiortc.mediastreams import MediaStreamError
 
 from edge.video import frames as video_frames, probe
@@ -118,10 +119,15 @@ class Grant:
     session_id: str
     token: str
     mode: str = "cloud"
+    ice_servers: tuple = ()  # the STUN/TURN servers the gateway hands out (REHAB_ICE_SERVERS); none: none
 
     @property
     def headers(self) -> dict:
         return {"Authorization": f"Bearer {self.token}"}
+
+    def peer_connection(self) -> RTCPeerConnection:
+        """A peer connection with the granted ICE servers only (never aiortc's default public STUN)."""
+        return RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(**server) for server in self.ice_servers]))
 
 
 async def create_session(gateway: str, reference_id: str, patient_id: str = "demo-patient",
@@ -131,7 +137,7 @@ async def create_session(gateway: str, reference_id: str, patient_id: str = "dem
         if r.status_code != 201:
             raise RuntimeError(f"gateway refused the session: {r.status_code} {r.text}")
         body = r.json()
-        return Grant(body["session_id"], body["token"], body["mode"])
+        return Grant(body["session_id"], body["token"], body["mode"], tuple(body.get("ice_servers", ())))
 
 
 async def negotiate(pc: RTCPeerConnection, gateway: str, grant: Grant) -> None:
@@ -193,7 +199,7 @@ async def stream_file(gateway: str, grant: Grant, path: str, loops: int = 1, max
     ws_url = gateway.replace("http", "ws", 1) + f"/sessions/{session_id}/scores?token={grant.token}"
     camera = EncodedCameraTrack if preencoded else FileCameraTrack
     track = camera(path, max_side=max_side, loops=loops, fps=fps)
-    pc = RTCPeerConnection()
+    pc = grant.peer_connection()
     channel = pc.createDataChannel("control")
 
     def send_clock() -> None:
@@ -232,7 +238,7 @@ async def stream_file(gateway: str, grant: Grant, path: str, loops: int = 1, max
 async def open_keypoint_channel(gateway: str, grant: Grant, on_message):
     """A peer connection with the ``keypoints`` data channel, negotiated and open; ``on_message(raw)``
     is attached before negotiation so no early message (an error, a score) is missed."""
-    pc = RTCPeerConnection()
+    pc = grant.peer_connection()
     channel = pc.createDataChannel("keypoints")
     channel.on("message", on_message)
     opened = asyncio.Event()

@@ -5,6 +5,7 @@ the only place that touches ``os.environ``.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -79,6 +80,11 @@ class Settings:
     retention_keypoints_ms: int = -1  # replay and re-scoring read these
     retention_scores_ms: int = -1
     retention_dead_letter_ms: int = 30 * 86_400_000
+    # STUN/TURN servers for WebRTC, as a JSON list of RTCIceServer dictionaries, e.g.
+    # [{"urls": "turn:turn.example.org:3478", "username": "u", "credential": "p"}]; handed to the
+    # browser app and `rehab stream` with each session. Empty: none (host candidates only: same machine
+    # or network); no public server is ever contacted by default (aiortc's own default is Google's STUN)
+    ice_servers: str = field(default="", repr=False)
 
     ENV = {
         "kafka_bootstrap": "REHAB_KAFKA_BOOTSTRAP",
@@ -128,6 +134,7 @@ class Settings:
         "retention_keypoints_ms": "REHAB_RETENTION_KEYPOINTS_MS",
         "retention_scores_ms": "REHAB_RETENTION_SCORES_MS",
         "retention_dead_letter_ms": "REHAB_RETENTION_DEAD_LETTER_MS",
+        "ice_servers": "REHAB_ICE_SERVERS",
     }
 
     def __post_init__(self) -> None:
@@ -167,11 +174,38 @@ class Settings:
             raise SettingsError(f"REHAB_PARTITIONS must be between 1 and {MAX_PARTITIONS}")
         if not self.kafka_bootstrap:
             raise SettingsError("REHAB_KAFKA_BOOTSTRAP must not be empty")
+        self.ice_server_list  # noqa: B018 - validates REHAB_ICE_SERVERS
         for name in ("frames", "keypoints", "scores", "dead_letter"):
             value = getattr(self, f"retention_{name}_ms")
             if value != -1 and not MIN_RETENTION_MS <= value <= MAX_INT_MS:
                 raise SettingsError(f"REHAB_RETENTION_{name.upper()}_MS must be -1 (keep forever) or between "
                                     f"{MIN_RETENTION_MS} (one minute) and {MAX_INT_MS} ms, got {value}")
+
+    @property
+    def ice_server_list(self) -> list[dict]:
+        """REHAB_ICE_SERVERS parsed and checked: [{"urls": [...], "username"?, "credential"?}]."""
+        if not self.ice_servers.strip():
+            return []
+        what = "REHAB_ICE_SERVERS must be a JSON list of {\"urls\": ..., \"username\"?, \"credential\"?}"
+        try:
+            servers = json.loads(self.ice_servers)
+        except ValueError:
+            raise SettingsError(f"{what}: not JSON") from None
+        if not isinstance(servers, list):
+            raise SettingsError(what)
+        out = []
+        for server in servers:
+            if not isinstance(server, dict) or set(server) - {"urls", "username", "credential"} or "urls" not in server:
+                raise SettingsError(f"{what}, got {server!r:.80}")
+            urls = [server["urls"]] if isinstance(server["urls"], str) else server["urls"]
+            if not urls or not all(isinstance(u, str) and u.split(":", 1)[0] in ("stun", "turn", "turns")
+                                   for u in urls):
+                raise SettingsError(f"REHAB_ICE_SERVERS: every url is stun:, turn: or turns:, got {urls!r:.80}")
+            turn = any(u.startswith("turn") for u in urls)
+            if turn and not (isinstance(server.get("username"), str) and isinstance(server.get("credential"), str)):
+                raise SettingsError("REHAB_ICE_SERVERS: a TURN server needs a username and a credential")
+            out.append({"urls": urls, **{k: server[k] for k in ("username", "credential") if k in server}})
+        return out
 
     @property
     def origins(self) -> tuple[str, ...]:

@@ -19,6 +19,14 @@ kafka_compat.apply()  # this process's Kafka clients too (the services get it fr
 DATA = REPO_ROOT / "data"
 
 
+def local_peer():
+    """An aiortc peer connection with no ICE servers: aiortc's default would ask Google's public STUN
+    server; the tests, like the product (REHAB_ICE_SERVERS), contact no public server."""
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

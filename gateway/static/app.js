@@ -166,7 +166,7 @@ async function start() {
     state.ws.onmessage = (e) => onMessage(e.data);
     state.ws.onclose = (e) => { if (state.running && e.code >= 4000) status(`Score stream closed: ${e.reason}`); };
     await new Promise((resolve, reject) => { state.ws.onopen = resolve; state.ws.onerror = () => reject(new Error("score stream unavailable")); });
-    const pc = new RTCPeerConnection();
+    const pc = new RTCPeerConnection({ iceServers: session.ice_servers || [] });  // REHAB_ICE_SERVERS; none: none
     state.pc = pc;
     state.running = true;
     if (mode === "cloud") {
@@ -190,7 +190,7 @@ async function start() {
 
 async function reconnect() {
   // a fresh peer connection for the same session (the gateway replaces the old one)
-  const old = state.pc; const pc = new RTCPeerConnection(); state.pc = pc;
+  const old = state.pc; const pc = new RTCPeerConnection({ iceServers: state.session.ice_servers || [] }); state.pc = pc;
   old && old.close();
   for (const track of state.stream.getVideoTracks()) pc.addTrack(track, state.stream);
   try { await negotiate(pc, state.session); status("Reconnected."); } catch (err) { status(`Reconnect failed: ${err.message}`); }

@@ -12,7 +12,7 @@ import numpy as np
 
 from rehab.records import KeypointFrame, Score, now_ms
 from rehab.reference import Reference
-from rehab.scoring.form import NEUTRAL, UNSEEN, FormResult, N_FEATURES, decode, encode
+from rehab.scoring.form import NEUTRAL, UNSEEN, FormResult, N_FEATURES, encode
 from rehab.scoring.pose import nearest
 from rehab.scoring.scorer import (
     EMPTY, GOOD, MIN_WINDOW_FRACTION, calibrate, PHASE_ANCHOR_MIN, RATE_HZ, SCORER_VERSION, ReferenceModel, Rows, WindowResult,

@@ -364,11 +364,9 @@ def test_data_channel_clock_message_out_of_range_on_a_cloud_session(healthy_neig
     async def go():
         g = await create_session(live_stack.gateway_url, "guide", mode="cloud")
         replies: list = []
-        from aiortc import RTCPeerConnection
-
         from gateway.client import negotiate
 
-        pc = RTCPeerConnection()
+        pc = g.peer_connection()
         ch = pc.createDataChannel("clock")
         ch.on("message", lambda raw: replies.append(json.loads(raw)))
         opened = asyncio.Event()

@@ -4,7 +4,6 @@ import asyncio
 import time
 
 import httpx
-from aiortc import RTCPeerConnection
 
 from gateway.client import FileCameraTrack, create_session, negotiate, stream_file
 
@@ -13,7 +12,7 @@ async def _stream_then_drop(url, clip, seconds):
     """A new session streamed for ``seconds``, then its peer connection closed without a DELETE (the
     network drops, or the patient closes the tab); returns the session's grant."""
     grant = await create_session(url, "guide")
-    pc = RTCPeerConnection()
+    pc = grant.peer_connection()
     pc.addTrack(FileCameraTrack(clip))
     await negotiate(pc, url, grant)  # raises if the gateway refuses the offer
     await asyncio.sleep(seconds)

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from gateway.app import create_app
-from tests.conftest import isolated
+from tests.conftest import isolated, local_peer
 
 API_KEY = "test-admin-key-0123456789"
 SDP = "v=0\r\nm=video 9 RTP/AVP 96\r\n"
@@ -286,7 +286,7 @@ def test_two_concurrent_offers_for_one_session_leave_one_peer_connection(guide_r
                                                        "mode": "edge"})).json()
             clients = []
             for _ in range(2):
-                pc = RTCPeerConnection()
+                pc = local_peer()
                 pc.createDataChannel("keypoints")
                 await pc.setLocalDescription(await pc.createOffer())
                 clients.append(pc)
@@ -314,14 +314,14 @@ def test_a_peer_may_open_only_a_few_data_channels(guide_reference):
     closes those past MAX_CHANNELS_PER_SESSION and the keypoint channel keeps working."""
     import asyncio
 
-    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCSessionDescription
 
     from gateway.app import MAX_CHANNELS_PER_SESSION
 
     async def run(settings):
         async with _in_process_gateway(settings, guide_reference) as http:
             grant = (await http.post("/sessions", json={"reference_id": "guide", "mode": "edge"})).json()
-            pc = RTCPeerConnection()
+            pc = local_peer()
             channels = [pc.createDataChannel("keypoints")] + [pc.createDataChannel(f"extra{i}") for i in range(6)]
             replies = []
             channels[0].on("message", replies.append)
@@ -346,3 +346,51 @@ def test_a_peer_may_open_only_a_few_data_channels(guide_reference):
         states, replies = asyncio.run(run(settings))
     assert states.count("closed") == len(states) - MAX_CHANNELS_PER_SESSION, states
     assert states[0] == "open" and replies and "not JSON" in replies[0], (states, replies)
+
+
+@pytest.mark.parametrize("configured", [None, [{"urls": "stun:127.0.0.1:3478"},
+                                               {"urls": ["turn:127.0.0.1:3479?transport=udp"], "username": "u",
+                                                "credential": "secret"}]])
+def test_peer_connections_use_the_configured_ice_servers_and_no_public_default(guide_reference, configured):
+    """The session grant hands REHAB_ICE_SERVERS to the client, and the gateway's own peer connection
+    uses exactly those: none by default (aiortc's default is Google's public STUN server)."""
+    import asyncio
+    import json
+
+    import gateway.app as gateway_app
+
+    made = []
+    original = gateway_app.RTCPeerConnection
+
+    class Recorded(original):
+        def __init__(self, configuration=None):
+            super().__init__(configuration)
+            made.append(configuration)
+
+    async def run(settings):
+        async with _in_process_gateway(settings, guide_reference) as http:
+            grant = (await http.post("/sessions", json={"reference_id": "guide", "mode": "edge"})).json()
+            pc = local_peer()
+            pc.createDataChannel("keypoints")
+            await pc.setLocalDescription(await pc.createOffer())
+            answer = await http.post(f"/sessions/{grant['session_id']}/offer", headers=bearer(grant["token"]),
+                                     json={"sdp": pc.localDescription.sdp, "type": "offer"})
+            await pc.close()
+        return grant, answer.status_code
+
+    gateway_app.RTCPeerConnection = Recorded
+    try:
+        with isolated(ice_servers=json.dumps(configured) if configured else "") as settings:
+            grant, status = asyncio.run(run(settings))
+    finally:
+        gateway_app.RTCPeerConnection = original
+    assert status == 200 and len(made) == 1
+    servers = made[0].iceServers
+    if configured is None:
+        assert grant["ice_servers"] == [] and servers == [], "no ICE server unless configured"
+    else:
+        assert [s["urls"] for s in grant["ice_servers"]] == [["stun:127.0.0.1:3478"],
+                                                            ["turn:127.0.0.1:3479?transport=udp"]]
+        assert grant["ice_servers"][1]["credential"] == "secret"
+        assert [(s.urls, s.username, s.credential) for s in servers] == [
+            (["stun:127.0.0.1:3478"], None, None), (["turn:127.0.0.1:3479?transport=udp"], "u", "secret")]

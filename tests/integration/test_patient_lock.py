@@ -8,7 +8,6 @@ Bands (pixels of the 640-pixel-high frames the worker sees; measured by hand on 
   at x 257-270, y 226-232.
 - composites: the patient on the left 60 % of their own width; the bystander on the right.
 """
-from pathlib import Path
 
 import numpy as np
 import pytest

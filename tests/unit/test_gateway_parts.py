@@ -169,12 +169,11 @@ async def test_the_keypoints_topic_is_read_only_while_someone_subscribed_to_keyp
 async def _connected_peers():
     """Two aiortc peers in this process, with the gateway's SCTP patches installed, joined by an open
     data channel: (sender, receiver, the sender's channel, the messages the receiver got)."""
-    from aiortc import RTCPeerConnection
-
     from gateway import sctp
+    from tests.conftest import local_peer
 
     sctp.install()
-    a, b = RTCPeerConnection(), RTCPeerConnection()
+    a, b = local_peer(), local_peer()
     channel = a.createDataChannel("keypoints")
     got: list = []
     opened = asyncio.Event()

@@ -85,3 +85,24 @@ def test_each_topic_keeps_records_as_long_as_the_clinic_sets():
 def test_a_retention_is_forever_or_at_least_a_minute(value):
     with pytest.raises(SettingsError, match="REHAB_RETENTION_SCORES_MS"):
         Settings.from_env({"REHAB_RETENTION_SCORES_MS": value})
+
+
+def test_ice_servers_are_none_by_default_and_parsed_from_json():
+    assert Settings().ice_server_list == []
+    s = Settings.from_env({"REHAB_ICE_SERVERS": '[{"urls": "stun:stun.clinic.example:3478"}, '
+                                                 '{"urls": ["turns:turn.clinic.example:5349?transport=tcp"], '
+                                                 '"username": "app", "credential": "pw"}]'})
+    assert s.ice_server_list == [{"urls": ["stun:stun.clinic.example:3478"]},
+                                 {"urls": ["turns:turn.clinic.example:5349?transport=tcp"], "username": "app",
+                                  "credential": "pw"}]
+    assert "pw" not in repr(s), "TURN credentials stay out of logs"
+
+
+@pytest.mark.parametrize("value, message", [
+    ("stun:x:3478", "not JSON"), ('{"urls": "stun:x"}', "JSON list"), ('[{"url": "stun:x"}]', "JSON list"),
+    ('[{"urls": "https://x"}]', "stun:, turn: or turns:"), ('[{"urls": []}]', "stun:, turn: or turns:"),
+    ('[{"urls": "turn:x:3478"}]', "username and a credential"),
+])
+def test_bad_ice_servers_are_refused_with_the_reason(value, message):
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env({"REHAB_ICE_SERVERS": value})
