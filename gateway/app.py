@@ -510,7 +510,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
           over a data channel). The token (Authorization Bearer, or ?token= on the WebSocket) is needed for
           the offer, the score stream and ending the session; it expires after REHAB_TOKEN_TTL_S.
           ice_servers are the STUN/TURN servers to give the peer connection (RTCIceServer dictionaries,
-          REHAB_ICE_SERVERS; an empty list: none).
+          from REHAB_ICE_SERVERS, empty when none are configured).
         requestBody: {required: true, content: {application/json: {schema: {$ref: "#/components/schemas/NewSession"}}}}
         responses:
           201: {description: "{session_id, token, expires_at, reference_id, patient_id, mode, ice_servers}"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -57,7 +58,10 @@ class Services:
     def _ready(self, name: str) -> bool:
         if name == "gateway":
             try:
-                return httpx.get(f"{self.settings.gateway_url}/health", timeout=1).status_code == 200
+                # (a gateway with its own certificate is checked against that certificate)
+                cert = self.settings.tls_cert_file
+                return httpx.get(f"{self.settings.gateway_url}/health", timeout=1,
+                                 verify=ssl.create_default_context(cafile=cert) if cert else True).status_code == 200
             except httpx.HTTPError:
                 return False
         return self._ready_file(name).exists()

@@ -85,6 +85,12 @@ class Settings:
     # browser app and `rehab stream` with each session. Empty: none (host candidates only: same machine
     # or network); no public server is ever contacted by default (aiortc's own default is Google's STUN)
     ice_servers: str = field(default="", repr=False)
+    # the gateway serves HTTPS and WSS with this certificate chain and key (PEM files); the browser
+    # grants the camera only to a secure origin off localhost. Behind a TLS proxy instead: leave empty
+    # and set REHAB_FORWARDED_ALLOW_IPS to the proxy's address (docs/operations.md)
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-Proto/-For the gateway believes
 
     ENV = {
         "kafka_bootstrap": "REHAB_KAFKA_BOOTSTRAP",
@@ -135,6 +141,9 @@ class Settings:
         "retention_scores_ms": "REHAB_RETENTION_SCORES_MS",
         "retention_dead_letter_ms": "REHAB_RETENTION_DEAD_LETTER_MS",
         "ice_servers": "REHAB_ICE_SERVERS",
+        "tls_cert_file": "REHAB_TLS_CERT_FILE",
+        "tls_key_file": "REHAB_TLS_KEY_FILE",
+        "forwarded_allow_ips": "REHAB_FORWARDED_ALLOW_IPS",
     }
 
     def __post_init__(self) -> None:
@@ -175,6 +184,8 @@ class Settings:
         if not self.kafka_bootstrap:
             raise SettingsError("REHAB_KAFKA_BOOTSTRAP must not be empty")
         self.ice_server_list  # noqa: B018 - validates REHAB_ICE_SERVERS
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise SettingsError("REHAB_TLS_CERT_FILE and REHAB_TLS_KEY_FILE go together (both or neither)")
         for name in ("frames", "keypoints", "scores", "dead_letter"):
             value = getattr(self, f"retention_{name}_ms")
             if value != -1 and not MIN_RETENTION_MS <= value <= MAX_INT_MS:
@@ -206,6 +217,12 @@ class Settings:
                 raise SettingsError("REHAB_ICE_SERVERS: a TURN server needs a username and a credential")
             out.append({"urls": urls, **{k: server[k] for k in ("username", "credential") if k in server}})
         return out
+
+    def check_tls_files(self) -> None:
+        """A clear error before the gateway starts when a configured certificate or key is unreadable."""
+        for var, path in (("REHAB_TLS_CERT_FILE", self.tls_cert_file), ("REHAB_TLS_KEY_FILE", self.tls_key_file)):
+            if path and not os.access(path, os.R_OK):
+                raise SettingsError(f"{var}: cannot read {path}")
 
     @property
     def origins(self) -> tuple[str, ...]:

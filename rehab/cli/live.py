@@ -47,8 +47,11 @@ def run_serve(args) -> int:
 
         from gateway.app import create_app
 
+        settings.check_tls_files()
+        tls = {"ssl_certfile": settings.tls_cert_file, "ssl_keyfile": settings.tls_key_file} if settings.tls_cert_file else {}
         uvicorn.run(create_app(settings), host=settings.gateway_host, port=settings.gateway_port,
-                    log_level="warning", lifespan="on")
+                    log_level="warning", lifespan="on", proxy_headers=True,
+                    forwarded_allow_ips=settings.forwarded_allow_ips, **tls)
     elif args.service == "processor":
         from stream_processor.app import run
 

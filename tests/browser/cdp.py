@@ -44,7 +44,7 @@ def _free_port() -> int:
 
 
 class Browser:
-    def __init__(self, fake_camera: Path, log: Path):
+    def __init__(self, fake_camera: Path, log: Path, extra_args: tuple[str, ...] = ()):
         exe = chromium_path()
         if exe is None:
             raise RuntimeError("chromium is not installed (apt-get install chromium)")
@@ -57,7 +57,7 @@ class Browser:
              "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
              f"--use-file-for-fake-video-capture={fake_camera}", f"--remote-debugging-port={self.port}",
              "--remote-allow-origins=*", f"--user-data-dir={self.profile.name}", "--window-size=1280,900",
-             "about:blank"],
+             *extra_args, "about:blank"],
             stdout=self.log, stderr=subprocess.STDOUT)
         self.ids = itertools.count(1)
         self.ws = None

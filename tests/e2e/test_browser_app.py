@@ -2,6 +2,7 @@
 page creates a session, streams the camera over WebRTC and shows live scores. A screenshot of the
 running page is saved to artifacts/browser_app_{cloud,edge}.png."""
 import time
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +50,80 @@ def test_scores_reach_the_page(live_stack, fake_camera, tmp_path, mode):
     assert ("Streaming your camera" if mode == "cloud" else "runs on this device") in status, status
     assert reps.isdigit() and "after capture" in hints
     assert shot.stat().st_size > 10_000
+
+
+def _self_signed(folder) -> tuple[Path, Path, str]:
+    """A self-signed certificate for 127.0.0.1 (cert file, key file, the base64 SHA-256 of its public key)."""
+    import base64
+    import datetime
+    import hashlib
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rehab-test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                        x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = folder / "gateway.crt", folder / "gateway.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return cert_file, key_file, base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+def test_the_app_runs_over_https_with_a_self_signed_certificate(live_stack, fake_camera, tmp_path):
+    """A gateway with REHAB_TLS_CERT_FILE / REHAB_TLS_KEY_FILE serves the app over HTTPS and the scores
+    over WSS; chromium trusts exactly this certificate's key (--ignore-certificate-errors-spki-list),
+    the page is a secure context (the camera is granted there off localhost too), and scores arrive."""
+    import httpx
+
+    from rehab.services import Services
+    from tests.conftest import free_port
+
+    cert, key, spki = _self_signed(tmp_path)
+    port = free_port()
+    settings = live_stack.with_(gateway_port=port, gateway_url=f"https://127.0.0.1:{port}", tls_cert_file=str(cert),
+                                tls_key_file=str(key))
+    with Services(settings, tmp_path / "tls-gateway", names=("gateway",)):
+        with pytest.raises(httpx.TransportError):  # no plain HTTP on that port (the server hangs up)
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+        browser = Browser(fake_camera, tmp_path / "chromium.log", (f"--ignore-certificate-errors-spki-list={spki}",))
+        try:
+            browser.goto(f"{settings.gateway_url}/?reference=guide&patient=browser-tls&mode=cloud&autostart=1")
+            count = _wait_for_scores(browser, 5, 90)
+            secure = browser.evaluate("window.isSecureContext && location.protocol")
+            status = browser.evaluate("document.getElementById('status').textContent")
+        finally:
+            browser.close()
+    assert secure == "https:", secure
+    assert count >= 5, f"scores shown on the HTTPS page: {count}; status: {status!r}"
+
+
+def test_behind_a_tls_proxy_the_https_origin_is_the_gateways_own(live_stack):
+    """A TLS proxy on a trusted address (REHAB_FORWARDED_ALLOW_IPS, 127.0.0.1 here) forwards the browser's
+    https:// page: the gateway takes the scheme from X-Forwarded-Proto, so the page's origin is its own;
+    without the header the same origin is a foreign one and refused."""
+    import httpx
+
+    origin = live_stack.gateway_url.replace("http://", "https://")
+    body = {"reference_id": "guide", "patient_id": "proxied", "mode": "edge"}
+    with httpx.Client(base_url=live_stack.gateway_url, timeout=10) as http:
+        proxied = http.post("/sessions", json=body, headers={"Origin": origin, "X-Forwarded-Proto": "https"})
+        direct = http.post("/sessions", json=body, headers={"Origin": origin})
+        if proxied.status_code == 201:
+            grant = proxied.json()
+            http.delete(f"/sessions/{grant['session_id']}", headers={"Authorization": f"Bearer {grant['token']}",
+                                                                     "X-Forwarded-Proto": "https", "Origin": origin})
+    assert proxied.status_code == 201, proxied.text
+    assert direct.status_code == 403 and "origin" in direct.text, direct.text
