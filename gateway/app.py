@@ -11,6 +11,7 @@ Routes (the OpenAPI schema at /openapi.json describes each; who may call what: g
   POST   /sessions                        {reference_id, patient_id, mode} -> 201 {session_id, token, ...}
   GET    /sessions/{id}                   [token] the session row
   POST   /sessions/{id}/offer             [patient token] WebRTC offer {sdp, type} -> answer {sdp, type}
+  POST   /sessions/{id}/token             [patient token] a fresh token for a live session (long sessions)
   DELETE /sessions/{id}                   [patient token] ends the session, closes its peer connection
   WS     /sessions/{id}/scores?token=T    [token] the session's scores as JSON text messages
                                           (&keypoints=true: its KeypointFrames too, for drawing)
@@ -513,7 +514,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
           from REHAB_ICE_SERVERS, empty when none are configured).
         requestBody: {required: true, content: {application/json: {schema: {$ref: "#/components/schemas/NewSession"}}}}
         responses:
-          201: {description: "{session_id, token, expires_at, reference_id, patient_id, mode, ice_servers}"}
+          201: {description: "{session_id, token, expires_at, expires_in_s, reference_id, patient_id, mode, ice_servers}"}
           400: {description: body is not JSON}
           403: {description: origin not allowed}
           404: {description: unknown reference}
@@ -544,8 +545,36 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         await res["db"].create_session(session_id, patient, ref.id, mode)
         token, expires = signer.issue("patient", patient, session_id)
         return JSONResponse({"session_id": session_id, "token": token, "expires_at": expires,
-                             "reference_id": ref.id, "patient_id": patient, "mode": mode,
-                             "ice_servers": ice_servers}, status_code=201)
+                             "expires_in_s": settings.token_ttl_s, "reference_id": ref.id, "patient_id": patient,
+                             "mode": mode, "ice_servers": ice_servers}, status_code=201)
+
+    async def refresh_token(request: Request):
+        """
+        summary: A fresh token for a live session (needs the session's own token, still valid).
+        description: A session may last longer than REHAB_TOKEN_TTL_S; the app asks for a new token before
+          its token expires (reconnecting needs a valid one). The old token stays valid until its own
+          expiry. An ended session gets no new token.
+        parameters: [{$ref: "#/components/parameters/session_id"}]
+        security: [{bearer: []}]
+        responses:
+          200: {description: "{session_id, token, expires_at, expires_in_s}"}
+          401: {description: missing, expired or forged token}
+          403: {description: token for another session, or a clinician token}
+          404: {description: unknown session}
+          409: {description: the session has ended}
+        """
+        sid = request.path_params["session_id"]
+        try:
+            row, _ = await session_access(request, sid, send=True)
+        except AuthError as exc:
+            return refused(exc)
+        except LookupError:
+            return error(404, "unknown session")
+        if row["ended_at"] is not None:
+            return error(409, "session has ended")
+        token, expires = signer.issue("patient", row["patient_id"], sid)
+        return JSONResponse({"session_id": sid, "token": token, "expires_at": expires,
+                             "expires_in_s": settings.token_ttl_s})
 
     async def get_session(request: Request):
         """
@@ -790,6 +819,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         Route("/sessions/{session_id}", get_session, methods=["GET"]),
         Route("/sessions/{session_id}", end_session, methods=["DELETE"]),
         Route("/sessions/{session_id}/offer", offer, methods=["POST"]),
+        Route("/sessions/{session_id}/token", refresh_token, methods=["POST"]),
         WebSocketRoute("/sessions/{session_id}/scores", scores_ws),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(

@@ -161,6 +161,7 @@ async function start() {
     const session = await api("/sessions", { method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ reference_id: refId, patient_id: $("patient").value || "patient", mode }) });
     state.session = session;
+    scheduleTokenRefresh(session.expires_in_s);
     const wsUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/sessions/${session.session_id}/scores?token=${encodeURIComponent(session.token)}&keypoints=${mode === "cloud"}`;
     state.ws = new WebSocket(wsUrl);
     state.ws.onmessage = (e) => onMessage(e.data);
@@ -188,6 +189,25 @@ async function start() {
   }
 }
 
+function scheduleTokenRefresh(ttlS) {
+  // a new token at 80 % of the old one's life, so a session longer than REHAB_TOKEN_TTL_S can still
+  // reconnect (a reconnect's offer needs a valid token); the old token stays valid until it expires
+  clearTimeout(state.tokenTimer);
+  if (!ttlS) return;
+  state.tokenTimer = setTimeout(async () => {
+    if (!state.running) return;  // stopped (or never started): the session needs no new token
+    try {
+      const fresh = await api(`/sessions/${state.session.session_id}/token`, { method: "POST",
+        headers: { Authorization: `Bearer ${state.session.token}` } });
+      state.session.token = fresh.token; state.session.expires_at = fresh.expires_at;
+      state.tokenRefreshes = (state.tokenRefreshes || 0) + 1;
+      scheduleTokenRefresh(fresh.expires_in_s);
+    } catch (err) {
+      if (state.running) scheduleTokenRefresh(Math.max(ttlS / 4, 5));  // try again, sooner
+    }
+  }, Math.max(ttlS * 0.8, 1) * 1000);
+}
+
 async function reconnect() {
   // a fresh peer connection for the same session (the gateway replaces the old one)
   const old = state.pc; const pc = new RTCPeerConnection({ iceServers: state.session.ice_servers || [] }); state.pc = pc;
@@ -198,6 +218,7 @@ async function reconnect() {
 
 async function stop() {
   state.running = false;
+  clearTimeout(state.tokenTimer);
   state.pc && state.pc.close();
   state.ws && state.ws.close();
   state.stream && state.stream.getTracks().forEach((t) => t.stop());

@@ -127,3 +127,39 @@ def test_behind_a_tls_proxy_the_https_origin_is_the_gateways_own(live_stack):
                                                                      "X-Forwarded-Proto": "https", "Origin": origin})
     assert proxied.status_code == 201, proxied.text
     assert direct.status_code == 403 and "origin" in direct.text, direct.text
+
+
+def test_a_session_outlives_its_first_token_and_still_reconnects(live_stack, fake_camera, tmp_path):
+    """Tokens live 12 s on this gateway: the page asks for a fresh one at 80 % of its life, and once the
+    first token has expired a reconnect (a new offer) still succeeds with the fresh one."""
+    from rehab.services import Services
+    from tests.conftest import free_port
+
+    port = free_port()
+    settings = live_stack.with_(gateway_port=port, gateway_url=f"http://127.0.0.1:{port}", token_ttl_s=12)
+    with Services(settings, tmp_path / "short-tokens", names=("gateway",)):
+        browser = Browser(fake_camera, tmp_path / "chromium.log")
+        try:
+            browser.goto(f"{settings.gateway_url}/?reference=guide&patient=browser-ttl&mode=cloud&autostart=1")
+            assert _wait_for_scores(browser, 1, 60) >= 1
+            first = browser.evaluate("state.session.token")
+            started = time.monotonic()
+            time.sleep(max(0.0, 14.0 - (time.monotonic() - started)))  # the first token has expired by now
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not browser.evaluate("state.tokenRefreshes || 0"):
+                time.sleep(0.5)
+            refreshes = browser.evaluate("state.tokenRefreshes || 0")
+            changed = browser.evaluate("state.session.token") != first
+            browser.evaluate("reconnect()")
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and "Reconnect" not in browser.evaluate(
+                    "document.getElementById('status').textContent"):
+                time.sleep(0.5)
+            status = browser.evaluate("document.getElementById('status').textContent")
+            before = int(browser.evaluate("Number(document.getElementById('similarity').dataset.count || 0)"))
+            after = _wait_for_scores(browser, before + 3, 30)
+        finally:
+            browser.close()
+    assert refreshes >= 1 and changed, (refreshes, changed)
+    assert status == "Reconnected.", status
+    assert after >= before + 3, f"scores after the reconnect: {after - before}"

@@ -394,3 +394,26 @@ def test_peer_connections_use_the_configured_ice_servers_and_no_public_default(g
         assert grant["ice_servers"][1]["credential"] == "secret"
         assert [(s.urls, s.username, s.credential) for s in servers] == [
             (["stun:127.0.0.1:3478"], None, None), (["turn:127.0.0.1:3479?transport=udp"], "u", "secret")]
+
+
+def test_a_live_session_gets_a_fresh_token_and_nobody_else_does(gw, guide):
+    """POST /sessions/{id}/token: the session's own valid token gets a new one (a session may outlast
+    REHAB_TOKEN_TTL_S and still reconnect); other sessions' tokens, clinicians, no token, a forged one
+    and an ended session get none."""
+    s, other = new_session(gw), new_session(gw, patient="p2")
+    assert s["expires_in_s"] == 900
+    r = gw.post(f"/sessions/{s['session_id']}/token", headers=bearer(s["token"]))
+    assert r.status_code == 200, r.text
+    fresh = r.json()
+    assert fresh["session_id"] == s["session_id"] and fresh["expires_at"] >= s["expires_at"]
+    assert gw.get(f"/sessions/{s['session_id']}", headers=bearer(fresh["token"])).status_code == 200
+    clinician = gw.post("/tokens/clinician", json={"clinician_id": "dr-a", "patient_id": "p1"},
+                        headers={"X-API-Key": API_KEY}).json()["token"]
+    for headers, status in ((bearer(other["token"]), 403), (bearer(clinician), 403), ({}, 401),
+                            (bearer(fresh["token"][:-4] + "AAAA"), 401)):
+        r = gw.post(f"/sessions/{s['session_id']}/token", headers=headers)
+        assert r.status_code == status, (headers, r.text)
+    assert gw.post("/sessions/unknown-session/token", headers=bearer(s["token"])).status_code == 403
+    assert gw.delete(f"/sessions/{s['session_id']}", headers=bearer(fresh["token"])).status_code == 200
+    r = gw.post(f"/sessions/{s['session_id']}/token", headers=bearer(s["token"]))
+    assert r.status_code == 409 and "ended" in r.text
