@@ -10,7 +10,8 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from rehab.topics import Topics
+from rehab.topics import (RETENTION_DEAD_LETTER_MS, RETENTION_FRAMES_MS, RETENTION_KEYPOINTS_MS,
+                          RETENTION_SCORES_MS, Topics)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MAX_SESSION_FPS = 120  # the highest frame budget a gateway can give a session
@@ -76,10 +77,10 @@ class Settings:
     processor_metrics_port: int = 9102
     # how long each topic keeps its records, in ms (-1: forever), enforced by the broker with segments
     # rolled every sixth of it (rehab.topics.TopicSpec.configs); `rehab init` applies a change
-    retention_frames_ms: int = 3_600_000  # camera frames: only useful live
-    retention_keypoints_ms: int = -1  # replay and re-scoring read these
-    retention_scores_ms: int = -1
-    retention_dead_letter_ms: int = 30 * 86_400_000
+    retention_frames_ms: int = RETENTION_FRAMES_MS
+    retention_keypoints_ms: int = RETENTION_KEYPOINTS_MS
+    retention_scores_ms: int = RETENTION_SCORES_MS
+    retention_dead_letter_ms: int = RETENTION_DEAD_LETTER_MS
     # STUN/TURN servers for WebRTC, as a JSON list of RTCIceServer dictionaries, e.g.
     # [{"urls": "turn:turn.example.org:3478", "username": "u", "credential": "p"}]; handed to the
     # browser app and `rehab stream` with each session. Empty: none (host candidates only: same machine

@@ -11,6 +11,11 @@ DEAD_LETTER = "rehab.deadletter.v1"
 # the stream processor's Faust tables; Faust keeps each in a changelog topic named
 # "{processor app id}-{table}-changelog", partitioned as the keypoints topic (co-partitioned)
 PROCESSOR_TABLES = ("session_to_state", "session_to_window")
+# how long each topic keeps its records by default, ms (-1: forever); REHAB_RETENTION_*_MS override them
+RETENTION_FRAMES_MS = 3_600_000  # camera frames: only useful live
+RETENTION_KEYPOINTS_MS = -1  # replay and re-scoring read these
+RETENTION_SCORES_MS = -1
+RETENTION_DEAD_LETTER_MS = 30 * 86_400_000
 
 
 def changelog_topics(processor_app_id: str) -> list[str]:
@@ -49,10 +54,10 @@ class Topics:
 
     namespace: str = ""
     partitions: int = 4
-    retention_frames_ms: int = 3_600_000  # (Settings.retention_*: how long each topic keeps records)
-    retention_keypoints_ms: int = -1
-    retention_scores_ms: int = -1
-    retention_dead_letter_ms: int = 30 * 86_400_000
+    retention_frames_ms: int = RETENTION_FRAMES_MS
+    retention_keypoints_ms: int = RETENTION_KEYPOINTS_MS
+    retention_scores_ms: int = RETENTION_SCORES_MS
+    retention_dead_letter_ms: int = RETENTION_DEAD_LETTER_MS
 
     def _name(self, base: str) -> str:
         return f"{self.namespace}.{base}" if self.namespace else base

@@ -7,7 +7,9 @@ import asyncio
 import dataclasses
 import threading
 import time
+from pathlib import Path
 
+import cv2
 from kafka import KafkaProducer
 
 from rehab.records import Score, now_ms
@@ -43,6 +45,27 @@ def attempt(clip_keypoints, session_id: str, seconds: float, fps: int = FPS) -> 
     frames = (clip * (int(seconds * fps / len(clip)) + 1))[: int(seconds * fps)]
     return [dataclasses.replace(f, session_id=session_id, reference_id="guide", seq=i, capture_ts_ms=0)
             for i, f in enumerate(frames)]
+
+
+def video_frames(clip: Path, seconds: float, fps: float) -> list[tuple[int, bytes, int, int]]:
+    """A camera's frames for a cloud-mode session: (seq, JPEG, width, height) at ``fps`` for ``seconds``
+    (every nth frame of the 60 fps clip, looped)."""
+    cap = cv2.VideoCapture(str(clip))
+    images = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        images.append(img)
+    cap.release()
+    step = max(1, round(FPS / fps))
+    images = images[::step]
+    out = []
+    for i in range(int(seconds * fps)):
+        img = images[i % len(images)]
+        h, w = img.shape[:2]
+        out.append((i, cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes(), w, h))
+    return out
 
 
 class Streams:

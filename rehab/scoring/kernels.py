@@ -1,5 +1,6 @@
-"""The scorer's two inner loops, compiled with numba: the limb similarity of patient rows to every
-guide sample (four labellings at once) and the accumulation of subsequence DTW.
+"""The scorer's three inner loops, compiled with numba: the limb similarity of patient rows to every
+guide sample (four labellings at once), the accumulation of subsequence DTW, and the form's per-angle
+quantiles and jitter.
 
 Written as numpy they make temporaries of (rows x samples x limbs) elements for every operation (eight
 passes over memory for what is one pass of arithmetic), and the DTW's row loop runs in Python; here
@@ -7,8 +8,9 @@ each is one pass (``docs/benchmarks.md``: the processor's time per score). The a
 operation for operation and in the same order, as the numpy it replaced, so scores do not change
 (``tests/unit/test_kernels.py`` checks equality to the bit).
 
-Compiled on first use and cached next to this file (``cache=True``); where that folder is read-only
-numba compiles in memory instead (a second or two at a process's start).
+Compiled on first use (~2 s) and cached next to this file (``cache=True``), or in ``NUMBA_CACHE_DIR``
+when set (the image sets it: its package folder is not the services' to write); a service compiles or
+loads them before it reports ready (``warm_up``).
 """
 from __future__ import annotations
 

@@ -20,16 +20,14 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
-import cv2
 from kafka import KafkaProducer
 
 from rehab.records import FrameRecord, KeypointFrame, now_ms
 from rehab.services import Services
 from tests.conftest import DATA
 from tests.kafka_helpers import consume
-from tests.processor_helpers import FPS, Streams, attempt, check_session, max_gap_s, scores_by_session
+from tests.processor_helpers import Streams, video_frames, attempt, check_session, max_gap_s, scores_by_session
 
 # -- the processor and the worker: on the shared stack -----------------------------------------------
 
@@ -61,25 +59,6 @@ def test_processor_sigkilled_mid_session_loses_no_frame_and_duplicates_no_row(is
     print("processor SIGKILL drill:", figures)
 
 
-def _frames_of(clip: Path, session_id: str, seconds: float, fps: float) -> list[tuple[int, bytes, int, int]]:
-    cap = cv2.VideoCapture(str(clip))
-    images = []
-    while True:
-        ok, img = cap.read()
-        if not ok:
-            break
-        images.append(img)
-    cap.release()
-    step = max(1, round(FPS / fps))
-    images = images[::step]
-    out = []
-    for i in range(int(seconds * fps)):
-        img = images[i % len(images)]
-        h, w = img.shape[:2]
-        out.append((i, cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes(), w, h))
-    return out
-
-
 def test_a_killed_pose_worker_is_replaced_and_its_session_resumes_while_the_neighbour_goes_on(
         isolated_settings, stored_guide, clip_keypoints, tmp_path):
     """The patient streams video (cloud mode: frames -> worker -> keypoints); the neighbour sends keypoints
@@ -87,7 +66,7 @@ def test_a_killed_pose_worker_is_replaced_and_its_session_resumes_while_the_neig
     policy); the dead worker's partitions are free once its group session (10 s) runs out. Frames
     published while no worker serves them are live video gone stale: dropped, by design, not queued. Every keypoint frame the workers did publish is scored; the neighbour never pauses."""
     s = isolated_settings.with_(processor_coalesce_after=0, worker_max_fps=15)
-    frames = _frames_of(DATA / "pose2sim_single_cam02.mp4", "patient", 24.0, 15.0)
+    frames = video_frames(DATA / "pose2sim_single_cam02.mp4", 24.0, 15.0)
     neighbour = {"neighbour": attempt(clip_keypoints, "neighbour", 24.0)}
     services = Services(s, tmp_path / "run", names=("processor", "worker"))
     services.start()

@@ -22,9 +22,8 @@ from rehab.records import FrameRecord, KeypointFrame, now_ms
 from rehab.services import Services
 from rehab.topics import default_partition
 from tests.conftest import DATA, free_port, isolated
-from tests.integration.test_fault_drills import _frames_of
 from tests.kafka_helpers import consume
-from tests.processor_helpers import Streams, attempt, check_session, db_call, scores_by_session
+from tests.processor_helpers import Streams, attempt, check_session, db_call, scores_by_session, video_frames
 
 SESSIONS, FPS, SECONDS, PROCESSORS, PARTITIONS = 30, 15, 30.0, 3, 12
 WORKERS, VIDEO_FPS = 2, 8
@@ -53,7 +52,7 @@ def test_three_processors_and_two_workers_share_the_sessions_and_one_processor_k
     video_partitions = sorted(default_partition(sid, PARTITIONS) for sid in VIDEO_SESSIONS)
     assert video_partitions[0] < PARTITIONS // 2 <= video_partitions[1] and sum(video_partitions) % 2 == 1, \
         video_partitions
-    video = _frames_of(DATA / "pose2sim_single_cam02.mp4", "video", SECONDS, VIDEO_FPS)
+    video = video_frames(DATA / "pose2sim_single_cam02.mp4", SECONDS, VIDEO_FPS)
     processors = [Services(s.with_(processor_metrics_port=free_port(), state_dir=tmp_path / f"p{i}"),
                            tmp_path / f"p{i}", names=("processor",)) for i in range(PROCESSORS)]
     worker_ports = [free_port() for _ in range(WORKERS)]
