@@ -55,6 +55,7 @@ def bench_stack(services: tuple[str, ...] = ("processor", "worker", "gateway"), 
         topic_namespace=tag, mysql_db=f"rehab_{tag}", processor_app_id=f"{tag}-processor",
         worker_group=f"{tag}-workers", gateway_port=port, gateway_url=f"http://127.0.0.1:{port}",
         auth_secret=BENCH_SECRET, worker_metrics_port=0, processor_metrics_port=0,
+        demo_mode=True,  # the load generator starts sessions without enrolling patients
         **{"client_sessions_per_min": 0, "client_offers_per_min": 0, "client_max_websockets": 0,  # one client: the
            **overrides})  # load generator on this machine
     ensure_topics(settings.kafka_bootstrap, settings.topics)

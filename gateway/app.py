@@ -8,7 +8,9 @@ Routes (the OpenAPI schema at /openapi.json describes each; who may call what: g
   GET    /references/{id}                 one reference (?frames=true adds its keypoints)
   POST   /references/{id}/score           [API key] body = an attempt video -> the offline score
   POST   /tokens/clinician                [API key] {clinician_id, patient_id} -> a clinician token
-  POST   /sessions                        {reference_id, patient_id, mode} -> 201 {session_id, token, ...}
+  ...                                     enrolment, credentials, logout, patient removal: gateway/accounts.py
+  POST   /sessions                        [patient token; none in demo mode] {reference_id, mode} -> 201
+                                          {session_id, token, ...}
   GET    /sessions/{id}                   [token] the session row
   POST   /sessions/{id}/offer             [patient token] WebRTC offer {sdp, type} -> answer {sdp, type}
   POST   /sessions/{id}/token             [patient token] a fresh token for a live session (long sessions)
@@ -44,23 +46,25 @@ from starlette.schemas import SchemaGenerator
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway import sctp
-from gateway.auth import AuthError, Claims, TokenSigner, bearer, check_api_key, origin_allowed
+from gateway.accounts import ACCOUNT_SCHEMAS, Accounts
+from gateway.auth import AuthError, Claims, TokenSigner, bearer
 from gateway.edge_ingest import EdgeIngest, EdgeMessageError, KeypointPublisher
 from gateway.fanout import ScoreFanout
+from gateway.http import error, read_json
 from gateway.jitter import install as install_marker_jitter_buffer
 from gateway.limits import ConcurrencyLimit, ErrorThrottle, RateLimit, client_of
 from gateway.ingest import VideoIngest
 from gateway.offer import Offer, OfferError
-from gateway.uploads import Extractor, UploadError, limited_chunks, receive_video
+from gateway.uploads import Extractor, UploadError, receive_video
 from rehab import metrics
 from rehab.reference import _ID as ID_PATTERN
 from rehab.records import check_client_ts
 from rehab.settings import MAX_SESSION_FPS, Settings
+from rehab.storage.identity import Identity
 from rehab.storage.repository import Database
 
 log = logging.getLogger("rehab.gateway")
 install_marker_jitter_buffer()  # frames leave the jitter buffer on their last packet, not the next frame's first
-MAX_BODY = 256 * 1024
 MAX_CHANNELS_PER_SESSION = 4  # data channels one peer connection may open (clients use 1: keypoints or control)
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -71,6 +75,8 @@ class LiveSession:
     reference_id: str
     pc: RTCPeerConnection
     ingest: VideoIngest | EdgeIngest
+    patient_id: str = ""
+    credential_id: str | None = None  # of the token that connected it: revoking it ends the session
     tasks: list[asyncio.Task] = field(default_factory=list)
     last_activity: float = field(default_factory=time.monotonic)
     disconnected_at: float | None = None  # the peer connection failed or closed: waiting for a reconnect
@@ -91,23 +97,6 @@ class LiveSession:
         await self.pc.close()
 
 
-def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
-class BodyTooLarge(OfferError):
-    """A JSON body over ``MAX_BODY``: found while reading (never read whole first)."""
-
-    status = 413
-
-
-async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
-    """The request body, refused as soon as it passes ``limit`` bytes (uploads.limited_chunks)."""
-    return b"".join([chunk async for chunk in limited_chunks(request, limit, BodyTooLarge, "request body")])
-
-
-MAX_JSON_DEPTH = 32
-
 _ID_SCHEMA = {"type": "string", "pattern": ID_PATTERN.pattern}
 # What /openapi.json declares beside the routes' docstrings: bodies, path parameters, credentials.
 # (The API is fuzzed from this document: tests/e2e/test_api_fuzz.py.)
@@ -118,6 +107,7 @@ OPENAPI_COMPONENTS = {
                                       "mode": {"type": "string", "enum": ["cloud", "edge"]}}},
         "ClinicianGrant": {"type": "object", "required": ["clinician_id", "patient_id"], "additionalProperties": False,
                            "properties": {"clinician_id": _ID_SCHEMA, "patient_id": _ID_SCHEMA}},
+        **ACCOUNT_SCHEMAS,
         "Offer": {"type": "object", "required": ["sdp"], "additionalProperties": False,
                   "properties": {"sdp": {"type": "string"}, "type": {"type": "string", "enum": ["offer"]}}},
     },
@@ -126,43 +116,10 @@ OPENAPI_COMPONENTS = {
         "reference_id": {"name": "reference_id", "in": "path", "required": True, "schema": {"type": "string"}},
     },
     "securitySchemes": {
-        "bearer": {"type": "http", "scheme": "bearer", "description": "a session's or a clinician's token"},
+        "bearer": {"type": "http", "scheme": "bearer", "description": "a session's, a patient's or a clinician's token"},
         "api_key": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "the admin API key"},
     },
 }
-
-
-def json_depth_ok(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether no array/object nests deeper than ``limit`` (counted on the bytes, outside strings,
-    before parsing: Python's json recursion on ``[[[[...`` costs time and can raise RecursionError)."""
-    depth, in_str, escaped = 0, False, False
-    for b in raw:
-        if in_str:
-            if escaped:
-                escaped = False
-            elif b == 0x5C:  # backslash
-                escaped = True
-            elif b == 0x22:
-                in_str = False
-        elif b == 0x22:
-            in_str = True
-        elif b in (0x5B, 0x7B):
-            depth += 1
-            if depth > limit:
-                return False
-        elif b in (0x5D, 0x7D):
-            depth -= 1
-    return True
-
-
-async def read_json(request: Request):
-    body = await read_body(request)
-    if not json_depth_ok(body):
-        raise OfferError(f"body nests JSON deeper than {MAX_JSON_DEPTH} levels")
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise OfferError(f"body is not JSON: {exc}") from None
 
 
 # Edge keypoints wait up to 5 ms to share a produce request with other sessions' (Kafka 4.0 made 5 ms
@@ -174,6 +131,9 @@ KEYPOINTS_LINGER_MS = 5
 # soon as they arrive either way, so it only sets how often an idle gateway asks (20 ms: 50 fetches a
 # second per consumer with no session at all).
 IDLE_FETCH_WAIT_MS = 500
+# How often a gateway looks for credentials revoked and patients removed (by any gateway or the CLI), to
+# close their WebSockets and end their live sessions; REST calls check each token at once.
+REVOCATION_POLL_S = 2.0
 KEYPOINTS_BATCH_BYTES = 1 << 20
 
 
@@ -206,6 +166,34 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
     signer = TokenSigner(settings.auth_secret, ttl_s=settings.token_ttl_s)
     if not settings.auth_secret:
         log.warning("REHAB_AUTH_SECRET is not set: tokens are signed with a random key and die with this process")
+    if settings.demo_mode:
+        log.warning("REHAB_DEMO_MODE is on: anyone who reaches this gateway may start sessions for any patient")
+    # open score WebSockets: their claims and a future that, once set, closes the stream with its reason
+    streams: dict[int, tuple[Claims, asyncio.Future]] = {}
+
+    async def revoke_local(credential_ids: set, patient_ids: set) -> None:
+        """Closes this gateway's WebSockets and ends its live sessions that a revocation ended."""
+        for claims, ended in list(streams.values()):
+            if (claims.credential_id in credential_ids or claims.patient_id in patient_ids) and not ended.done():
+                ended.set_result("the token was revoked (logged out, or the patient was removed)")
+        for sid, session in list(live.items()):
+            if session.credential_id in credential_ids or session.patient_id in patient_ids:
+                await finish(sid, "revoked")
+
+    accounts = Accounts(settings, signer, on_revoked=revoke_local)
+
+    async def watch_revocations() -> None:
+        """Revocations made through other gateways (or the CLI) reach this one's streams and sessions."""
+        since = None
+        while True:
+            try:
+                since, credential_ids, patient_ids = await accounts.identity.changes_since(since)
+                if credential_ids or patient_ids:
+                    await revoke_local(credential_ids, patient_ids)
+            except Exception:  # MySQL away: try again next round, never stop
+                metrics.ERRORS.labels("gateway", "revocations").inc()
+                log.exception("could not read revocations; retrying")
+            await asyncio.sleep(REVOCATION_POLL_S)
     schemas = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "ReHab Live gateway", "version": "1.0.0"},
                                "components": OPENAPI_COMPONENTS})
 
@@ -219,6 +207,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app):
         res["db"] = await Database.connect(settings, maxsize=10)
+        accounts.identity = Identity(res["db"])
         # camera frames (cloud mode): a few sessions per gateway, each frame sent at once
         res["producer"] = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0,
                                            max_request_size=8 * 1024 * 1024)
@@ -236,10 +225,12 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         res["extractor"] = Extractor(make_backend or default_backend, settings.frame_max_side)
         res["uploads"] = tempfile.TemporaryDirectory(prefix="rehab-uploads-")
         reaper = asyncio.create_task(reap_sessions())
+        revocations = asyncio.create_task(watch_revocations())
         try:
             yield
         finally:
             reaper.cancel()
+            revocations.cancel()
             await asyncio.gather(*(s.close() for s in list(live.values())), return_exceptions=True)
             live.clear()
             fan_task.cancel()
@@ -310,14 +301,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
     def refused(exc: AuthError) -> JSONResponse:
         return error(exc.status, str(exc))
 
-    def check_origin(conn) -> None:
-        if not origin_allowed(conn.headers.get("origin"), conn.headers.get("host"), conn.url.scheme,
-                              settings.origins):
-            raise AuthError(403, f"origin {conn.headers.get('origin')!r} is not allowed")
-
-    def admin(request: Request) -> None:
-        check_origin(request)
-        check_api_key(settings.admin_api_key, request.headers)
+    check_origin, admin = accounts.check_origin, accounts.admin
 
     async def checked_json(request: Request, check) -> tuple[object, JSONResponse | None]:
         """The JSON body once ``check(request)`` passed, or the refusal to answer with."""
@@ -331,15 +315,14 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
 
     async def session_access(conn, sid: str, send: bool) -> tuple[dict, Claims]:
         """The session row and the caller's claims; AuthError / LookupError otherwise."""
-        check_origin(conn)
-        claims = signer.verify(bearer(conn.headers, conn.query_params))
+        claims = await accounts.authorize(conn)
         row = await res["db"].get_session(sid)
         if row is None:
             # a valid token for another session learns nothing about which ids exist
             if claims.role == "patient" and claims.session_id != sid:
                 raise AuthError(403, "this token is not for this session")
             raise LookupError("unknown session")
-        allowed = claims.may_send(sid) if send else claims.may_watch(sid, row["patient_id"])
+        allowed = claims.may_send(sid) if send else await accounts.may_watch(claims, sid, row["patient_id"])
         if not allowed:
             raise AuthError(403, "this token is not for this session" if claims.role == "patient"
                             else "clinician tokens may watch a patient's sessions, not send to them")
@@ -366,10 +349,16 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
 
     async def references(request: Request):
         """
-        summary: The stored guide recordings.
+        summary: The stored guide recordings (any valid token or the API key; anyone in demo mode).
+        security: [{bearer: []}, {api_key: []}]
         responses:
           200: {description: "[{id, name, fps, n_frames, model, created_at}]"}
+          401: {description: no, expired or revoked token}
         """
+        try:
+            await accounts.reader(request)
+        except AuthError as exc:
+            return refused(exc)
         return JSONResponse(await res["db"].list_references())
 
     async def get_reference(request: Request):
@@ -378,10 +367,16 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         parameters:
           - {$ref: "#/components/parameters/reference_id"}
           - {name: frames, in: query, schema: {type: string, enum: ["true", "false", "1", "0"]}}
+        security: [{bearer: []}, {api_key: []}]
         responses:
           200: {description: "{id, name, fps, width, height, model, model_version, source_sha256, n_frames}"}
+          401: {description: no, expired or revoked token}
           404: {description: unknown reference}
         """
+        try:
+            await accounts.reader(request)
+        except AuthError as exc:
+            return refused(exc)
         ref = await res["db"].get_reference(request.path_params["reference_id"])
         if ref is None:
             return error(404, "unknown reference")
@@ -507,8 +502,10 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
     async def create_session(request: Request):
         """
         summary: Start a session; the answer carries the session's token.
-        description: Body {reference_id, patient_id, mode} (mode cloud = video over WebRTC, edge = keypoints
-          over a data channel). The token (Authorization Bearer, or ?token= on the WebSocket) is needed for
+        description: Needs the patient's own token (POST /tokens with the patient's credential); the
+          session is theirs. In demo mode (REHAB_DEMO_MODE) no token is needed and patient_id names the
+          patient. Body {reference_id, patient_id, mode} (mode cloud = video over WebRTC, edge = keypoints
+          over a data channel; patient_id, if given with a token, must be the token's). The token (Authorization Bearer, or ?token= on the WebSocket) is needed for
           the offer, the score stream and ending the session; it expires after REHAB_TOKEN_TTL_S.
           ice_servers are the STUN/TURN servers to give the peer connection (RTCIceServer dictionaries,
           from REHAB_ICE_SERVERS, empty when none are configured).
@@ -516,7 +513,8 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         responses:
           201: {description: "{session_id, token, expires_at, expires_in_s, reference_id, patient_id, mode, ice_servers}"}
           400: {description: body is not JSON}
-          403: {description: origin not allowed}
+          401: {description: no patient token (outside demo mode), or an expired, forged or revoked one}
+          403: {description: origin not allowed, not a patient's own token, or another patient's id}
           404: {description: unknown reference}
           422: {description: bad fields}
         """
@@ -525,6 +523,18 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         body, refusal = await checked_json(request, check_origin)
         if refusal is not None:
             return refusal
+        claims = None
+        try:
+            if bearer(request.headers) is not None or not settings.demo_mode:
+                claims = await accounts.authorize(request)
+                if not claims.is_patient_account:
+                    raise AuthError(403, "only the patient's own token (POST /tokens with their credential) "
+                                         "starts a session")
+        except AuthError as exc:
+            if exc.status == 401 and bearer(request.headers) is None:
+                exc = AuthError(401, "starting a session needs the patient's token: exchange the patient's "
+                                     "credential at POST /tokens (the gateway is not in demo mode)")
+            return refused(exc)
         if not isinstance(body, dict) or not isinstance(body.get("reference_id"), str):
             return error(422, "body must be a JSON object with a string 'reference_id'")
         unknown = set(body) - {"reference_id", "patient_id", "mode"}
@@ -532,10 +542,12 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
             return error(422, f"unknown fields {sorted(unknown)[:5]}")
         if not ID_PATTERN.match(body["reference_id"]):
             return error(422, "reference_id must be 1-64 letters, digits, '_', '.', '-'")
-        patient = body.get("patient_id", "anonymous")
+        patient = body.get("patient_id", "anonymous" if claims is None else claims.patient_id)
         mode = body.get("mode", "cloud")
         if not isinstance(patient, str) or not ID_PATTERN.match(patient):
             return error(422, "patient_id must be 1-64 letters, digits, '_', '.', '-'")
+        if claims is not None and patient != claims.patient_id:
+            return error(403, "a patient's token starts sessions for that patient only")
         if mode not in ("cloud", "edge"):
             return error(422, "mode must be 'cloud' or 'edge'")
         ref = await res["db"].get_reference(body["reference_id"])
@@ -543,7 +555,8 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
             return error(404, f"unknown reference {body['reference_id']!r}")
         session_id = uuid.uuid4().hex
         await res["db"].create_session(session_id, patient, ref.id, mode)
-        token, expires = signer.issue("patient", patient, session_id)
+        token, expires = signer.issue("patient", patient, session_id,
+                                      credential_id=None if claims is None else claims.credential_id)
         return JSONResponse({"session_id": session_id, "token": token, "expires_at": expires,
                              "expires_in_s": settings.token_ttl_s, "reference_id": ref.id, "patient_id": patient,
                              "mode": mode, "ice_servers": ice_servers}, status_code=201)
@@ -565,14 +578,14 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         """
         sid = request.path_params["session_id"]
         try:
-            row, _ = await session_access(request, sid, send=True)
+            row, claims = await session_access(request, sid, send=True)
         except AuthError as exc:
             return refused(exc)
         except LookupError:
             return error(404, "unknown session")
         if row["ended_at"] is not None:
             return error(409, "session has ended")
-        token, expires = signer.issue("patient", row["patient_id"], sid)
+        token, expires = signer.issue("patient", row["patient_id"], sid, credential_id=claims.credential_id)
         return JSONResponse({"session_id": sid, "token": token, "expires_at": expires,
                              "expires_in_s": settings.token_ttl_s})
 
@@ -636,7 +649,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         if not offer_limit.allow(client_of(request)):
             return too_many(offer_limit, request, "offers")
         try:
-            row, _ = await session_access(request, sid, send=True)
+            row, claims = await session_access(request, sid, send=True)
             offer = Offer.from_json(await read_json(request))
         except AuthError as exc:
             return refused(exc)
@@ -652,13 +665,13 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         entry[1] += 1
         try:
             async with entry[0]:
-                return await connect_peer(sid, row, offer)
+                return await connect_peer(sid, row, offer, claims)
         finally:
             entry[1] -= 1
             if not entry[1]:
                 offer_locks.pop(sid, None)
 
-    async def connect_peer(sid: str, row: dict, offer: Offer) -> JSONResponse:
+    async def connect_peer(sid: str, row: dict, offer: Offer, claims: Claims) -> JSONResponse:
         """Creates (or replaces) the session's peer connection for a checked offer; the answer."""
         try:
             earlier, elapsed_s = await res["db"].connect_session(sid)
@@ -678,7 +691,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         else:
             ingest = VideoIngest(sid, row["reference_id"], res["producer"], topics.frames,
                                  settings.frame_max_side, settings.jpeg_quality, settings.session_max_fps, first_seq)
-        session = LiveSession(sid, row["reference_id"], pc, ingest)
+        session = LiveSession(sid, row["reference_id"], pc, ingest, row["patient_id"], claims.credential_id)
 
         def on_keypoints(channel, message) -> None:
             session.last_activity = time.monotonic()
@@ -760,7 +773,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         sid = ws.path_params["session_id"]
         await ws.accept()  # accept first, so the refusal carries a close code and a reason
         try:
-            await session_access(ws, sid, send=False)
+            _, claims = await session_access(ws, sid, send=False)
         except AuthError as exc:
             await ws.close(code=exc.ws_code, reason=str(exc)[:120])
             return
@@ -772,12 +785,19 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
             await ws.close(code=4429, reason=f"more than {ws_limit.limit} open subscriptions from this client")
             return
         try:
-            await subscribe(ws, sid)
+            await subscribe(ws, sid, claims)
         finally:
             ws_limit.release(client)
 
-    async def subscribe(ws: WebSocket, sid: str) -> None:
+    async def subscribe(ws: WebSocket, sid: str, claims: Claims) -> None:
+        """Pushes the session's scores until the client leaves, or its token expires or is revoked
+        (then closed with 4401 and the reason: the app reconnects with its refreshed token)."""
         q = fanout.subscribe(sid, keypoints=ws.query_params.get("keypoints") in ("1", "true"))
+        ended = asyncio.get_running_loop().create_future()
+        streams[id(ended)] = (claims, ended)
+        expiry = asyncio.get_running_loop().call_later(
+            max(0.0, claims.expires_at - signer.clock()),
+            lambda: ended.done() or ended.set_result("the token has expired: reconnect with a fresh one"))
 
         async def push() -> None:  # one writer per subscriber: no task or wait per message
             while True:
@@ -785,19 +805,24 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
 
         writer = asyncio.create_task(push())
         reader = asyncio.ensure_future(ws.receive_text())
+        code, reason = 1000, "this stream only pushes"
         try:
             # we only push: anything the client sends, or its close, ends the subscription
-            await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({writer, reader, ended}, return_when=asyncio.FIRST_COMPLETED)
+            if ended.done():
+                code, reason = 4401, ended.result()
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
+            expiry.cancel()
+            streams.pop(id(ended), None)
             reader.cancel()
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, Exception):
                 await writer
             fanout.unsubscribe(sid, q)
             with contextlib.suppress(Exception):  # a clean close (1000), not a dropped connection
-                await ws.close(code=1000, reason="this stream only pushes")
+                await ws.close(code=code, reason=reason)
 
     async def index(request: Request):
         return FileResponse(STATIC / "index.html")
@@ -821,11 +846,13 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         Route("/sessions/{session_id}/offer", offer, methods=["POST"]),
         Route("/sessions/{session_id}/token", refresh_token, methods=["POST"]),
         WebSocketRoute("/sessions/{session_id}/scores", scores_ws),
+        *accounts.routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(
         ErrorThrottle, limit=error_limit, on_throttled=lambda: metrics.DROPPED.labels("gateway", "limit_errors").inc())])
     app.state.live = live
     app.state.fanout = fanout
     app.state.signer = signer
+    app.state.accounts = accounts
     app.state.resources = res
     return app

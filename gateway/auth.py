@@ -1,18 +1,30 @@
 """Who may do what at the gateway.
 
-* **Session tokens** (role ``patient``): returned by ``POST /sessions``, bound to that one session;
-  needed for its WebRTC offer, its score WebSocket and ending it. Short-lived (``REHAB_TOKEN_TTL_S``).
-* **Clinician tokens** (role ``clinician``): issued with the admin API key by ``POST /tokens/clinician``
-  for one patient; they may watch (WebSocket) and read any session of that patient, never send video.
-* **Admin API key** (``REHAB_ADMIN_API_KEY``): references (upload, delete), scoring uploads,
-  clinician tokens. With no key configured those operations are switched off (503), never open.
+* **Admin API key** (``REHAB_ADMIN_API_KEY``): references (upload, delete), scoring uploads, clinician
+  credentials, enrolling and removing any patient. With no key configured those operations are
+  switched off (503), never open.
+* **Clinician credential** (``POST /clinicians``, admin): exchanged at ``POST /tokens`` for a clinician
+  token (no patient in it): enrols patients (``POST /patients`` -> an invitation code and link), watches
+  and reads the sessions of the patients they enrolled, removes them. An admin may also issue a
+  clinician token for one patient (``POST /tokens/clinician``).
+* **Patient credential**: the patient's app exchanges the invitation code for it, once
+  (``POST /invitations/accept``), then for a patient token at ``POST /tokens``. Only a patient token
+  creates sessions for its patient (``POST /sessions``) and reads that patient's sessions.
+* **Session tokens** (role ``patient`` with a session id): returned by ``POST /sessions``, bound to that
+  one session: its WebRTC offer, its score WebSocket, its token refresh and ending it.
+* **Demo mode** (``REHAB_DEMO_MODE=true``, the local main job and the test suite only): sessions may be
+  created without a token for any patient id, and the references read by anyone.
+* **Revocation**: tokens carry the credential they came from (``cid``). ``POST /logout`` revokes it,
+  removing a patient revokes all of theirs; a revoked credential's tokens are refused at once, and each
+  gateway closes their WebSockets and ends their live sessions within ``REVOCATION_POLL_S``. A WebSocket
+  is also closed (4401) when its token expires: the app reconnects with its refreshed token.
 * **Origin**: a browser request's Origin must be the gateway's own or one of ``REHAB_ALLOWED_ORIGINS``;
   requests without an Origin (native apps, curl) pass this check and still need their token.
 
 Tokens are ``base64url(claims JSON) "." base64url(HMAC-SHA256)`` with the gateway's secret
 (``REHAB_AUTH_SECRET``; a random one per process when unset, so tokens die with the process).
-Failures raise ``AuthError`` with the HTTP status (401: missing/expired/forged, 403: valid but not for
-this) and the WebSocket close code (4401 / 4403) that the gateway answers with.
+Failures raise ``AuthError`` with the HTTP status (401: missing/expired/forged/revoked, 403: valid but
+not for this) and the WebSocket close code (4401 / 4403) that the gateway answers with.
 """
 from __future__ import annotations
 
@@ -44,10 +56,24 @@ class Claims:
     session_id: str | None  # patient tokens: the one session
     expires_at: float
     subject: str  # who holds it: the patient, or the clinician's id
+    credential_id: str | None = None  # the credential it came from (revocable); None: demo or admin-issued
 
-    def may_watch(self, session_id: str, patient_id: str) -> bool:
+    @property
+    def is_clinician_account(self) -> bool:
+        """A clinician's own token (from their credential): for every patient they enrolled."""
+        return self.role == "clinician" and self.patient_id is None
+
+    @property
+    def is_patient_account(self) -> bool:
+        """A patient's own token (from their credential): creates and reads their sessions."""
+        return self.role == "patient" and self.session_id is None
+
+    def may_watch(self, session_id: str, patient_id: str, clinician_of: str | None = None) -> bool:
+        """``clinician_of``: who enrolled the session's patient (needed for clinician account tokens)."""
         if self.role == "patient":
-            return self.session_id == session_id
+            return self.session_id == session_id or (self.is_patient_account and self.patient_id == patient_id)
+        if self.is_clinician_account:
+            return clinician_of is not None and clinician_of == self.subject
         return self.patient_id == patient_id
 
     def may_send(self, session_id: str) -> bool:
@@ -72,13 +98,17 @@ class TokenSigner:
     def _mac(self, body: str) -> str:
         return _b64(hmac.new(self.key, body.encode(), hashlib.sha256).digest())
 
-    def issue(self, role: str, patient_id: str, session_id: str | None = None, subject: str | None = None,
-              ttl_s: float | None = None) -> tuple[str, float]:
+    def issue(self, role: str, patient_id: str | None, session_id: str | None = None, subject: str | None = None,
+              ttl_s: float | None = None, credential_id: str | None = None) -> tuple[str, float]:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
+        if patient_id is None and role != "clinician":
+            raise ValueError("only a clinician's own token has no patient")
         expires = self.clock() + (self.ttl_s if ttl_s is None else ttl_s)
         claims = {"role": role, "pid": patient_id, "sid": session_id, "exp": round(expires, 3),
                   "sub": subject or patient_id}
+        if credential_id is not None:
+            claims["cid"] = credential_id
         body = _b64(json.dumps(claims, separators=(",", ":")).encode())
         return f"{body}.{self._mac(body)}", expires
 
@@ -92,13 +122,13 @@ class TokenSigner:
             raise AuthError(401, "the token is not valid (forged, truncated or from another gateway)")
         try:
             c = json.loads(_unb64(body))
-            claims = Claims(c["role"], c["pid"], c["sid"], float(c["exp"]), c["sub"])
+            claims = Claims(c["role"], c["pid"], c["sid"], float(c["exp"]), c["sub"], c.get("cid"))
         except (ValueError, KeyError, TypeError, AttributeError):
             raise AuthError(401, "the token is not valid (unreadable claims)") from None
         if claims.role not in ROLES:
             raise AuthError(401, "the token is not valid (unknown role)")
         if claims.expires_at <= self.clock():
-            raise AuthError(401, "the token has expired; create a new session")
+            raise AuthError(401, "the token has expired: get a fresh one (POST /tokens, or the session's refresh)")
         return claims
 
 

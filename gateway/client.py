@@ -130,10 +130,27 @@ class Grant:
         return RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(**server) for server in self.ice_servers]))
 
 
-async def create_session(gateway: str, reference_id: str, patient_id: str = "demo-patient",
-                         mode: str = "cloud") -> Grant:
+async def patient_token(gateway: str, credential: str) -> str:
+    """A patient token for the patient's credential (from their invitation: gateway/accounts.py)."""
     async with httpx.AsyncClient(base_url=gateway, timeout=30) as http:
-        r = await http.post("/sessions", json={"reference_id": reference_id, "patient_id": patient_id, "mode": mode})
+        r = await http.post("/tokens", json={"credential": credential})
+    if r.status_code != 201:
+        raise RuntimeError(f"gateway refused the credential: {r.status_code} {r.text}")
+    return r.json()["token"]
+
+
+async def create_session(gateway: str, reference_id: str, patient_id: str | None = "demo-patient",
+                         mode: str = "cloud", credential: str | None = None) -> Grant:
+    """A new session. With the patient's ``credential`` the session is that patient's (``patient_id`` is
+    not sent); without one the gateway must be in demo mode."""
+    body = {"reference_id": reference_id, "mode": mode}
+    headers = {}
+    if credential:
+        headers["Authorization"] = f"Bearer {await patient_token(gateway, credential)}"
+    elif patient_id is not None:
+        body["patient_id"] = patient_id
+    async with httpx.AsyncClient(base_url=gateway, timeout=30) as http:
+        r = await http.post("/sessions", json=body, headers=headers)
         if r.status_code != 201:
             raise RuntimeError(f"gateway refused the session: {r.status_code} {r.text}")
         body = r.json()

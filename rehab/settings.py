@@ -24,8 +24,17 @@ class SettingsError(ValueError):
     pass
 
 
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(raw)
+
+
 def _parse(type_name: str, raw: str):
-    return {"int": int, "float": float, "Path": Path}.get(type_name, str)(raw)
+    return {"int": int, "float": float, "Path": Path, "bool": _parse_bool}.get(type_name, str)(raw)
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,11 @@ class Settings:
     admin_api_key: str = field(default="", repr=False)
     auth_secret: str = field(default="", repr=False)
     token_ttl_s: int = 900
+    # demo mode: anyone who reaches the gateway may start a session for any patient_id and read the
+    # references, no credential (the local main job, `rehab demo`, and the test suite turn it on for their
+    # own gateway). Off: sessions need a patient credential from a clinician's invitation (gateway/auth.py)
+    demo_mode: bool = False
+    invitation_ttl_s: int = 7 * 86_400  # how long an invitation code can be exchanged for a credential
     allowed_origins: str = ""
     upload_max_bytes: int = 200 * 1024 * 1024
     session_max_fps: int = 30
@@ -127,6 +141,8 @@ class Settings:
         "admin_api_key": "REHAB_ADMIN_API_KEY",
         "auth_secret": "REHAB_AUTH_SECRET",
         "token_ttl_s": "REHAB_TOKEN_TTL_S",
+        "demo_mode": "REHAB_DEMO_MODE",
+        "invitation_ttl_s": "REHAB_INVITATION_TTL_S",
         "allowed_origins": "REHAB_ALLOWED_ORIGINS",
         "upload_max_bytes": "REHAB_UPLOAD_MAX_BYTES",
         "session_max_fps": "REHAB_SESSION_MAX_FPS",
@@ -172,6 +188,8 @@ class Settings:
             raise SettingsError("REHAB_WORKER_MAX_FPS must be between 1 and 240")
         if not 10 <= self.token_ttl_s <= 86_400:
             raise SettingsError("REHAB_TOKEN_TTL_S must be between 10 and 86400 seconds")
+        if not 60 <= self.invitation_ttl_s <= 90 * 86_400:
+            raise SettingsError("REHAB_INVITATION_TTL_S must be between 60 seconds and 90 days")
         if not 1024 <= self.upload_max_bytes <= 2 * 1024**3:
             raise SettingsError("REHAB_UPLOAD_MAX_BYTES must be between 1 KiB and 2 GiB")
         if not 1 <= self.session_max_fps <= MAX_SESSION_FPS:
@@ -245,8 +263,8 @@ class Settings:
             try:
                 kwargs[f.name] = _parse(f.type, raw)
             except ValueError:
-                raise SettingsError(f"{var} must be {'an integer' if f.type == 'int' else 'a number'}, "
-                                    f"got {raw!r}") from None
+                what = {"int": "an integer", "bool": "true or false"}.get(f.type, "a number")
+                raise SettingsError(f"{var} must be {what}, got {raw!r}") from None
         return cls(**kwargs)
 
     def with_(self, **changes) -> "Settings":

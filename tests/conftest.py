@@ -27,6 +27,24 @@ def local_peer():
     return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
 
+@contextlib.asynccontextmanager
+async def in_process_gateway(settings, reference):
+    """The gateway app in this process, its lifespan run (real Kafka and MariaDB), ``reference``
+    stored, and an httpx client to it (real aiortc peers can then connect over offers)."""
+    import httpx
+
+    from gateway.app import create_app
+    from rehab.storage.repository import Database
+
+    async with Database.opened(settings) as db:
+        await db.save_reference(reference)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http:
+            http.app = app  # for tests that look at the gateway's state
+            yield http
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -73,7 +91,9 @@ def guide_reference(clip_keypoints):
 
 
 def _base_settings() -> Settings:
-    return Settings.from_env()
+    # the suite's gateways start sessions without enrolling patients, as the demo does; the identity
+    # tests (tests/integration/test_identity.py) turn it off
+    return Settings.from_env().with_(demo_mode=True)
 
 
 @contextlib.contextmanager

@@ -1,7 +1,9 @@
 // ReHab Live browser app: pick an exercise, watch the guide, start the camera, see your skeleton,
 // the live score, hints and repetitions. Cloud mode sends video over WebRTC; edge mode runs BlazePose
 // (@mediapipe/pose, served by the gateway under /vendor/pose/) here and sends keypoints over a data
-// channel. URL parameters (for kiosks and tests): ?reference=ID&patient=P&mode=cloud|edge&autostart=1
+// channel. URL parameters (for kiosks and tests): ?reference=ID&patient=P&mode=cloud|edge&autostart=1;
+// ?invite=CODE (the link a clinician sends) is exchanged once for the patient's credential, which this
+// browser keeps (localStorage) and trades for a patient token; without one the gateway must be in demo mode.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -12,6 +14,48 @@ const BLAZE_TO_COCO = [0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27
 const state = { pc: null, ws: null, channel: null, stream: null, pose: null, running: false, scores: 0, guideTimer: null };
 
 function status(text) { $("status").textContent = text; }
+
+const CREDENTIAL = "rehab.credential";
+const account = { token: null, until: 0 };  // the patient token from the stored credential
+
+async function acceptInvitation(code) {
+  const r = await api("/invitations/accept", { method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ code }) });
+  localStorage.setItem(CREDENTIAL, JSON.stringify({ credential: r.credential, patient_id: r.patient_id }));
+  params.delete("invite");  // the code is spent: keep it out of the address bar and history
+  history.replaceState(null, "", `${location.pathname}${params.toString() ? "?" + params : ""}`);
+}
+
+function storedCredential() {
+  try { return JSON.parse(localStorage.getItem(CREDENTIAL)); } catch (err) { return null; }
+}
+
+async function authHeaders() {
+  // the patient token for the stored credential (asked again at 80 % of its life); none: demo mode
+  const stored = storedCredential();
+  if (!stored) return {};
+  if (!account.token || Date.now() > account.until) {
+    const r = await api("/tokens", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ credential: stored.credential }) });
+    account.token = r.token; account.until = Date.now() + r.expires_in_s * 800;
+  }
+  return { Authorization: `Bearer ${account.token}` };
+}
+
+async function signOut() {
+  // revokes this browser's credential at the gateway (every token from it), then forgets it
+  try { await api("/logout", { method: "POST", headers: await authHeaders() }); } catch (err) { /* revoked already */ }
+  localStorage.removeItem(CREDENTIAL); account.token = null;
+  if (state.running) await stop();
+  status("Signed out. Open your clinician's invitation link to sign in again.");
+  showAccount();
+}
+
+function showAccount() {
+  const stored = storedCredential();
+  $("signout").hidden = !stored;
+  if (stored) { $("patient").value = stored.patient_id; $("patient").readOnly = true; }
+}
 
 async function api(path, options = {}) {
   const r = await fetch(path, options);
@@ -35,7 +79,7 @@ function drawSkeleton(ctx, kps, w, h, color, scale = 1, dx = 0, dy = 0) {
 
 async function showGuide(refId) {
   clearInterval(state.guideTimer);
-  const ref = await api(`/references/${encodeURIComponent(refId)}?frames=true`);
+  const ref = await api(`/references/${encodeURIComponent(refId)}?frames=true`, { headers: await authHeaders() });
   const canvas = $("guide"), ctx = canvas.getContext("2d");
   const frames = ref.frames.filter((f) => f);
   if (!frames.length) return;
@@ -158,15 +202,14 @@ async function start() {
     status("Starting the camera…");
     state.stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480, frameRate: 15 }, audio: false });
     $("camera").srcObject = state.stream;
-    const session = await api("/sessions", { method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ reference_id: refId, patient_id: $("patient").value || "patient", mode }) });
-    state.session = session;
+    // with a credential the session is its patient's; in demo mode the patient field names the patient
+    const body = storedCredential() ? { reference_id: refId, mode }
+      : { reference_id: refId, patient_id: $("patient").value || "patient", mode };
+    const session = await api("/sessions", { method: "POST",
+      headers: { "Content-Type": "application/json", ...(await authHeaders()) }, body: JSON.stringify(body) });
+    state.session = session; state.mode = mode;
     scheduleTokenRefresh(session.expires_in_s);
-    const wsUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/sessions/${session.session_id}/scores?token=${encodeURIComponent(session.token)}&keypoints=${mode === "cloud"}`;
-    state.ws = new WebSocket(wsUrl);
-    state.ws.onmessage = (e) => onMessage(e.data);
-    state.ws.onclose = (e) => { if (state.running && e.code >= 4000) status(`Score stream closed: ${e.reason}`); };
-    await new Promise((resolve, reject) => { state.ws.onopen = resolve; state.ws.onerror = () => reject(new Error("score stream unavailable")); });
+    await openScores();
     const pc = new RTCPeerConnection({ iceServers: session.ice_servers || [] });  // REHAB_ICE_SERVERS; none: none
     state.pc = pc;
     state.running = true;
@@ -187,6 +230,21 @@ async function start() {
     status(`Could not start: ${err.message}`);
     $("start").disabled = false;
   }
+}
+
+function openScores() {
+  // the score stream; the gateway closes it (4401) when its token expires or is revoked: after an
+  // expiry it is opened again with the refreshed token
+  const token = state.session.token;
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/sessions/${state.session.session_id}/scores?token=${encodeURIComponent(token)}&keypoints=${state.mode === "cloud"}`);
+  state.ws = ws;
+  ws.onmessage = (e) => onMessage(e.data);
+  ws.onclose = (e) => {
+    if (!state.running || state.ws !== ws) return;
+    if (e.code === 4401 && state.session.token !== token) { state.streamReopens = (state.streamReopens || 0) + 1; openScores(); return; }
+    if (e.code >= 4000) status(`Score stream closed: ${e.reason}`);
+  };
+  return new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = () => reject(new Error("score stream unavailable")); });
 }
 
 function scheduleTokenRefresh(ttlS) {
@@ -230,8 +288,15 @@ async function stop() {
 }
 
 async function init() {
+  $("signout").onclick = signOut;
   try {
-    const refs = await api("/references");
+    if (params.get("invite")) await acceptInvitation(params.get("invite"));
+  } catch (err) {
+    status(`This invitation cannot be used: ${err.message}`);
+  }
+  showAccount();
+  try {
+    const refs = await api("/references", { headers: await authHeaders() });
     $("exercise").replaceChildren(...refs.map((r) => { const o = document.createElement("option"); o.value = r.id; o.textContent = r.name; return o; }));
     if (params.get("reference")) $("exercise").value = params.get("reference");
     if (params.get("patient")) $("patient").value = params.get("patient");
@@ -240,7 +305,8 @@ async function init() {
     if (refs.length) await showGuide($("exercise").value);
     else status("No exercises yet: a clinician registers a guide video first.");
   } catch (err) {
-    status(`The gateway is not reachable: ${err.message}`);
+    status(storedCredential() || !/^401|token/.test(err.message) ? `The gateway is not reachable: ${err.message}`
+      : "Open the invitation link your clinician sent you: this service needs it.");
   }
   $("start").onclick = start;
   $("stop").onclick = stop;

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
@@ -27,6 +28,9 @@ def add_commands(sub) -> None:
     st.add_argument("--gateway", default=None, help="gateway URL (default REHAB_GATEWAY_URL)")
     st.add_argument("--loops", type=int, default=1, help="play the clip this many times back to back")
     st.add_argument("--json", action="store_true", help="print each score as JSON")
+    st.add_argument("--credential", default=os.environ.get("REHAB_PATIENT_CREDENTIAL"),
+                    help="the patient's credential (from their invitation; default REHAB_PATIENT_CREDENTIAL); "
+                         "without one the gateway must be in demo mode")
     st.add_argument("--mode", choices=["cloud", "edge"], default="cloud",
                     help="cloud: send video over WebRTC; edge: run BlazePose here and send keypoints over a "
                          "data channel (scores come back on it)")
@@ -99,10 +103,10 @@ def _format(received, hint: bool = True) -> str:
 
 
 async def _stream(gateway: str, reference_id: str, video: str, loops: int, as_json: bool,
-                  mode: str = "cloud") -> tuple[str, list]:
+                  mode: str = "cloud", credential: str | None = None) -> tuple[str, list]:
     from gateway.client import create_session, device_keypoints, stream_file, stream_keypoints
 
-    grant = await create_session(gateway, reference_id, mode=mode)
+    grant = await create_session(gateway, reference_id, mode=mode, credential=credential)
     session_id = grant.session_id
     received, errors = [], []
     if mode == "edge":
@@ -142,7 +146,7 @@ def percentile(values: list[float], q: float) -> float:
 def run_stream(args) -> int:
     settings = Settings.from_env()
     _, received = asyncio.run(_stream(args.gateway or settings.gateway_url, args.reference, args.video,
-                                      args.loops, args.json, args.mode))
+                                      args.loops, args.json, args.mode, args.credential))
     lat = [r.latency_ms for r in received]
     print(json.dumps({"scores": len(received), "latency_p50_ms": percentile(lat, 50),
                       "latency_p95_ms": percentile(lat, 95)}), file=sys.stderr)
@@ -205,7 +209,8 @@ def run_demo(args) -> int:
     from rehab.services import Services
     from rehab.stack import local
 
-    settings = Settings.from_env()
+    # the demo's own gateway, on this machine: sessions without enrolling a patient (gateway/auth.py)
+    settings = Settings.from_env().with_(demo_mode=True)
     guide, patient = args.data / DEMO_GUIDE, args.data / DEMO_PATIENT
     for clip in (guide, patient):
         if not clip.is_file():

@@ -39,7 +39,7 @@ class Database:
         self.pool.close()
         await self.pool.wait_closed()
 
-    async def _execute(self, sql: str, args=None, fetch: str | None = None):
+    async def execute(self, sql: str, args=None, fetch: str | None = None):
         async with self.pool.acquire() as conn:
             async with conn.cursor() as cur:
                 await cur.execute(sql, args)
@@ -52,7 +52,7 @@ class Database:
     # -- references ------------------------------------------------------------------------
     async def save_reference(self, ref: Reference) -> None:
         """Insert or replace a reference (same id) with its keypoints."""
-        await self._execute(
+        await self.execute(
             f"INSERT INTO reference_recordings ({_REF_COLUMNS}, n_frames) VALUES ({', '.join(['%s'] * 11)}) "
             "ON DUPLICATE KEY UPDATE name=VALUES(name), exercise_id=VALUES(exercise_id), fps=VALUES(fps), "
             "width=VALUES(width), height=VALUES(height), n_frames=VALUES(n_frames), model=VALUES(model), "
@@ -62,7 +62,7 @@ class Database:
         )
 
     async def get_reference(self, ref_id: str) -> Reference | None:
-        row = await self._execute(
+        row = await self.execute(
             f"SELECT {_REF_COLUMNS} FROM reference_recordings WHERE id=%s OR name=%s ORDER BY id=%s DESC LIMIT 1",
             (ref_id, ref_id, ref_id), fetch="one",
         )
@@ -72,7 +72,7 @@ class Database:
         return Reference(rid, name, fps, w, h, model, ver, sha, json.loads(kps), ex)
 
     async def list_references(self) -> list[dict]:
-        rows = await self._execute(
+        rows = await self.execute(
             "SELECT id, name, fps, n_frames, model, created_at FROM reference_recordings ORDER BY created_at",
             fetch="all",
         )
@@ -80,13 +80,13 @@ class Database:
 
     # -- sessions --------------------------------------------------------------------------
     async def create_session(self, session_id: str, patient_id: str, reference_id: str, mode: str) -> None:
-        await self._execute(
+        await self.execute(
             "INSERT INTO sessions (id, patient_id, reference_id, mode) VALUES (%s, %s, %s, %s)",
             (session_id, patient_id, reference_id, mode),
         )
 
     async def get_session(self, session_id: str) -> dict | None:
-        row = await self._execute(
+        row = await self.execute(
             "SELECT id, patient_id, reference_id, mode, started_at, ended_at FROM sessions WHERE id=%s",
             (session_id,), fetch="one",
         )
@@ -98,8 +98,8 @@ class Database:
     async def connect_session(self, session_id: str) -> tuple[int, float]:
         """Counts a new peer connection; returns (connections before this one, seconds since the session
         started, by the database's clock)."""
-        await self._execute("UPDATE sessions SET connections = connections + 1 WHERE id=%s", (session_id,))
-        row = await self._execute(
+        await self.execute("UPDATE sessions SET connections = connections + 1 WHERE id=%s", (session_id,))
+        row = await self.execute(
             "SELECT connections - 1, TIMESTAMPDIFF(MICROSECOND, started_at, CURRENT_TIMESTAMP(3)) / 1e6 "
             "FROM sessions WHERE id=%s", (session_id,), fetch="one")
         if row is None:
@@ -107,7 +107,7 @@ class Database:
         return int(row[0]), float(row[1])
 
     async def end_session(self, session_id: str, summary: dict) -> None:
-        await self._execute(
+        await self.execute(
             "UPDATE sessions SET ended_at=COALESCE(ended_at, CURRENT_TIMESTAMP(3)), summary=%s WHERE id=%s",
             (json.dumps(summary), session_id),
         )
@@ -133,7 +133,7 @@ class Database:
                 )
 
     async def count_scores(self, session_id: str) -> int:
-        row = await self._execute("SELECT COUNT(*) FROM scores WHERE session_id=%s", (session_id,), fetch="one")
+        row = await self.execute("SELECT COUNT(*) FROM scores WHERE session_id=%s", (session_id,), fetch="one")
         return int(row[0])
 
     async def wait_for_scores(self, session_id: str, at_least: int, timeout_s: float = 15.0) -> int:

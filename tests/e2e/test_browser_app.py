@@ -130,8 +130,9 @@ def test_behind_a_tls_proxy_the_https_origin_is_the_gateways_own(live_stack):
 
 
 def test_a_session_outlives_its_first_token_and_still_reconnects(live_stack, fake_camera, tmp_path):
-    """Tokens live 12 s on this gateway: the page asks for a fresh one at 80 % of its life, and once the
-    first token has expired a reconnect (a new offer) still succeeds with the fresh one."""
+    """Tokens live 12 s on this gateway: the page asks for a fresh one at 80 % of its life; the gateway
+    closes the score stream when the token it was opened with expires and the page opens it again with
+    the fresh one; once the first token has expired a reconnect (a new offer) still succeeds."""
     from rehab.services import Services
     from tests.conftest import free_port
 
@@ -158,8 +159,50 @@ def test_a_session_outlives_its_first_token_and_still_reconnects(live_stack, fak
             status = browser.evaluate("document.getElementById('status').textContent")
             before = int(browser.evaluate("Number(document.getElementById('similarity').dataset.count || 0)"))
             after = _wait_for_scores(browser, before + 3, 30)
+            reopens = browser.evaluate("state.streamReopens || 0")
         finally:
             browser.close()
     assert refreshes >= 1 and changed, (refreshes, changed)
+    assert reopens >= 1, "the score stream was not closed at its token's expiry, or not opened again"
     assert status == "Reconnected.", status
     assert after >= before + 3, f"scores after the reconnect: {after - before}"
+
+
+def test_a_patient_joins_by_the_invitation_link_and_signs_out(live_stack, fake_camera, tmp_path):
+    """Demo mode off, as in a deployment: a clinician's invitation link opens the app, the page exchanges
+    the code for the patient's credential (kept in the browser, the code gone from the address bar),
+    starts a session that is that patient's, and scores arrive; signing out revokes the credential."""
+    import httpx
+
+    from rehab.services import Services
+    from tests.conftest import free_port
+
+    port = free_port()
+    settings = live_stack.with_(gateway_port=port, gateway_url=f"http://127.0.0.1:{port}", demo_mode=False)
+    admin = {"X-API-Key": live_stack.admin_api_key}
+    with Services(settings, tmp_path / "invited", names=("gateway",)):
+        refused = httpx.post(f"{settings.gateway_url}/sessions", json={"reference_id": "guide"})
+        invitation = httpx.post(f"{settings.gateway_url}/patients", json={"patient_id": "invited-patient"},
+                                headers=admin).json()
+        browser = Browser(fake_camera, tmp_path / "chromium.log")
+        try:
+            browser.goto(f"{invitation['invitation_url']}&reference=guide&mode=cloud&autostart=1")
+            scores = _wait_for_scores(browser, 2, 60)
+            stored = browser.evaluate("JSON.parse(localStorage.getItem('rehab.credential'))")
+            search = browser.evaluate("location.search")
+            sid = browser.evaluate("state.session && state.session.session_id")
+            sessions = httpx.get(f"{settings.gateway_url}/patients/invited-patient/sessions", headers=admin).json()
+            browser.evaluate("signOut()")
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and "Signed out" not in browser.evaluate(
+                    "document.getElementById('status').textContent"):
+                time.sleep(0.3)
+            signed_out = browser.evaluate("document.getElementById('status').textContent")
+        finally:
+            browser.close()
+        again = httpx.post(f"{settings.gateway_url}/tokens", json={"credential": stored["credential"]})
+    assert refused.status_code == 401, refused.text
+    assert scores >= 2, scores
+    assert stored["patient_id"] == "invited-patient" and "invite" not in search, (stored, search)
+    assert [row["session_id"] for row in sessions] == [sid]
+    assert "Signed out" in signed_out and again.status_code == 401, (signed_out, again.text)

@@ -66,7 +66,7 @@ def test_a_session_goes_on_through_another_gateway_process(live_stack, data_dir,
         grant = await _stream_then_drop(live_stack.gateway_url, clip, 3.0)
         await asyncio.sleep(1.0)
         async with Database.opened(live_stack) as db:
-            scored_before = await db._execute("SELECT MAX(window_end_seq) FROM scores WHERE session_id=%s",
+            scored_before = await db.execute("SELECT MAX(window_end_seq) FROM scores WHERE session_id=%s",
                                               (grant.session_id,), fetch="one")
         after = [r async for r in stream_file(second.gateway_url, grant, clip)]
         return scored_before[0], after

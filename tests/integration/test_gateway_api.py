@@ -3,7 +3,6 @@ guide and attempt videos, the OpenAPI schema, and every way an offer, a subscrip
 is refused (tests enumerate the cases, as issue 5 asks)."""
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from gateway.app import create_app
-from tests.conftest import isolated, local_peer
+from tests.conftest import in_process_gateway, isolated, local_peer
 
 API_KEY = "test-admin-key-0123456789"
 SDP = "v=0\r\nm=video 9 RTP/AVP 96\r\n"
@@ -248,22 +247,6 @@ def test_a_client_answered_with_errors_too_often_is_refused_before_any_work_and_
             assert guesser.get("/health").status_code == 200, "served again once the bucket refilled"
 
 
-@contextlib.asynccontextmanager
-async def _in_process_gateway(settings, reference):
-    """The gateway app in this process, its lifespan run (real Kafka and MariaDB), ``reference``
-    stored, and an httpx client to it (real aiortc peers can then connect over offers)."""
-    import httpx
-
-    from rehab.storage.repository import Database
-
-    async with Database.opened(settings) as db:
-        await db.save_reference(reference)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http:
-            yield http
-
-
 def test_two_concurrent_offers_for_one_session_leave_one_peer_connection(guide_reference):
     """Two offers racing for one session: both answered, and every peer connection but the session's
     one is closed (the loser used to be dropped from the registry while still open: a leak)."""
@@ -281,7 +264,7 @@ def test_two_concurrent_offers_for_one_session_leave_one_peer_connection(guide_r
             made.append(self)
 
     async def run(settings):
-        async with _in_process_gateway(settings, guide_reference) as http:
+        async with in_process_gateway(settings, guide_reference) as http:
             grant = (await http.post("/sessions", json={"reference_id": "guide", "patient_id": "p1",
                                                        "mode": "edge"})).json()
             clients = []
@@ -319,7 +302,7 @@ def test_a_peer_may_open_only_a_few_data_channels(guide_reference):
     from gateway.app import MAX_CHANNELS_PER_SESSION
 
     async def run(settings):
-        async with _in_process_gateway(settings, guide_reference) as http:
+        async with in_process_gateway(settings, guide_reference) as http:
             grant = (await http.post("/sessions", json={"reference_id": "guide", "mode": "edge"})).json()
             pc = local_peer()
             channels = [pc.createDataChannel("keypoints")] + [pc.createDataChannel(f"extra{i}") for i in range(6)]
@@ -368,7 +351,7 @@ def test_peer_connections_use_the_configured_ice_servers_and_no_public_default(g
             made.append(configuration)
 
     async def run(settings):
-        async with _in_process_gateway(settings, guide_reference) as http:
+        async with in_process_gateway(settings, guide_reference) as http:
             grant = (await http.post("/sessions", json={"reference_id": "guide", "mode": "edge"})).json()
             pc = local_peer()
             pc.createDataChannel("keypoints")

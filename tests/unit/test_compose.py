@@ -88,6 +88,16 @@ def test_secrets_have_no_default_values():
     assert required >= {"REHAB_MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD", "REHAB_AUTH_SECRET"}
 
 
+def test_the_gateway_in_compose_is_not_in_demo_mode():
+    """Demo mode (sessions for any patient without a credential) is for the local main job only."""
+    from rehab.settings import Settings
+
+    env = {k: str(v) for k, v in COMPOSE["services"]["gateway"]["environment"].items() if "${" not in str(v)}
+    assert "REHAB_DEMO_MODE" in env and Settings.from_env(env).demo_mode is False
+    for name in APP_SERVICES:
+        assert "true" not in str(COMPOSE["services"][name]["environment"].get("REHAB_DEMO_MODE", "")).lower(), name
+
+
 def test_our_services_run_unprivileged():
     users = [line.split()[1] for line in (REPO_ROOT / "Dockerfile").read_text().splitlines() if line.startswith("USER ")]
     assert users and users[-1].split(":")[0] not in ("0", "root"), "the image's last USER is not root"

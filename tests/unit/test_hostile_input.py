@@ -9,7 +9,7 @@ import numpy as np
 import orjson
 import pytest
 
-from gateway.app import json_depth_ok
+from gateway.http import json_depth_ok
 from gateway.auth import AuthError, TokenSigner
 from gateway.edge_ingest import EdgeIngest, EdgeMessageError, KeypointPublisher, parse_message
 from gateway.ingest import downscaled_size
@@ -165,7 +165,7 @@ def test_a_request_body_is_refused_as_soon_as_it_passes_the_limit():
     """Starlette's own Request over an ASGI receive that would deliver 300 MB: reading stops at the limit."""
     from starlette.requests import Request
 
-    from gateway.app import MAX_BODY, BodyTooLarge, read_body
+    from gateway.http import MAX_BODY, BodyTooLarge, read_body
 
     delivered = []
 
