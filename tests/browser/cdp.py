@@ -108,4 +108,10 @@ class Browser:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()
-        self.profile.cleanup()
+        for _ in range(10):  # chromium's helper processes may still flush the profile (localStorage) as they exit
+            try:
+                self.profile.cleanup()
+                return
+            except OSError:
+                time.sleep(0.5)
+        shutil.rmtree(self.profile.name, ignore_errors=True)
