@@ -27,7 +27,8 @@ from edge.guides import Guides, mysql_loader
 from edge.subject import SubjectSelector
 from rehab import metrics
 from rehab.records import DeadLetter, FrameRecord, KeypointFrame, MessageError, now_ms
-from rehab.topics import Topics
+from rehab.partitioning import session_partitioner
+from rehab.topics import Topics, dead_letter_key, record_key
 
 log = logging.getLogger("rehab.edge.worker")
 
@@ -94,7 +95,8 @@ class PoseWorker:
         self.count("dead_letter")
         letter = DeadLetter.of("pose-worker", record.topic, record.partition, record.offset,
                                record.key, record.value, reason)
-        self.producer.send(self.topics.dead_letter, key=record.key, value=letter.to_json())
+        self.producer.send(self.topics.dead_letter, value=letter.to_json(),
+                           key=dead_letter_key(record.key, record.topic, record.partition, record.offset))
 
     def select(self, records) -> list[Decoded]:
         """Newest decodable, fresh frame per session, from one poll's records."""
@@ -209,7 +211,7 @@ class PoseWorker:
                 self.count("frames_unpublishable")
                 log.warning("session %s frame %d: keypoints not publishable: %s", f.session_id, f.seq, exc)
                 continue
-            self.producer.send(self.topics.keypoints, key=f.session_id.encode(), value=kf.to_json())
+            self.producer.send(self.topics.keypoints, key=record_key(f.session_id, kf.seq), value=kf.to_json())
             metrics.observe_hop("gateway_to_inferred", kf.infer_ts_ms - f.gateway_ts_ms)
             out.append(kf)
         self.count("frames_out", len(out))
@@ -286,7 +288,8 @@ def build_worker(settings) -> PoseWorker:
         session_timeout_ms=10_000, heartbeat_interval_ms=2_000,
         max_partition_fetch_bytes=8 * 1024 * 1024,
     )
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0, acks=1)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0, acks=1,
+                             partitioner=session_partitioner)  # "SESSION/SEQ" keys: one partition per session
     from rehab.settings import backend_options
 
     def make():

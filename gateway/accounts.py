@@ -7,6 +7,7 @@
   POST   /logout                          [token] revokes the credential the token came from
   GET    /patients/{id}/sessions          [API key | the patient's token | their clinician's token]
   DELETE /patients/{id}                   [API key | their clinician's token] removes the patient
+  POST   /patients/{id}/erase             [API key | their clinician's token] erases everything of theirs
 
 Who may do what, and how revocation reaches open WebSockets and live sessions: gateway/auth.py.
 The rows behind it: rehab/storage/identity.py.
@@ -118,6 +119,7 @@ class Accounts:
             Route("/logout", self.logout, methods=["POST"]),
             Route("/patients/{patient_id}/sessions", self.sessions, methods=["GET"]),
             Route("/patients/{patient_id}", self.remove, methods=["DELETE"]),
+            Route("/patients/{patient_id}/erase", self.erase, methods=["POST"]),
         ]
 
     async def _guarded(self, request: Request, handler) -> JSONResponse:
@@ -301,4 +303,36 @@ class Accounts:
                 if claims.session_id is not None or not await self.may_watch(claims, "", patient):
                     raise AuthError(403, "this token may not read this patient's sessions")
             return JSONResponse(await self.identity.sessions_of(patient))
+        return await self._guarded(request, handle)
+
+    async def erase(self, request: Request):
+        """
+        summary: Erase a patient (rows, their sessions' records in the topics, the processor's state).
+        description: Needs the admin API key or the token of the clinician who enrolled them (a patient
+          known only from demo-mode sessions, the admin API key). Takes a few seconds (rehab/erasure.py
+          QUIESCE_S) and cannot be undone; an audit log entry records it. Same as `rehab patient erase`.
+        security: [{api_key: []}, {bearer: []}]
+        parameters: [{name: patient_id, in: path, required: true, schema: {type: string}}]
+        responses:
+          200: {description: "{patient_id, sessions, tombstones, rows_deleted}"}
+          401: {description: no token or API key}
+          403: {description: another clinician's patient}
+          404: {description: nothing stored of this patient}
+        """
+        from rehab.erasure import erase_patient
+
+        async def handle():
+            actor, clinician = await self.staff(request)
+            patient = request.path_params["patient_id"]
+            row = await self.identity.patient(patient)
+            if clinician is not None and (row is None or row["clinician_id"] != clinician):
+                if row is None:
+                    return error(404, "unknown patient")
+                raise AuthError(403, "this patient was enrolled by another clinician")
+            try:
+                report = await erase_patient(self.settings, patient, actor,
+                                             on_removed=lambda: self.on_revoked(set(), {patient}))
+            except LookupError as exc:
+                return error(404, str(exc))
+            return JSONResponse(report.as_dict())
         return await self._guarded(request, handle)

@@ -62,6 +62,7 @@ from rehab.records import check_client_ts
 from rehab.settings import MAX_SESSION_FPS, Settings
 from rehab.storage.identity import Identity
 from rehab.storage.repository import Database
+from rehab.partitioning import session_partitioner
 
 log = logging.getLogger("rehab.gateway")
 install_marker_jitter_buffer()  # frames leave the jitter buffer on their last packet, not the next frame's first
@@ -214,6 +215,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         await res["producer"].start()
         # keypoints (edge mode): hundreds of sessions per gateway, batched
         res["keypoint_producer"] = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap,
+                                                    partitioner=session_partitioner,  # "SESSION/SEQ" keys
                                                     linger_ms=KEYPOINTS_LINGER_MS, max_batch_size=KEYPOINTS_BATCH_BYTES)
         await res["keypoint_producer"].start()
         res["keypoints"] = KeypointPublisher(res["keypoint_producer"], topics.keypoints)

@@ -24,6 +24,7 @@ import orjson
 from aiokafka.errors import KafkaTimeoutError
 
 from rehab import metrics
+from rehab.topics import record_key
 from rehab.records import MAX_INT, KeypointFrame, MessageError, check_client_ts, check_int, now_ms
 
 log = logging.getLogger("rehab.gateway.edge")
@@ -156,7 +157,6 @@ class EdgeIngest:
         """``first_seq``: after a reconnect the device may count from 0 again; the published frame
         numbers go on from the old connection's (device seq + offset)."""
         self.session_id, self.reference_id = session_id, reference_id
-        self.key = session_id.encode()
         self.seq_offset = first_seq
         self.next_seq = first_seq
         self.publisher = publisher
@@ -186,7 +186,7 @@ class EdgeIngest:
         if self.seq_offset:
             frame = dataclasses.replace(frame, seq=frame.seq + self.seq_offset)
         self.next_seq = max(self.next_seq, frame.seq + 1)
-        self.publisher.submit(self.key, frame.to_json(), self._sent)
+        self.publisher.submit(record_key(self.session_id, frame.seq), frame.to_json(), self._sent)
         metrics.observe_hop("capture_to_gateway", frame.gateway_ts_ms - frame.capture_ts_ms)
 
     def _sent(self) -> None:

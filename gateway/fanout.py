@@ -17,6 +17,7 @@ import orjson
 
 from rehab import metrics
 from rehab.records import now_ms
+from rehab.topics import session_of
 
 log = logging.getLogger("rehab.gateway.fanout")
 
@@ -63,8 +64,8 @@ class ScoreFanout:
                 batches = await consumer.getmany(timeout_ms=500, max_records=5000)
                 for records in batches.values():
                     for msg in records:
-                        sid = None if msg.key is None else msg.key.decode("utf-8", "replace")
-                        if sid in self.keypoint_subscribers:
+                        sid = session_of(msg.key)
+                        if sid in self.keypoint_subscribers and msg.value is not None:  # (not a tombstone)
                             self.publish(sid, msg.value.decode("utf-8", "replace"), keypoints=True)
                 if self.keypoint_subscribers:
                     idle_since = None
@@ -111,7 +112,7 @@ class ScoreFanout:
         async for msg in consumer:
             if msg.key is None or msg.value is None:  # a tombstone or a keyless record: nothing to push
                 continue
-            sid = msg.key.decode("utf-8", "replace")
+            sid = session_of(msg.key)
             delivered = self.publish(sid, msg.value.decode("utf-8", "replace"))
             if delivered:
                 try:

@@ -1,7 +1,8 @@
 """Re-scoring a stored session from the keypoints topic with the current scorer (for analysts).
 
 Reads with a consumer in no group, from the start of the topic to its end as it is now, so live
-consumers are not disturbed; keeps only the session's frames (its key), in capture order.
+consumers are not disturbed; keeps only the session's frames (its key), in capture order. A tombstone
+(an erasure's, rehab/erasure.py) removes the frame it names, before the broker's compaction does.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from rehab.coco import NAMES
 from rehab.records import KeypointFrame, MessageError, Score
+from rehab.topics import session_of
 
 
 def read_session(bootstrap: str, topic: str, session_id: str, since_ms: int | None = None,
@@ -25,11 +27,16 @@ def read_session(bootstrap: str, topic: str, session_id: str, since_ms: int | No
         consumer.seek_to_beginning(*partitions)
         end = consumer.end_offsets(partitions)
         frames: dict[int, KeypointFrame] = {}
-        key = session_id.encode()
+        seq_of: dict[bytes, int] = {}  # record key -> the frame it carried
         while any(consumer.position(tp) < end[tp] for tp in partitions):
             for records in consumer.poll(timeout_ms=poll_ms).values():
                 for r in records:
-                    if r.key != key:
+                    if session_of(r.key) != session_id:
+                        continue
+                    if r.value is None:  # a tombstone: the frame under this key is erased
+                        frames.pop(seq_of.pop(r.key, None), None)
+                        if r.key.split(b"/", 1)[0] == r.key:  # an old key (the session id alone): all of them
+                            frames.clear()
                         continue
                     try:
                         f = KeypointFrame.from_json(r.value)
@@ -38,6 +45,7 @@ def read_session(bootstrap: str, topic: str, session_id: str, since_ms: int | No
                     if (since_ms is None or f.capture_ts_ms >= since_ms) and \
                             (until_ms is None or f.capture_ts_ms <= until_ms):
                         frames[f.seq] = f  # a re-delivered frame counts once
+                        seq_of[r.key] = f.seq
         return [frames[s] for s in sorted(frames)]
     finally:
         consumer.close()

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from rehab.topics import (RETENTION_DEAD_LETTER_MS, RETENTION_FRAMES_MS, RETENTION_KEYPOINTS_MS,
+from rehab.topics import (ERASURE_DEADLINE_MS, RETENTION_DEAD_LETTER_MS, RETENTION_FRAMES_MS, RETENTION_KEYPOINTS_MS,
                           RETENTION_SCORES_MS, Topics)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +95,9 @@ class Settings:
     retention_keypoints_ms: int = RETENTION_KEYPOINTS_MS
     retention_scores_ms: int = RETENTION_SCORES_MS
     retention_dead_letter_ms: int = RETENTION_DEAD_LETTER_MS
+    # an erased patient's records leave the broker's disks within this (rehab/erasure.py): the compacted
+    # topics roll and compact their segments at least this often (tests use 1 s; hours to a day in a clinic)
+    erasure_deadline_ms: int = ERASURE_DEADLINE_MS
     # STUN/TURN servers for WebRTC, as a JSON list of RTCIceServer dictionaries, e.g.
     # [{"urls": "turn:turn.example.org:3478", "username": "u", "credential": "p"}]; handed to the
     # browser app and `rehab stream` with each session. Empty: none (host candidates only: same machine
@@ -157,6 +160,7 @@ class Settings:
         "retention_keypoints_ms": "REHAB_RETENTION_KEYPOINTS_MS",
         "retention_scores_ms": "REHAB_RETENTION_SCORES_MS",
         "retention_dead_letter_ms": "REHAB_RETENTION_DEAD_LETTER_MS",
+        "erasure_deadline_ms": "REHAB_ERASURE_DEADLINE_MS",
         "ice_servers": "REHAB_ICE_SERVERS",
         "tls_cert_file": "REHAB_TLS_CERT_FILE",
         "tls_key_file": "REHAB_TLS_KEY_FILE",
@@ -205,6 +209,8 @@ class Settings:
         self.ice_server_list  # noqa: B018 - validates REHAB_ICE_SERVERS
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise SettingsError("REHAB_TLS_CERT_FILE and REHAB_TLS_KEY_FILE go together (both or neither)")
+        if not 1000 <= self.erasure_deadline_ms <= 30 * 86_400_000:
+            raise SettingsError("REHAB_ERASURE_DEADLINE_MS must be between 1000 ms and 30 days")
         for name in ("frames", "keypoints", "scores", "dead_letter"):
             value = getattr(self, f"retention_{name}_ms")
             if value != -1 and not MIN_RETENTION_MS <= value <= MAX_INT_MS:
@@ -273,7 +279,7 @@ class Settings:
     @property
     def topics(self) -> Topics:
         return Topics(self.topic_namespace, self.partitions, self.retention_frames_ms, self.retention_keypoints_ms,
-                      self.retention_scores_ms, self.retention_dead_letter_ms)
+                      self.retention_scores_ms, self.retention_dead_letter_ms, self.erasure_deadline_ms)
 
     def mysql_kwargs(self, db: bool = True) -> dict:
         kw = dict(host=self.mysql_host, port=self.mysql_port, user=self.mysql_user, password=self.mysql_password)

@@ -16,6 +16,9 @@ RETENTION_FRAMES_MS = 3_600_000  # camera frames: only useful live
 RETENTION_KEYPOINTS_MS = -1  # replay and re-scoring read these
 RETENTION_SCORES_MS = -1
 RETENTION_DEAD_LETTER_MS = 30 * 86_400_000
+# how long an erased record may stay on the broker's disks (rehab/erasure.py): the compacted topics roll
+# a segment at least this often and the cleaner compacts it within this time (max.compaction.lag.ms)
+ERASURE_DEADLINE_MS = 86_400_000
 
 
 def changelog_topics(processor_app_id: str) -> list[str]:
@@ -23,10 +26,30 @@ def changelog_topics(processor_app_id: str) -> list[str]:
 
 
 def default_partition(key: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner (the producers' here) gives a record keyed ``key``."""
+    """The partition of session ``key``'s records: what Kafka's default partitioner gives a record keyed
+    by the session id alone, and what ``session_partitioner`` gives every record of the session."""
     from kafka.partitioner.default import murmur2  # (settings import this module; most callers never need it)
 
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+# Record keys. The keypoints, scores and dead-letter topics are compacted (so that erasure can remove a
+# patient's records: a tombstone per key), hence every record has a key of its own: the session id, "/",
+# then what makes the record unique (a frame's seq, a window's end). The session part alone picks the
+# partition (rehab/partitioning.py), so a session's records stay in one partition, in order. (Session
+# ids never hold a "/": rehab.reference._ID.) Records keyed by the session id alone (older) still read right.
+def record_key(session_id: str, part) -> bytes:
+    return f"{session_id}/{part}".encode()
+
+
+def session_of(key: bytes | None) -> str | None:
+    """The session a record key belongs to (None: no key)."""
+    return None if key is None else key.split(b"/", 1)[0].decode("utf-8", "replace")
+
+
+def dead_letter_key(key: bytes | None, topic: str, partition: int, offset: int) -> bytes:
+    """A dead letter's own key: its record's session (or "-") and where the record was."""
+    return f"{session_of(key) or '-'}/dead/{topic}/{partition}/{offset}".encode()
 
 
 @dataclass(frozen=True)
@@ -34,6 +57,8 @@ class TopicSpec:
     name: str
     partitions: int
     retention_ms: int  # -1 keeps forever
+    compacted: bool = False  # a key per record; erasure tombstones them (rehab/erasure.py)
+    erasure_ms: int = ERASURE_DEADLINE_MS
 
     @property
     def configs(self) -> dict[str, str]:
@@ -44,7 +69,19 @@ class TopicSpec:
         out = {"retention.ms": str(self.retention_ms)}
         if self.retention_ms > 0:
             out["segment.ms"] = str(max(self.retention_ms // 6, 60_000))
+        if self.compacted:
+            out.update(compaction_configs(self.erasure_ms, self.retention_ms > 0))
+            out["segment.ms"] = str(min(int(out.get("segment.ms", self.erasure_ms)), self.erasure_ms))
         return out
+
+
+def compaction_configs(erasure_ms: int, and_delete: bool = False) -> dict[str, str]:
+    """A compacted topic whose tombstoned records are gone from the broker within ``erasure_ms``: the
+    cleaner compacts a segment at the latest that long after its first record (and rolls the active
+    one), and the tombstones themselves go that long after compaction."""
+    return {"cleanup.policy": "compact,delete" if and_delete else "compact",
+            "max.compaction.lag.ms": str(erasure_ms), "delete.retention.ms": str(erasure_ms),
+            "segment.ms": str(erasure_ms)}
 
 
 @dataclass(frozen=True)
@@ -58,6 +95,7 @@ class Topics:
     retention_keypoints_ms: int = RETENTION_KEYPOINTS_MS
     retention_scores_ms: int = RETENTION_SCORES_MS
     retention_dead_letter_ms: int = RETENTION_DEAD_LETTER_MS
+    erasure_ms: int = ERASURE_DEADLINE_MS
 
     def _name(self, base: str) -> str:
         return f"{self.namespace}.{base}" if self.namespace else base
@@ -81,8 +119,9 @@ class Topics:
     def specs(self) -> list[TopicSpec]:
         partitions = self.partitions
         return [
-            TopicSpec(self.frames, partitions, self.retention_frames_ms),  # frames are only useful live
-            TopicSpec(self.keypoints, partitions, self.retention_keypoints_ms),  # replay reads these
-            TopicSpec(self.scores, partitions, self.retention_scores_ms),
-            TopicSpec(self.dead_letter, 1, self.retention_dead_letter_ms),
+            # frames are only useful live: not compacted, erased by their retention (1 h by default)
+            TopicSpec(self.frames, partitions, self.retention_frames_ms),
+            TopicSpec(self.keypoints, partitions, self.retention_keypoints_ms, True, self.erasure_ms),  # replay
+            TopicSpec(self.scores, partitions, self.retention_scores_ms, True, self.erasure_ms),
+            TopicSpec(self.dead_letter, 1, self.retention_dead_letter_ms, True, self.erasure_ms),
         ]

@@ -25,7 +25,9 @@ from rehab.records import DeadLetter, Score
 from rehab.scoring import kernels
 from rehab.settings import Settings, SettingsError
 from rehab.storage.repository import Database
-from rehab.topics import PROCESSOR_TABLES, changelog_topics, default_partition
+from rehab.partitioning import session_partitioner
+from rehab.topics import (PROCESSOR_TABLES, changelog_topics, dead_letter_key, default_partition, record_key,
+                          session_of)
 from stream_processor.processor import ScoringState
 from stream_processor.quiet_stream import QuietStream
 
@@ -56,6 +58,7 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",
         producer_linger=0.0,
+        producer_partitioner=session_partitioner,  # "SESSION/WINDOW_END" keys: one partition per session
         **CONSUMER,
         broker_session_timeout=10.0,  # a crashed processor's partitions move on after 10 s, not 60
         broker_heartbeat_interval=2.0,
@@ -153,7 +156,8 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
             return
         sent = []
         for _, score in results:
-            sent.append(await scores.send(key=score.session_id.encode(), value=score.to_json()))
+            sent.append(await scores.send(key=record_key(score.session_id, score.window_end_seq),
+                                          value=score.to_json()))
             metrics.observe_hop("inferred_to_scored", score.score_ts_ms - score.infer_ts_ms)
             metrics.observe_hop("capture_to_scored", score.score_ts_ms - score.window_end_ts_ms)
         metrics.MESSAGES.labels("processor", "scores").inc(len(results))
@@ -185,9 +189,10 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
         # and one state write per session per batch instead of per score
         async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
             metrics.MESSAGES.labels("processor", "keypoints_in").inc(len(events))
+            events = [e for e in events if e.value is not None]  # tombstones (an erasure's): nothing to score
             for e in events:
                 if e.message.key is not None:
-                    partition_of[e.message.key.decode("utf-8", "replace")] = e.message.partition
+                    partition_of[session_of(e.message.key)] = e.message.partition
             coalesced = state.coalesced
             results, failures = await state.handle_batch([e.value for e in events], settings.processor_coalesce_after)
             if state.coalesced > coalesced:
@@ -196,7 +201,8 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
                 msg = events[i].message
                 letter = DeadLetter.of("stream-processor", msg.topic, msg.partition, msg.offset,
                                        msg.key, events[i].value, str(exc))
-                await dead_letter.send(key=msg.key, value=letter.to_json())
+                await dead_letter.send(key=dead_letter_key(msg.key, msg.topic, msg.partition, msg.offset),
+                                       value=letter.to_json())
                 metrics.MESSAGES.labels("processor", "dead_letter").inc()
             await emit(results)
 
@@ -230,7 +236,8 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
                     msg = e.message
                     letter = DeadLetter.of("score-writer", msg.topic, msg.partition, msg.offset, msg.key,
                                            e.value, str(exc))
-                    await dead_letter.send(key=msg.key, value=letter.to_json())
+                    await dead_letter.send(key=dead_letter_key(msg.key, msg.topic, msg.partition, msg.offset),
+                                           value=letter.to_json())
             if batch:
                 metrics.SCORE_ROWS_PENDING.set(len(batch))
                 await store(batch)

@@ -15,6 +15,8 @@ from kafka import KafkaProducer
 from rehab.records import Score, now_ms
 from rehab.scoring import LiveScorer, ReferenceModel, replay_scores
 from rehab.storage.repository import Database
+from rehab.partitioning import session_partitioner
+from rehab.topics import record_key
 from tests.kafka_helpers import consume
 
 
@@ -98,6 +100,7 @@ class Streams:
     def _run(self) -> None:
         try:
             producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, linger_ms=5, acks="all",
+                                     partitioner=session_partitioner,  # as the gateway and the worker
                                      retries=1_000_000, retry_backoff_ms=200, request_timeout_ms=60_000,
                                      max_in_flight_requests_per_connection=1, max_block_ms=120_000)
             n = max(len(f) for f in self.sessions.values())
@@ -110,7 +113,7 @@ class Streams:
                 for sid, frames in self.sessions.items():
                     if i < len(frames):
                         f = dataclasses.replace(frames[i], capture_ts_ms=now_ms())
-                        producer.send(self.settings.topics.keypoints, key=sid.encode(), value=f.to_json())
+                        producer.send(self.settings.topics.keypoints, key=record_key(sid, f.seq), value=f.to_json())
                         self.sent[sid].append(f)
             for action in self.at.values():
                 self._act(action)

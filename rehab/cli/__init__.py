@@ -9,6 +9,8 @@
   rehab stream VIDEO --reference ID  stream a file to the gateway over WebRTC, print live scores
   rehab serve gateway|worker|processor
   rehab demo                         the whole live pipeline on the bundled clips
+  rehab clinician add ID             a clinician credential
+  rehab patient invite|remove|erase|sessions ID
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import logging
 import sys
 
 from rehab import kafka_compat
-from rehab.cli import live, offline, stack
+from rehab.cli import live, offline, patients, stack
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_commands(sub)
     offline.add_commands(sub)
     live.add_commands(sub)
+    patients.add_commands(sub)
     return p
 
 

@@ -86,6 +86,9 @@ class KafkaBroker:
                 "share.coordinator.state.topic.replication.factor=1",
                 "share.coordinator.state.topic.min.isr=1",
                 "group.initial.rebalance.delay.ms=0",
+                # the log cleaner looks for logs to compact every second, not 15 s: on this development
+                # broker the erasure test waits for it (rehab/erasure.py)
+                "log.cleaner.backoff.ms=1000",
                 "auto.create.topics.enable=true",
                 "",
             ])

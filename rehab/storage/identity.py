@@ -71,12 +71,13 @@ class Identity:
                              credential_id=cid, kind=row[0])
 
     async def revoked(self, cid: str | None, patient_id: str | None) -> bool:
-        """Whether a token's credential was revoked or its patient removed (one indexed query)."""
+        """Whether a token's credential was revoked or is gone (its patient erased), or its patient was
+        removed (one indexed query)."""
         row = await self.db.execute(
-            "SELECT (SELECT COUNT(*) FROM credentials WHERE id=%s AND revoked_at IS NOT NULL), "
+            "SELECT (SELECT COUNT(*) FROM credentials WHERE id=%s AND revoked_at IS NULL), "
             "(SELECT COUNT(*) FROM patients WHERE id=%s AND removed_at IS NOT NULL)",
             (cid or "", patient_id or ""), fetch="one")
-        return bool(row[0] or row[1])
+        return (cid is not None and not row[0]) or bool(row[1])
 
     async def changes_since(self, since) -> tuple[object, set[str], set[str]]:
         """(the database's time now, credentials revoked and patients removed since ``since``); a
@@ -99,7 +100,8 @@ class Identity:
     async def enrol(self, patient_id: str, clinician_id: str | None, actor: str, ttl_s: int) -> tuple[str, float]:
         """Enrols the patient (or re-invites one of the same clinician): a fresh single-use invitation
         code and its lifetime in seconds. Conflict: the patient belongs to another clinician or was removed."""
-        await self.db.execute("INSERT IGNORE INTO patients (id, clinician_id) VALUES (%s, %s)",
+        await self.db.execute("INSERT INTO patients (id, clinician_id) VALUES (%s, %s) "
+                              "ON DUPLICATE KEY UPDATE id=id",
                               (patient_id, clinician_id))
         row = await self.patient(patient_id)
         if row["removed_at"] is not None:
@@ -134,9 +136,12 @@ class Identity:
                          credential_id=credential.partition(".")[0])
         return row[0], credential
 
-    async def remove(self, patient_id: str, actor: str) -> bool:
+    async def remove(self, patient_id: str, actor: str, enrol_missing: bool = False) -> bool:
         """Removes the patient: every credential of theirs revoked, their invitations void. False: no such
-        patient (or removed before)."""
+        patient (or removed before). ``enrol_missing``: a patient known only from sessions (demo mode)
+        gets a row first, so that gateways see the removal and end their live sessions."""
+        if enrol_missing:
+            await self.db.execute("INSERT INTO patients (id) VALUES (%s) ON DUPLICATE KEY UPDATE id=id", (patient_id,))
         changed = await self.db.execute("UPDATE patients SET removed_at=CURRENT_TIMESTAMP(3) "
                                         "WHERE id=%s AND removed_at IS NULL", (patient_id,))
         if changed != 1:
@@ -154,3 +159,22 @@ class Identity:
             (patient_id,), fetch="all")
         return [{"session_id": r[0], "reference_id": r[1], "mode": r[2], "started_at": str(r[3]),
                  "ended_at": None if r[4] is None else str(r[4])} for r in rows]
+
+    # -- erasure (rehab/erasure.py) ---------------------------------------------------------
+    async def mark_erased(self, session_ids: list[str]) -> None:
+        if session_ids:
+            await self.db.execute_many("INSERT INTO erased_sessions (session_id) VALUES (%s) "
+                                       "ON DUPLICATE KEY UPDATE session_id=session_id",
+                                       [(sid,) for sid in session_ids])
+
+    async def delete_patient(self, patient_id: str, session_ids: list[str]) -> dict[str, int]:
+        """Deletes every row of the patient (the audit log aside); table -> rows deleted."""
+        deleted = {"scores": 0}
+        for i in range(0, len(session_ids), 500):
+            chunk = session_ids[i:i + 500]
+            deleted["scores"] += await self.db.execute(
+                f"DELETE FROM scores WHERE session_id IN ({', '.join(['%s'] * len(chunk))})", chunk)
+        for table, where in (("sessions", "patient_id=%s"), ("invitations", "patient_id=%s"),
+                             ("credentials", "kind='patient' AND subject=%s"), ("patients", "id=%s")):
+            deleted[table] = await self.db.execute(f"DELETE FROM {table} WHERE {where}", (patient_id,))
+        return deleted

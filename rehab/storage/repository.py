@@ -49,6 +49,11 @@ class Database:
                     return await cur.fetchall()
                 return cur.rowcount
 
+    async def execute_many(self, sql: str, rows: list) -> None:
+        async with self.pool.acquire() as conn:
+            async with conn.cursor() as cur:
+                await cur.executemany(sql, rows)
+
     # -- references ------------------------------------------------------------------------
     async def save_reference(self, ref: Reference) -> None:
         """Insert or replace a reference (same id) with its keypoints."""
@@ -114,8 +119,19 @@ class Database:
 
     # -- scores ----------------------------------------------------------------------------
     async def upsert_scores(self, scores: list[Score]) -> None:
+        """Inserts or replaces the windows' rows; rows of erased sessions (a score in flight when its
+        patient was erased, rehab/erasure.py) are dropped."""
         if not scores:
             return
+        sids = sorted({s.session_id for s in scores})
+        erased = await self.execute(
+            f"SELECT session_id FROM erased_sessions WHERE session_id IN ({', '.join(['%s'] * len(sids))})",
+            sids, fetch="all")
+        if erased:
+            gone = {row[0] for row in erased}
+            scores = [s for s in scores if s.session_id not in gone]
+            if not scores:
+                return
         rows = [
             (s.session_id, s.window_start_seq, s.window_end_seq, s.window_start_ts_ms, s.window_end_ts_ms,
              s.similarity, s.phase, s.reps, s.scorer_version, s.score_ts_ms, s.to_json().decode())

@@ -255,3 +255,24 @@ def test_removing_a_patient_ends_their_live_session(guide_reference):
     with isolated(admin_api_key=API_KEY, demo_mode=False) as s:
         still_live, (summary, ended) = asyncio.run(run(s))
     assert not still_live and ended and '"ended_by": "revoked"' in summary
+
+
+def test_a_clinician_erases_their_patient_and_no_one_else_can(gw, settings):
+    dr, other = clinician_token(gw, "dr-i"), clinician_token(gw, "dr-j")
+    _, pat = enrolled_patient(gw, dr, "ines")
+    s = new_session(gw, pat)
+    for headers, status in (({}, 401), (bearer(other), 403), (bearer(pat), 403)):
+        r = gw.post("/patients/ines/erase", headers=headers)
+        assert r.status_code == status, r.text
+    assert gw.post("/patients/nobody-at-all/erase", headers=ADMIN).status_code == 404
+    r = gw.post("/patients/ines/erase", headers=bearer(dr))
+    assert r.status_code == 200, r.text
+    assert r.json()["sessions"] == 1 and r.json()["rows_deleted"]["sessions"] == 1
+    assert gw.get(f"/sessions/{s['session_id']}", headers=bearer(dr)).status_code == 404
+    assert gw.post("/sessions", json={"reference_id": "guide"}, headers=bearer(pat)).status_code == 401
+    assert gw.get("/patients/ines/sessions", headers=ADMIN).json() == []
+
+    async def audit():
+        async with Database.opened(settings) as db:
+            return [(e["actor"], e["action"]) for e in await Identity(db).audit_entries("ines")]
+    assert asyncio.run(audit())[-2:] == [("clinician:dr-i", "patient_removed"), ("clinician:dr-i", "patient_erased")]

@@ -23,12 +23,14 @@ def test_the_frames_topic_rolls_segments_within_its_retention(isolated_settings)
 
 def test_an_existing_deployments_topics_get_the_configs_too():
     """A frames topic as an older version created it (retention only, 7-day segments): ``ensure_topics``
-    (``rehab init`` / ``stack up``) sets its segment roll."""
+    (``rehab init`` / ``stack up``) sets its segment roll (and the keypoints topic, created then
+    without compaction, becomes compacted)."""
     topics = Topics(f"t{uuid.uuid4().hex[:10]}")
     bootstrap = Settings.from_env().kafka_bootstrap
     client = admin(bootstrap)
     try:
-        client.create_topics([NewTopic(topics.frames, 1, 1, topic_configs={"retention.ms": "3600000"})])
+        client.create_topics([NewTopic(topics.frames, 1, 1, topic_configs={"retention.ms": "3600000"}),
+                              NewTopic(topics.keypoints, 1, 1, topic_configs={"retention.ms": "-1"})])
     finally:
         client.close()
     try:
@@ -36,6 +38,7 @@ def test_an_existing_deployments_topics_get_the_configs_too():
                            or int(topic_configs(bootstrap, topics.frames)["segment.ms"]) == 7 * 24 * 3_600_000)
         assert topics.frames not in ensure_topics(bootstrap, topics)
         assert _eventually(lambda: int(topic_configs(bootstrap, topics.frames)["segment.ms"]) <= 600_000)
+        assert _eventually(lambda: topic_configs(bootstrap, topics.keypoints).get("cleanup.policy") == "compact")
     finally:
         delete_topics(bootstrap, [spec.name for spec in topics.specs()])
 
@@ -51,7 +54,9 @@ def test_a_changed_retention_reaches_the_existing_topics():
         shorter = settings.with_(retention_scores_ms=90 * day).topics
         assert ensure_topics(bootstrap, shorter) == [], "nothing created: the topics exist"
         assert _eventually(lambda: topic_configs(bootstrap, shorter.scores)["retention.ms"] == str(90 * day))
-        assert int(topic_configs(bootstrap, shorter.scores)["segment.ms"]) == 15 * day
+        # segments roll at the erasure deadline (a day), sooner than a sixth of 90 days
+        assert int(topic_configs(bootstrap, shorter.scores)["segment.ms"]) == day
+        assert topic_configs(bootstrap, shorter.scores)["cleanup.policy"] == "compact,delete"
         assert int(topic_configs(bootstrap, shorter.frames)["retention.ms"]) == settings.retention_frames_ms
     finally:
         delete_topics(bootstrap, [spec.name for spec in settings.topics.specs()])

@@ -76,9 +76,32 @@ def test_each_topic_keeps_records_as_long_as_the_clinic_sets():
     frames, keypoints, scores, dead = s.topics.specs()
     assert (frames.retention_ms, keypoints.retention_ms, scores.retention_ms) == (600_000, month, -1)
     assert dead.retention_ms == Settings().retention_dead_letter_ms
-    # a finite retention rolls segments often enough for the broker to delete them; forever rolls none
-    assert int(keypoints.configs["segment.ms"]) == month // 6 and "segment.ms" not in scores.configs
-    assert int(frames.configs["segment.ms"]) == 100_000
+    # a finite retention rolls segments often enough for the broker to delete them; the compacted
+    # topics roll at least once per erasure deadline (a day), so an erasure reaches the disks in time
+    assert int(frames.configs["segment.ms"]) == 100_000 and "cleanup.policy" not in frames.configs
+    day = 86_400_000
+    assert keypoints.configs | {"retention.ms": "x"} == {
+        "retention.ms": "x", "cleanup.policy": "compact,delete", "segment.ms": str(day),
+        "max.compaction.lag.ms": str(day), "delete.retention.ms": str(day)}
+    assert scores.configs["cleanup.policy"] == "compact" and scores.configs["segment.ms"] == str(day)
+    assert dead.configs["cleanup.policy"] == "compact,delete"
+    hour = Settings.from_env({"REHAB_ERASURE_DEADLINE_MS": "3600000"}).topics.specs()[1].configs
+    assert hour["max.compaction.lag.ms"] == hour["segment.ms"] == "3600000"
+
+
+@pytest.mark.parametrize("value", ["999", "soon", str(31 * 86_400_000)])
+def test_an_erasure_deadline_is_a_second_to_a_month(value):
+    with pytest.raises(SettingsError, match="REHAB_ERASURE_DEADLINE_MS"):
+        Settings.from_env({"REHAB_ERASURE_DEADLINE_MS": value})
+
+
+def test_demo_mode_is_off_unless_set_and_parses_as_a_boolean():
+    assert Settings().demo_mode is False
+    assert Settings.from_env({"REHAB_DEMO_MODE": "true"}).demo_mode is True
+    assert Settings.from_env({"REHAB_DEMO_MODE": "0"}).demo_mode is False
+    assert Settings.from_env(Settings(demo_mode=True).as_env()).demo_mode is True
+    with pytest.raises(SettingsError, match="REHAB_DEMO_MODE must be true or false"):
+        Settings.from_env({"REHAB_DEMO_MODE": "sometimes"})
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "59999", "soon"])
