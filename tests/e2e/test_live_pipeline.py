@@ -10,6 +10,7 @@ import websockets
 
 from gateway.client import create_session, stream_file
 from rehab.storage.repository import Database
+from rehab.topics import session_of
 from tests.kafka_helpers import consume
 
 
@@ -100,7 +101,7 @@ def test_a_subscriber_asking_for_keypoints_gets_the_sessions_skeletons_as_well_a
     # every keypoint frame the worker published for the session reaches the subscriber (how many that
     # is depends on the machine's inference speed, so the topic is the yardstick, not a fixed count)
     on_topic = [m for m in consume(live_stack, live_stack.topics.keypoints,
-                                   lambda ms: False, timeout=3.0) if m.key == session_id.encode()]
+                                   lambda ms: False, timeout=3.0) if session_of(m.key) == session_id]
     assert len(on_topic) >= 5, f"the worker published {len(on_topic)} keypoint frames for the session"
     assert len(frames) >= len(on_topic) - 2, f"{len(frames)} of {len(on_topic)} keypoint frames pushed"
     assert {f["session_id"] for f in frames} == {session_id}
