@@ -55,6 +55,7 @@ from gateway.jitter import install as install_marker_jitter_buffer
 from gateway.limits import ConcurrencyLimit, ErrorThrottle, RateLimit, client_of
 from gateway.ingest import VideoIngest
 from gateway.offer import Offer, OfferError
+from gateway.turn import IceServers
 from gateway.uploads import Extractor, UploadError, receive_video
 from rehab import metrics
 from rehab.reference import _ID as ID_PATTERN
@@ -151,10 +152,10 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
     sctp.install()  # delayed SACKs on data channels (gateway/sctp.py)
     topics = settings.topics
     live: dict[str, LiveSession] = {}
-    # STUN/TURN from REHAB_ICE_SERVERS, none by default: aiortc would otherwise ask Google's public STUN
-    # server on every offer (a public server contacted, and a delay where it cannot be reached)
-    ice_servers = settings.ice_server_list
-    rtc_config = RTCConfiguration(iceServers=[RTCIceServer(**server) for server in ice_servers])
+    # STUN/TURN from REHAB_ICE_SERVERS (and a TURN server with per-session credentials, REHAB_TURN_*), none
+    # by default: aiortc would otherwise ask Google's public STUN server on every offer (a public server
+    # contacted, and a delay where it cannot be reached)
+    ice = IceServers(settings.ice_server_list, settings.turn_url_list, settings.turn_secret, settings.turn_ttl_s)
 
     async def open_keypoints() -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(topics.keypoints, bootstrap_servers=settings.kafka_bootstrap,
@@ -507,10 +508,12 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         description: Needs the patient's own token (POST /tokens with the patient's credential); the
           session is theirs. In demo mode (REHAB_DEMO_MODE) no token is needed and patient_id names the
           patient. Body {reference_id, patient_id, mode} (mode cloud = video over WebRTC, edge = keypoints
-          over a data channel; patient_id, if given with a token, must be the token's). The token (Authorization Bearer, or ?token= on the WebSocket) is needed for
-          the offer, the score stream and ending the session; it expires after REHAB_TOKEN_TTL_S.
+          over a data channel; patient_id, if given with a token, must be the token's). The token
+          (Authorization Bearer, or ?token= on the WebSocket) is needed for the offer, the score stream
+          and ending the session; it expires after REHAB_TOKEN_TTL_S.
           ice_servers are the STUN/TURN servers to give the peer connection (RTCIceServer dictionaries,
-          from REHAB_ICE_SERVERS, empty when none are configured).
+          from REHAB_ICE_SERVERS, plus a TURN server with credentials of this session that expire when
+          REHAB_TURN_URLS is set; empty when none are configured).
         requestBody: {required: true, content: {application/json: {schema: {$ref: "#/components/schemas/NewSession"}}}}
         responses:
           201: {description: "{session_id, token, expires_at, expires_in_s, reference_id, patient_id, mode, ice_servers}"}
@@ -556,6 +559,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         if ref is None:
             return error(404, f"unknown reference {body['reference_id']!r}")
         session_id = uuid.uuid4().hex
+        ice_servers = ice.for_session(session_id)
         await res["db"].create_session(session_id, patient, ref.id, mode)
         token, expires = signer.issue("patient", patient, session_id,
                                       credential_id=None if claims is None else claims.credential_id)
@@ -572,7 +576,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         parameters: [{$ref: "#/components/parameters/session_id"}]
         security: [{bearer: []}]
         responses:
-          200: {description: "{session_id, token, expires_at, expires_in_s}"}
+          200: {description: "{session_id, token, expires_at, expires_in_s, ice_servers}"}
           401: {description: missing, expired or forged token}
           403: {description: token for another session, or a clinician token}
           404: {description: unknown session}
@@ -589,7 +593,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
             return error(409, "session has ended")
         token, expires = signer.issue("patient", row["patient_id"], sid, credential_id=claims.credential_id)
         return JSONResponse({"session_id": sid, "token": token, "expires_at": expires,
-                             "expires_in_s": settings.token_ttl_s})
+                             "expires_in_s": settings.token_ttl_s, "ice_servers": ice.for_session(sid)})
 
     async def get_session(request: Request):
         """
@@ -686,7 +690,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
             await old.close()
         elif earlier:  # connected before, through a gateway that restarted since or another one
             first_seq = resumed_seq(elapsed_s)
-        pc = RTCPeerConnection(rtc_config)
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(**s) for s in ice.for_session(sid)]))
         edge = row["mode"] == "edge"
         if edge:
             ingest = EdgeIngest(sid, row["reference_id"], res["keypoints"], settings.session_max_fps, first_seq)

@@ -103,6 +103,12 @@ class Settings:
     # browser app and `rehab stream` with each session. Empty: none (host candidates only: same machine
     # or network); no public server is ever contacted by default (aiortc's own default is Google's STUN)
     ice_servers: str = field(default="", repr=False)
+    # a TURN server with credentials per session that expire (coturn's use-auth-secret, gateway/turn.py):
+    # its turn:/turns: URLs (comma-separated), the secret it shares with the gateway, and how long a
+    # session's TURN credential lasts (a token refresh hands out a new one)
+    turn_urls: str = ""
+    turn_secret: str = field(default="", repr=False)
+    turn_ttl_s: int = 86_400
     # the gateway serves HTTPS and WSS with this certificate chain and key (PEM files); the browser
     # grants the camera only to a secure origin off localhost. Behind a TLS proxy instead: leave empty
     # and set REHAB_FORWARDED_ALLOW_IPS to the proxy's address (docs/operations.md)
@@ -162,6 +168,9 @@ class Settings:
         "retention_dead_letter_ms": "REHAB_RETENTION_DEAD_LETTER_MS",
         "erasure_deadline_ms": "REHAB_ERASURE_DEADLINE_MS",
         "ice_servers": "REHAB_ICE_SERVERS",
+        "turn_urls": "REHAB_TURN_URLS",
+        "turn_secret": "REHAB_TURN_SECRET",
+        "turn_ttl_s": "REHAB_TURN_TTL_S",
         "tls_cert_file": "REHAB_TLS_CERT_FILE",
         "tls_key_file": "REHAB_TLS_KEY_FILE",
         "forwarded_allow_ips": "REHAB_FORWARDED_ALLOW_IPS",
@@ -207,6 +216,12 @@ class Settings:
         if not self.kafka_bootstrap:
             raise SettingsError("REHAB_KAFKA_BOOTSTRAP must not be empty")
         self.ice_server_list  # noqa: B018 - validates REHAB_ICE_SERVERS
+        if bool(self.turn_url_list) != bool(self.turn_secret):
+            raise SettingsError("REHAB_TURN_URLS and REHAB_TURN_SECRET go together (both or neither)")
+        if self.turn_secret and len(self.turn_secret) < 16:
+            raise SettingsError("REHAB_TURN_SECRET must be at least 16 characters")
+        if not 60 <= self.turn_ttl_s <= 7 * 86_400:
+            raise SettingsError("REHAB_TURN_TTL_S must be between 60 seconds and 7 days")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise SettingsError("REHAB_TLS_CERT_FILE and REHAB_TLS_KEY_FILE go together (both or neither)")
         if not 1000 <= self.erasure_deadline_ms <= 30 * 86_400_000:
@@ -242,6 +257,14 @@ class Settings:
                 raise SettingsError("REHAB_ICE_SERVERS: a TURN server needs a username and a credential")
             out.append({"urls": urls, **{k: server[k] for k in ("username", "credential") if k in server}})
         return out
+
+    @property
+    def turn_url_list(self) -> list[str]:
+        urls = [u.strip() for u in self.turn_urls.split(",") if u.strip()]
+        for u in urls:
+            if u.split(":", 1)[0] not in ("turn", "turns"):
+                raise SettingsError(f"REHAB_TURN_URLS: every url is turn: or turns:, got {u!r:.80}")
+        return urls
 
     def check_tls_files(self) -> None:
         """A clear error before the gateway starts when a configured certificate or key is unreadable."""

@@ -258,6 +258,7 @@ function scheduleTokenRefresh(ttlS) {
       const fresh = await api(`/sessions/${state.session.session_id}/token`, { method: "POST",
         headers: { Authorization: `Bearer ${state.session.token}` } });
       state.session.token = fresh.token; state.session.expires_at = fresh.expires_at;
+      if (fresh.ice_servers) state.session.ice_servers = fresh.ice_servers;  // fresh TURN credentials too
       state.tokenRefreshes = (state.tokenRefreshes || 0) + 1;
       scheduleTokenRefresh(fresh.expires_in_s);
     } catch (err) {

@@ -98,6 +98,20 @@ def test_the_gateway_in_compose_is_not_in_demo_mode():
         assert "true" not in str(COMPOSE["services"][name]["environment"].get("REHAB_DEMO_MODE", "")).lower(), name
 
 
+def test_turn_takes_only_the_gateways_time_limited_credentials():
+    """coturn checks the credentials the gateway signs per session (gateway/turn.py) with the same
+    required secret; it relays no multicast and nothing to the cloud metadata range."""
+    coturn, gateway = COMPOSE["services"]["coturn"], COMPOSE["services"]["gateway"]["environment"]
+    args = coturn["command"]
+    assert "--use-auth-secret" in args and "--no-cli" in args and "--no-multicast-peers" in args
+    secret = next(a for a in args if a.startswith("--static-auth-secret="))
+    assert secret.startswith("--static-auth-secret=${REHAB_TURN_SECRET:?")
+    assert gateway["REHAB_TURN_SECRET"].startswith("${REHAB_TURN_SECRET:?")
+    assert gateway["REHAB_TURN_URLS"].startswith("${REHAB_TURN_URLS:?")
+    assert "--denied-peer-ip=169.254.0.0-169.254.255.255" in args
+    assert coturn["cap_drop"] == ["ALL"]
+
+
 def test_our_services_run_unprivileged():
     users = [line.split()[1] for line in (REPO_ROOT / "Dockerfile").read_text().splitlines() if line.startswith("USER ")]
     assert users and users[-1].split(":")[0] not in ("0", "root"), "the image's last USER is not root"

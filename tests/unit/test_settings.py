@@ -129,3 +129,34 @@ def test_ice_servers_are_none_by_default_and_parsed_from_json():
 def test_bad_ice_servers_are_refused_with_the_reason(value, message):
     with pytest.raises(SettingsError, match=message):
         Settings.from_env({"REHAB_ICE_SERVERS": value})
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"REHAB_TURN_URLS": "turn:t.example:3478"}, "go together"),
+    ({"REHAB_TURN_SECRET": "s" * 20}, "go together"),
+    ({"REHAB_TURN_URLS": "stun:t.example:3478", "REHAB_TURN_SECRET": "s" * 20}, "turn: or turns:"),
+    ({"REHAB_TURN_URLS": "turn:t.example:3478", "REHAB_TURN_SECRET": "short"}, "at least 16"),
+    ({"REHAB_TURN_TTL_S": "10"}, "REHAB_TURN_TTL_S"),
+])
+def test_turn_settings_are_checked(env, message):
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(env)
+
+
+def test_a_session_gets_turn_credentials_of_its_own_that_expire():
+    """coturn's use-auth-secret scheme: username EXPIRY:USER, password base64(HMAC-SHA1(secret, username))
+    (the real coturn accepting them: tests/integration/test_turn.py)."""
+    import base64
+    import hashlib
+    import hmac
+
+    from gateway.turn import IceServers, turn_credentials
+
+    user, credential = turn_credentials("s" * 20, "sess-1", 600, now=1_000_000.0)
+    assert user == "1000600:sess-1"
+    assert base64.b64decode(credential) == hmac.new(b"s" * 20, b"1000600:sess-1", hashlib.sha1).digest()
+    ice = IceServers([{"urls": ["stun:s.example"]}], ["turn:t.example:3478"], "s" * 20, 600)
+    a, b = ice.for_session("a"), ice.for_session("b")
+    assert a[0] == {"urls": ["stun:s.example"]} and a[1]["urls"] == ["turn:t.example:3478"]
+    assert a[1]["username"].endswith(":a") and a[1]["credential"] != b[1]["credential"]
+    assert IceServers([], [], "", 600).for_session("a") == []
