@@ -95,18 +95,25 @@ class Accounts:
             raise AuthError(403, "only a clinician's own token or the admin API key may do this")
         return f"clinician:{claims.subject}", claims.subject
 
-    async def reader(self, request: Request) -> None:
-        """References: anyone in demo mode, otherwise any valid token or the admin API key."""
-        if self.settings.demo_mode:
+    async def reference_scope(self, request: Request) -> set | None:
+        """Whose guides the caller may see: None for all (demo mode, the admin API key), else a set of
+        clinician ids with None for the clinic's shared guides: a clinician's own, a patient's clinician's."""
+        if self.settings.demo_mode and not bearer(request.headers):
             self.check_origin(request)
-        elif request.headers.get("x-api-key"):
+            return None
+        if request.headers.get("x-api-key"):
             self.admin(request)
-        else:
-            await self.authorize(request)
+            return None
+        claims = await self.authorize(request)
+        if claims.is_clinician_account:
+            return {None, claims.subject}
+        return {None, await self.clinician_of(claims.patient_id)}
+
+    async def clinician_of(self, patient_id: str) -> str | None:
+        return (await self.identity.patient(patient_id) or {}).get("clinician_id")
 
     async def may_watch(self, claims: Claims, session_id: str, patient_id: str) -> bool:
-        clinician = (await self.identity.patient(patient_id) or {}).get("clinician_id") \
-            if claims.is_clinician_account else None
+        clinician = await self.clinician_of(patient_id) if claims.is_clinician_account else None
         return claims.may_watch(session_id, patient_id, clinician)
 
     # -- routes -----------------------------------------------------------------------------

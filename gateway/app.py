@@ -3,10 +3,10 @@
 Routes (the OpenAPI schema at /openapi.json describes each; who may call what: gateway/auth.py)
   GET    /health                          liveness
   GET    /openapi.json                    the schema
-  GET    /references                      stored guide recordings
-  POST   /references?name=N[&id=I]        [API key] body = a guide video -> 201 the stored reference
-  GET    /references/{id}                 one reference (?frames=true adds its keypoints)
-  POST   /references/{id}/score           [API key] body = an attempt video -> the offline score
+  GET    /references                      [token] the guide recordings the caller may see
+  POST   /references?name=N[&id=I]        [API key | clinician token] body = a guide video -> 201 the reference
+  GET    /references/{id}                 [token] one reference (?frames=true adds its keypoints)
+  POST   /references/{id}/score           [API key | clinician token] body = an attempt video -> the score
   POST   /tokens/clinician                [API key] {clinician_id, patient_id} -> a clinician token
   ...                                     enrolment, credentials, logout, patient removal: gateway/accounts.py
   POST   /sessions                        [patient token; none in demo mode] {reference_id, mode} -> 201
@@ -32,6 +32,7 @@ import uuid
 from pathlib import Path
 from dataclasses import dataclass, field
 
+import asyncmy
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from starlette.applications import Starlette
@@ -352,17 +353,24 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
 
     async def references(request: Request):
         """
-        summary: The stored guide recordings (any valid token or the API key; anyone in demo mode).
+        summary: The guide recordings the caller may see.
+        description: The clinic's shared guides (registered by an admin) and those of the caller's
+          clinician (a clinician's own; a patient's clinician's). The admin API key, and anyone in demo
+          mode, see all.
         security: [{bearer: []}, {api_key: []}]
         responses:
-          200: {description: "[{id, name, fps, n_frames, model, created_at}]"}
+          200: {description: "[{id, name, fps, n_frames, model, created_at, clinician_id}]"}
           401: {description: no, expired or revoked token}
         """
         try:
-            await accounts.reader(request)
+            scope = await accounts.reference_scope(request)
         except AuthError as exc:
             return refused(exc)
-        return JSONResponse(await res["db"].list_references())
+        return JSONResponse(await res["db"].list_references(scope))
+
+    async def visible(scope: set | None, ref_id: str) -> bool:
+        exists, owner = await res["db"].reference_owner(ref_id)
+        return exists and (scope is None or owner in scope)
 
     async def get_reference(request: Request):
         """
@@ -374,14 +382,14 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         responses:
           200: {description: "{id, name, fps, width, height, model, model_version, source_sha256, n_frames}"}
           401: {description: no, expired or revoked token}
-          404: {description: unknown reference}
+          404: {description: unknown reference, or one the caller may not see}
         """
         try:
-            await accounts.reader(request)
+            scope = await accounts.reference_scope(request)
         except AuthError as exc:
             return refused(exc)
         ref = await res["db"].get_reference(request.path_params["reference_id"])
-        if ref is None:
+        if ref is None or not await visible(scope, ref.id):
             return error(404, "unknown reference")
         out = {"id": ref.id, "name": ref.name, "fps": ref.fps, "width": ref.width, "height": ref.height,
                "model": ref.model, "model_version": ref.model_version, "source_sha256": ref.source_sha256,
@@ -396,7 +404,8 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
     async def add_reference(request: Request):
         """
         summary: Register a guide recording from an uploaded video (the body; mp4/mov, webm/mkv or avi).
-        description: Needs the admin API key (X-API-Key). Query name= (required) and id= (optional,
+        description: Needs the admin API key (X-API-Key; the guide is the whole clinic's) or a clinician's
+          own token (the guide is then theirs; they and their patients see it). Query name= (required) and id= (optional,
           default derived from the name); an existing id is replaced. The video's type is taken from its
           first bytes, not from Content-Type.
         security: [{api_key: []}]
@@ -407,14 +416,15 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         responses:
           201: {description: "{reference_id, name, fps, frames, frames_with_subject}"}
           400: {description: missing name, empty body}
-          401: {description: no API key}
-          403: {description: wrong API key or origin}
+          401: {description: no API key or clinician token}
+          403: {description: wrong API key or origin, not a clinician's own token}
+          409: {description: the id or name is another clinician's guide}
           413: {description: larger than REHAB_UPLOAD_MAX_BYTES}
           415: {description: not a video container}
           422: {description: unreadable video, or nobody in it}
         """
         try:
-            admin(request)
+            _, clinician = await accounts.staff(request)
         except AuthError as exc:
             return refused(exc)
         name = request.query_params.get("name")
@@ -434,16 +444,24 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         finally:
             if path is not None:
                 path.unlink(missing_ok=True)
-        await res["db"].save_reference(ref)
+        for key in (ref.id, ref.name):  # a clinician replaces their own guides only; an admin any
+            exists, owner = await res["db"].reference_owner(key)
+            if exists and clinician is not None and owner != clinician:
+                return error(409, f"a guide named or numbered {key!r} belongs to someone else: choose another name")
+        try:
+            await res["db"].save_reference(ref, clinician)
+        except asyncmy.errors.IntegrityError:  # the name is another guide's (another id)
+            return error(409, f"a guide named {ref.name!r} exists: choose another name, or its id to replace it")
         return JSONResponse({"reference_id": ref.id, "name": ref.name, "fps": ref.fps, "frames": len(ref.frames),
                              "frames_with_subject": sum(f is not None for f in ref.frames)}, status_code=201)
 
     async def score_upload(request: Request):
         """
         summary: Score an uploaded attempt (the body, a video) against a stored reference.
-        description: Needs the admin API key. Same code and output as `rehab score --json` (similarity in
-          [0, 1], per-joint similarity, corrections, repetitions, phase coverage). Query mirror=auto|off.
-        security: [{api_key: []}]
+        description: Needs the admin API key or a clinician's token. Same code and output as
+          `rehab score --json` (similarity in [0, 1], per-joint similarity, corrections, repetitions,
+          phase coverage). Query mirror=auto|off.
+        security: [{api_key: []}, {bearer: []}]
         parameters:
           - {$ref: "#/components/parameters/reference_id"}
           - {name: mirror, in: query, schema: {type: string, enum: [auto, "off"]}}
@@ -459,14 +477,14 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         from rehab.scoring import score_attempt
 
         try:
-            admin(request)
+            _, clinician = await accounts.staff(request)
         except AuthError as exc:
             return refused(exc)
         mirror = request.query_params.get("mirror", "auto")
         if mirror not in ("auto", "off"):
             return error(400, "mirror must be 'auto' or 'off'")
         ref = await res["db"].get_reference(request.path_params["reference_id"])
-        if ref is None:
+        if ref is None or not await visible(None if clinician is None else {None, clinician}, ref.id):
             return error(404, "unknown reference")
         path = None
         try:
@@ -556,7 +574,8 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         if mode not in ("cloud", "edge"):
             return error(422, "mode must be 'cloud' or 'edge'")
         ref = await res["db"].get_reference(body["reference_id"])
-        if ref is None:
+        if ref is None or (claims is not None and not await visible(
+                {None, await accounts.clinician_of(claims.patient_id)}, ref.id)):
             return error(404, f"unknown reference {body['reference_id']!r}")
         session_id = uuid.uuid4().hex
         ice_servers = ice.for_session(session_id)

@@ -55,16 +55,24 @@ class Database:
                 await cur.executemany(sql, rows)
 
     # -- references ------------------------------------------------------------------------
-    async def save_reference(self, ref: Reference) -> None:
-        """Insert or replace a reference (same id) with its keypoints."""
+    async def save_reference(self, ref: Reference, clinician_id: str | None = None) -> None:
+        """Insert or replace a reference (same id) with its keypoints. ``clinician_id``: who registered it
+        (it and their patients see it; None: the whole clinic); a replaced reference keeps its owner."""
         await self.execute(
-            f"INSERT INTO reference_recordings ({_REF_COLUMNS}, n_frames) VALUES ({', '.join(['%s'] * 11)}) "
+            f"INSERT INTO reference_recordings ({_REF_COLUMNS}, n_frames, clinician_id) "
+            f"VALUES ({', '.join(['%s'] * 12)}) "
             "ON DUPLICATE KEY UPDATE name=VALUES(name), exercise_id=VALUES(exercise_id), fps=VALUES(fps), "
             "width=VALUES(width), height=VALUES(height), n_frames=VALUES(n_frames), model=VALUES(model), "
             "model_version=VALUES(model_version), source_sha256=VALUES(source_sha256), keypoints=VALUES(keypoints)",
             (ref.id, ref.name, ref.exercise_id, ref.fps, ref.width, ref.height, ref.model, ref.model_version,
-             ref.source_sha256, ref.frames_json(), len(ref.frames)),
+             ref.source_sha256, ref.frames_json(), len(ref.frames), clinician_id),
         )
+
+    async def reference_owner(self, ref_id: str) -> tuple[bool, str | None]:
+        """(whether a reference with this id or name exists, the clinician who registered it)."""
+        row = await self.execute("SELECT clinician_id FROM reference_recordings WHERE id=%s OR name=%s LIMIT 1",
+                                 (ref_id, ref_id), fetch="one")
+        return (False, None) if row is None else (True, row[0])
 
     async def get_reference(self, ref_id: str) -> Reference | None:
         row = await self.execute(
@@ -76,12 +84,20 @@ class Database:
         rid, name, ex, fps, w, h, model, ver, sha, kps = row
         return Reference(rid, name, fps, w, h, model, ver, sha, json.loads(kps), ex)
 
-    async def list_references(self) -> list[dict]:
+    async def list_references(self, owners: set | None = None) -> list[dict]:
+        """Every reference, or those registered by one of ``owners`` (None in it: the clinic's shared ones)."""
+        where, args = "", ()
+        if owners is not None:
+            named = sorted(o for o in owners if o is not None)
+            where = " WHERE clinician_id IS NULL" + (f" OR clinician_id IN ({', '.join(['%s'] * len(named))})"
+                                                     if named else "")
+            args = tuple(named)
         rows = await self.execute(
-            "SELECT id, name, fps, n_frames, model, created_at FROM reference_recordings ORDER BY created_at",
-            fetch="all",
+            "SELECT id, name, fps, n_frames, model, created_at, clinician_id FROM reference_recordings"
+            f"{where} ORDER BY created_at", args, fetch="all",
         )
-        return [dict(id=r[0], name=r[1], fps=r[2], n_frames=r[3], model=r[4], created_at=str(r[5])) for r in rows]
+        return [dict(id=r[0], name=r[1], fps=r[2], n_frames=r[3], model=r[4], created_at=str(r[5]), clinician_id=r[6])
+                for r in rows]
 
     # -- sessions --------------------------------------------------------------------------
     async def create_session(self, session_id: str, patient_id: str, reference_id: str, mode: str) -> None:

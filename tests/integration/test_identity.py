@@ -276,3 +276,35 @@ def test_a_clinician_erases_their_patient_and_no_one_else_can(gw, settings):
         async with Database.opened(settings) as db:
             return [(e["actor"], e["action"]) for e in await Identity(db).audit_entries("ines")]
     assert asyncio.run(audit())[-2:] == [("clinician:dr-i", "patient_removed"), ("clinician:dr-i", "patient_erased")]
+
+
+def test_guides_are_seen_by_their_clinician_and_that_clinicians_patients(gw, settings, guide_reference, data_dir):
+    """A guide an admin registered is the clinic's; one a clinician registered is seen by them and their
+    patients only, and no other clinician may replace it."""
+    import dataclasses
+
+    dr_k, dr_l = clinician_token(gw, "dr-k"), clinician_token(gw, "dr-l")
+    _, kate = enrolled_patient(gw, dr_k, "kate")
+    _, luke = enrolled_patient(gw, dr_l, "luke")
+
+    async def save():
+        async with Database.opened(settings) as db:
+            await db.save_reference(dataclasses.replace(guide_reference, id="k-guide", name="K's guide"), "dr-k")
+    asyncio.run(save())
+    seen = {who: sorted(r["id"] for r in gw.get("/references", headers=bearer(token)).json())
+            for who, token in (("dr-k", dr_k), ("kate", kate), ("dr-l", dr_l), ("luke", luke))}
+    assert seen == {"dr-k": ["guide", "k-guide"], "kate": ["guide", "k-guide"], "dr-l": ["guide"], "luke": ["guide"]}
+    assert gw.get("/references/k-guide", headers=bearer(luke)).status_code == 404
+    assert gw.get("/references/k-guide", headers=bearer(kate)).status_code == 200
+    assert gw.post("/sessions", json={"reference_id": "k-guide"}, headers=bearer(luke)).status_code == 404
+    assert gw.post("/sessions", json={"reference_id": "k-guide"}, headers=bearer(kate)).status_code == 201
+    assert sorted(r["id"] for r in gw.get("/references", headers=ADMIN).json()) == ["guide", "k-guide"]
+    # a clinician registers a guide of their own, and may not replace another clinician's
+    video = (data_dir / "pose2sim_single_cam01.mp4").read_bytes()
+    r = gw.post("/references?name=L%20raise&id=l-guide", content=video, headers=bearer(dr_l))
+    assert r.status_code == 201, r.text
+    assert "l-guide" in [x["id"] for x in gw.get("/references", headers=bearer(luke)).json()]
+    assert "l-guide" not in [x["id"] for x in gw.get("/references", headers=bearer(kate)).json()]
+    r = gw.post("/references?name=K%27s%20guide&id=k-guide", content=video, headers=bearer(dr_l))
+    assert r.status_code == 409, r.text
+    assert gw.post("/references?name=x", content=video, headers=bearer(luke)).status_code == 403
