@@ -106,3 +106,32 @@ def test_a_subscriber_asking_for_keypoints_gets_the_sessions_skeletons_as_well_a
     assert len(frames) >= len(on_topic) - 2, f"{len(frames)} of {len(on_topic)} keypoint frames pushed"
     assert {f["session_id"] for f in frames} == {session_id}
     assert len(scores) >= len(received) - 1 and received, "the same subscriber also gets the scores"
+
+
+def test_the_python_client_streams_with_a_patients_credential_outside_demo_mode(live_stack, data_dir, tmp_path):
+    """``rehab stream --credential``: the client trades the patient's credential for a token and starts
+    the session as that patient; without one a gateway outside demo mode refuses it."""
+    from rehab.services import Services
+    from tests.conftest import free_port
+
+    port = free_port()
+    settings = live_stack.with_(gateway_port=port, gateway_url=f"http://127.0.0.1:{port}", demo_mode=False)
+    admin = {"X-API-Key": live_stack.admin_api_key}
+
+    async def run():
+        async with httpx.AsyncClient(base_url=settings.gateway_url, timeout=30) as http:
+            code = (await http.post("/patients", json={"patient_id": "client-patient"}, headers=admin)).json()
+            credential = (await http.post("/invitations/accept", json={"code": code["invitation_code"]})).json()
+        with pytest.raises(RuntimeError, match="401"):
+            await create_session(settings.gateway_url, "guide")
+        grant = await create_session(settings.gateway_url, "guide", credential=credential["credential"])
+        received = [r async for r in stream_file(settings.gateway_url, grant,
+                                                 str(data_dir / "pose2sim_single_cam02.mp4"))]
+        async with httpx.AsyncClient(base_url=settings.gateway_url, timeout=30) as http:
+            listed = (await http.get("/patients/client-patient/sessions", headers=admin)).json()
+        return grant, received, listed
+
+    with Services(settings, tmp_path / "gateway", names=("gateway",)):
+        grant, received, listed = asyncio.run(run())
+    assert len(received) >= 3, f"scores: {len(received)}"
+    assert [row["session_id"] for row in listed] == [grant.session_id]
