@@ -23,6 +23,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from rehab.settings import Settings
+from rehab.stack.topics import uncompacted_topics
 from rehab.storage.identity import Identity
 from rehab.storage.repository import Database
 from rehab.topics import changelog_topics, default_partition, session_of
@@ -36,10 +37,13 @@ class ErasureReport:
     sessions: list[str]
     tombstones: dict[str, int] = field(default_factory=dict)  # topic -> records tombstoned
     rows: dict[str, int] = field(default_factory=dict)  # table -> rows deleted
+    # topics an older version created and ``rehab init`` left uncompacted: tombstoned there, but the
+    # records stay until the topic's retention (docs/operations.md)
+    not_compacted: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"patient_id": self.patient_id, "sessions": len(self.sessions), "tombstones": self.tombstones,
-                "rows_deleted": self.rows}
+                "rows_deleted": self.rows, "topics_not_compacted": self.not_compacted}
 
 
 async def erase_patient(settings: Settings, patient_id: str, actor: str, quiesce_s: float = QUIESCE_S,
@@ -58,6 +62,7 @@ async def erase_patient(settings: Settings, patient_id: str, actor: str, quiesce
         await asyncio.sleep(quiesce_s)
         report = ErasureReport(patient_id, sessions)
         report.tombstones = await asyncio.to_thread(tombstone_sessions, settings, sessions)
+        report.not_compacted = await asyncio.to_thread(uncompacted_topics, settings.kafka_bootstrap, settings.topics)
         report.rows = await identity.delete_patient(patient_id, sessions)
         await identity.audit(actor, "patient_erased", patient_id, sessions=len(sessions),
                              records_tombstoned=sum(report.tombstones.values()))

@@ -101,4 +101,8 @@ def run_patient(args) -> int:
     except LookupError as exc:
         raise ValueError(str(exc)) from None
     print(json.dumps(report.as_dict()))
+    if report.not_compacted:
+        print(f"note: {', '.join(report.not_compacted)} are not compacted (created by an older version): the "
+              "patient's records there stay until the topic's retention (rehab init --compact-existing)",
+              file=sys.stderr)
     return 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 
 from rehab.settings import Settings
 
@@ -17,6 +18,9 @@ def add_commands(sub) -> None:
     m.set_defaults(func=run_migrate)
     i = sub.add_parser("init", help="create the topics (or grow them to REHAB_PARTITIONS) and apply migrations "
                                     "on an existing Kafka and MySQL")
+    i.add_argument("--compact-existing", action="store_true",
+                   help="also compact keypoints/scores/dead-letter topics an older version created (needed for "
+                        "erasure there; their records keyed by session alone keep only each session's last)")
     i.set_defaults(func=run_init)
 
 
@@ -44,12 +48,18 @@ def run_migrate(args) -> int:
 
 
 def run_init(args) -> int:
-    from rehab.stack.topics import prepare_topics
+    from rehab.stack.topics import prepare_topics, uncompacted_topics
     from rehab.storage.migrate import migrate
 
     settings = Settings.from_env()
-    created, grown = prepare_topics(settings)
+    created, grown = prepare_topics(settings, compact_existing=args.compact_existing)
     applied = asyncio.run(migrate(settings))
+    left = uncompacted_topics(settings.kafka_bootstrap, settings.topics)
     print(json.dumps({"topics_created": created, "topics_grown": {n: list(c) for n, c in grown.items()},
-                      "partitions": settings.partitions, "migrations_applied": applied}))
+                      "partitions": settings.partitions, "migrations_applied": applied,
+                      "topics_not_compacted": left}))
+    if left:
+        print(f"note: {', '.join(left)} were created by an older version and are not compacted: erasing a "
+              "patient cannot remove their records there until their retention (docs/operations.md, "
+              "rehab init --compact-existing)", file=sys.stderr)
     return 0

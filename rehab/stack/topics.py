@@ -1,6 +1,7 @@
 """Creates the deployment's topics (idempotent) with kafka-python's admin client."""
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from kafka import KafkaAdminClient
@@ -22,10 +23,14 @@ def admin(bootstrap: str, timeout: float = 60.0) -> KafkaAdminClient:
             time.sleep(0.5)
 
 
-def ensure_topics(bootstrap: str, topics: Topics) -> list[str]:
+def ensure_topics(bootstrap: str, topics: Topics, compact_existing: bool = False) -> list[str]:
     """Creates missing topics and sets the configs of existing ones (retention and segment roll, so
     an older deployment gets them too); returns the names created. (Partition counts of existing
-    topics: ``grow_topics``.)"""
+    topics: ``grow_topics``.)
+
+    An existing topic that is not compacted yet stays so unless ``compact_existing``: it may hold
+    records of an older version, keyed by the session id alone, and compaction would keep only the
+    last of each session's (``uncompacted_topics`` lists them; docs/operations.md)."""
     client = admin(bootstrap)
     try:
         existing = set(client.list_topics())
@@ -35,8 +40,9 @@ def ensure_topics(bootstrap: str, topics: Topics) -> list[str]:
         ]
         present = [s for s in topics.specs() if s.name in existing]
         if present:
-            client.alter_configs([ConfigResource(ConfigResourceType.TOPIC, s.name, configs=s.configs)
-                                  for s in present])
+            keep = set() if compact_existing else _not_compacted(client, [s.name for s in present if s.compacted])
+            client.alter_configs([ConfigResource(ConfigResourceType.TOPIC, s.name, configs=(
+                dataclasses.replace(s, compacted=False) if s.name in keep else s).configs) for s in present])
         created = []
         for topic in new:  # one by one: a concurrent creator must not fail the others
             try:
@@ -48,6 +54,24 @@ def ensure_topics(bootstrap: str, topics: Topics) -> list[str]:
                 if "TopicAlreadyExists" not in repr(exc):
                     raise
         return created
+    finally:
+        client.close()
+
+
+def _not_compacted(client: KafkaAdminClient, names: list[str]) -> set[str]:
+    if not names:
+        return set()
+    response = client.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+    return {n for n in names if "compact" not in response["topic"][n].get("cleanup.policy", {}).get("value", "")}
+
+
+def uncompacted_topics(bootstrap: str, topics: Topics) -> list[str]:
+    """The deployment's topics meant to be compacted that are not (created by an older version and left
+    so by ``ensure_topics``): an erasure's tombstones do not remove records there."""
+    client = admin(bootstrap)
+    try:
+        existing = set(client.list_topics())
+        return sorted(_not_compacted(client, [s.name for s in topics.specs() if s.compacted and s.name in existing]))
     finally:
         client.close()
 
@@ -89,10 +113,10 @@ def grow_topics(bootstrap: str, topics: Topics, changelogs: list[str] = ()) -> d
     return {n: (have[n], wanted[n]) for n in grow}
 
 
-def prepare_topics(settings: Settings) -> tuple[list[str], dict[str, tuple[int, int]]]:
+def prepare_topics(settings: Settings, compact_existing: bool = False) -> tuple[list[str], dict[str, tuple[int, int]]]:
     """The deployment's topics as ``rehab init`` and ``rehab stack up`` leave them: created, configured
     and grown (with the processor's changelogs) to REHAB_PARTITIONS. Returns (created, grown)."""
-    created = ensure_topics(settings.kafka_bootstrap, settings.topics)
+    created = ensure_topics(settings.kafka_bootstrap, settings.topics, compact_existing)
     grown = grow_topics(settings.kafka_bootstrap, settings.topics, changelog_topics(settings.processor_app_id))
     return created, grown
 

@@ -8,7 +8,8 @@ import pytest
 from kafka.admin import NewTopic
 
 from rehab.settings import Settings, SettingsError
-from rehab.stack.topics import admin, delete_topics, ensure_topics, grow_topics, partition_counts, topic_configs
+from rehab.stack.topics import (admin, delete_topics, ensure_topics, grow_topics, partition_counts, topic_configs,
+                                uncompacted_topics)
 from rehab.topics import Topics, changelog_topics
 
 
@@ -23,8 +24,9 @@ def test_the_frames_topic_rolls_segments_within_its_retention(isolated_settings)
 
 def test_an_existing_deployments_topics_get_the_configs_too():
     """A frames topic as an older version created it (retention only, 7-day segments): ``ensure_topics``
-    (``rehab init`` / ``stack up``) sets its segment roll (and the keypoints topic, created then
-    without compaction, becomes compacted)."""
+    (``rehab init`` / ``stack up``) sets its segment roll. A keypoints topic created then without
+    compaction stays so (its records, keyed by session alone, would collapse to one per session) and is
+    reported, until ``compact_existing`` (``rehab init --compact-existing``)."""
     topics = Topics(f"t{uuid.uuid4().hex[:10]}")
     bootstrap = Settings.from_env().kafka_bootstrap
     client = admin(bootstrap)
@@ -38,7 +40,11 @@ def test_an_existing_deployments_topics_get_the_configs_too():
                            or int(topic_configs(bootstrap, topics.frames)["segment.ms"]) == 7 * 24 * 3_600_000)
         assert topics.frames not in ensure_topics(bootstrap, topics)
         assert _eventually(lambda: int(topic_configs(bootstrap, topics.frames)["segment.ms"]) <= 600_000)
+        assert topic_configs(bootstrap, topics.keypoints).get("cleanup.policy", "delete") == "delete"
+        assert uncompacted_topics(bootstrap, topics) == [topics.keypoints]
+        ensure_topics(bootstrap, topics, compact_existing=True)
         assert _eventually(lambda: topic_configs(bootstrap, topics.keypoints).get("cleanup.policy") == "compact")
+        assert uncompacted_topics(bootstrap, topics) == []
     finally:
         delete_topics(bootstrap, [spec.name for spec in topics.specs()])
 
