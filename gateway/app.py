@@ -27,10 +27,8 @@ import contextlib
 import json
 import logging
 import tempfile
-import time
 import uuid
 from pathlib import Path
-from dataclasses import dataclass, field
 
 import asyncmy
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -49,18 +47,19 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from gateway import sctp
 from gateway.accounts import ACCOUNT_SCHEMAS, Accounts
 from gateway.auth import AuthError, Claims, TokenSigner, bearer
-from gateway.edge_ingest import EdgeIngest, EdgeMessageError, KeypointPublisher
+from gateway.edge_ingest import EdgeIngest, KeypointPublisher
 from gateway.fanout import ScoreFanout
 from gateway.http import error, read_json
 from gateway.jitter import install as install_marker_jitter_buffer
 from gateway.limits import ConcurrencyLimit, ErrorThrottle, RateLimit, client_of
 from gateway.ingest import VideoIngest
 from gateway.offer import Offer, OfferError
+from gateway.peer import ChannelErrors, LiveSession, wire
+from gateway.sessions import LiveSessions
 from gateway.turn import IceServers
 from gateway.uploads import Extractor, UploadError, receive_video
 from rehab import metrics
 from rehab.reference import _ID as ID_PATTERN
-from rehab.records import check_client_ts
 from rehab.settings import MAX_SESSION_FPS, Settings
 from rehab.storage.identity import Identity
 from rehab.storage.repository import Database
@@ -68,36 +67,9 @@ from rehab.partitioning import session_partitioner
 
 log = logging.getLogger("rehab.gateway")
 install_marker_jitter_buffer()  # frames leave the jitter buffer on their last packet, not the next frame's first
-MAX_CHANNELS_PER_SESSION = 4  # data channels one peer connection may open (clients use 1: keypoints or control)
 STATIC = Path(__file__).resolve().parent / "static"
 
 
-@dataclass
-class LiveSession:
-    session_id: str
-    reference_id: str
-    pc: RTCPeerConnection
-    ingest: VideoIngest | EdgeIngest
-    patient_id: str = ""
-    credential_id: str | None = None  # of the token that connected it: revoking it ends the session
-    tasks: list[asyncio.Task] = field(default_factory=list)
-    last_activity: float = field(default_factory=time.monotonic)
-    disconnected_at: float | None = None  # the peer connection failed or closed: waiting for a reconnect
-    channels: int = 0  # data channels the peer opened
-
-    def summary(self) -> dict:
-        out = dict(self.ingest.counters)
-        if isinstance(self.ingest, VideoIngest):
-            out["dropped_latest"] = self.ingest.slot.dropped
-        return out
-
-    async def close(self) -> None:
-        for t in self.tasks:
-            t.cancel()
-        for t in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        await self.pc.close()
 
 
 _ID_SCHEMA = {"type": "string", "pattern": ID_PATTERN.pattern}
@@ -152,7 +124,8 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
     """``make_backend()`` builds the pose backend for uploads (default: the configured one)."""
     sctp.install()  # delayed SACKs on data channels (gateway/sctp.py)
     topics = settings.topics
-    live: dict[str, LiveSession] = {}
+    sessions = LiveSessions(settings.session_idle_s, lambda: res["db"])
+    live = sessions.live
     # STUN/TURN from REHAB_ICE_SERVERS (and a TURN server with per-session credentials, REHAB_TURN_*), none
     # by default: aiortc would otherwise ask Google's public STUN server on every offer (a public server
     # contacted, and a delay where it cannot be reached)
@@ -179,9 +152,8 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         for claims, ended in list(streams.values()):
             if (claims.credential_id in credential_ids or claims.patient_id in patient_ids) and not ended.done():
                 ended.set_result("the token was revoked (logged out, or the patient was removed)")
-        for sid, session in list(live.items()):
-            if session.credential_id in credential_ids or session.patient_id in patient_ids:
-                await finish(sid, "revoked")
+        await sessions.end_where(lambda s: s.credential_id in credential_ids or s.patient_id in patient_ids,
+                                 "revoked")
 
     accounts = Accounts(settings, signer, on_revoked=revoke_local)
 
@@ -228,15 +200,14 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         fan_task = asyncio.create_task(fanout.run(consumer))
         res["extractor"] = Extractor(make_backend or default_backend, settings.frame_max_side)
         res["uploads"] = tempfile.TemporaryDirectory(prefix="rehab-uploads-")
-        reaper = asyncio.create_task(reap_sessions())
+        reaper = asyncio.create_task(sessions.reap())
         revocations = asyncio.create_task(watch_revocations())
         try:
             yield
         finally:
             reaper.cancel()
             revocations.cancel()
-            await asyncio.gather(*(s.close() for s in list(live.values())), return_exceptions=True)
-            live.clear()
+            await sessions.close_all()
             fan_task.cancel()
             await fanout.close()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -250,32 +221,6 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
             await asyncio.to_thread(res["extractor"].close)
             res["uploads"].cleanup()
 
-    async def finish(sid: str, reason: str) -> dict:
-        """Ends a live session: closes its peer connection and records the end and its counters."""
-        session = live.pop(sid, None)
-        summary = {"ended_by": reason}
-        if session is not None:
-            summary.update(session.summary())
-            await session.close()
-        await res["db"].end_session(sid, summary)
-        return summary
-
-    async def reap_sessions() -> None:
-        """Ends sessions whose peer hung up and did not reconnect, or that sent nothing, within
-        REHAB_SESSION_IDLE_S."""
-        while True:
-            await asyncio.sleep(min(2.0, settings.session_idle_s / 4))
-            now = time.monotonic()
-            for sid, session in list(live.items()):
-                try:
-                    if session.disconnected_at is not None and now - session.disconnected_at > settings.session_idle_s:
-                        await finish(sid, "hang-up")
-                    elif now - session.last_activity > settings.session_idle_s:
-                        await finish(sid, "timeout")
-                except Exception:  # MySQL away, a peer that fails to close: try again next round, never stop
-                    metrics.ERRORS.labels("gateway", "reaper").inc()
-                    log.exception("could not end idle session %s; retrying", sid)
-
     offer_locks: dict[str, list] = {}
 
     # -- per-client limits (gateway/limits.py) -------------------------------------------------
@@ -283,17 +228,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
     offer_limit = RateLimit(settings.client_offers_per_min)
     ws_limit = ConcurrencyLimit(settings.client_max_websockets)
     error_limit = RateLimit(settings.client_errors_per_min)
-    # error replies on a data channel, per session: a burst, then 5 a second; the rest are counted, unanswered
-    channel_error_replies = RateLimit(300, burst=60)
-
-    def reply_error(channel, sid: str, ingest, reason: str) -> None:
-        if channel.readyState != "open":
-            return
-        if channel_error_replies.allow(sid):
-            channel.send(json.dumps({"type": "error", "reason": reason}))
-        else:
-            ingest.counters["errors_unanswered"] += 1
-            metrics.DROPPED.labels("gateway", "error_reply_limit").inc()
+    reply_error = ChannelErrors()
 
     def too_many(limit: RateLimit, request: Request, what: str) -> JSONResponse:
         metrics.DROPPED.labels("gateway", f"limit_{what}").inc()
@@ -651,7 +586,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
             return refused(exc)
         except LookupError:
             return error(404, "unknown session")
-        summary = await finish(sid, "client")
+        summary = await sessions.finish(sid, "client")
         return JSONResponse({"session_id": sid, "ended": True, "ingest": summary})
 
     async def offer(request: Request):
@@ -718,73 +653,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
                                  settings.frame_max_side, settings.jpeg_quality, settings.session_max_fps, first_seq)
         session = LiveSession(sid, row["reference_id"], pc, ingest, row["patient_id"], claims.credential_id)
 
-        def on_keypoints(channel, message) -> None:
-            session.last_activity = time.monotonic()
-            try:
-                frame = ingest.accept(message)
-            except EdgeMessageError as exc:
-                ingest.counters["bad_messages"] += 1
-                metrics.DROPPED.labels("gateway", "edge_refused").inc()
-                reply_error(channel, sid, ingest, str(exc))
-                return
-            ingest.publish(frame)
-
-        async def scores_to_channel(channel) -> None:
-            q = fanout.subscribe(sid)
-            try:
-                while True:
-                    payload = await q.get()
-                    if channel.readyState != "open":
-                        return
-                    channel.send('{"type":"score","score":' + payload + "}")
-            finally:
-                fanout.unsubscribe(sid, q)
-
-        @pc.on("datachannel")
-        def on_datachannel(channel):
-            session.channels += 1
-            if session.channels > MAX_CHANNELS_PER_SESSION:  # a client needs one or two: no more
-                ingest.counters["refused_channels"] += 1
-                metrics.DROPPED.labels("gateway", "channel_limit").inc()
-                channel.close()
-                return
-            if channel.label == "keypoints":
-                if not edge:
-                    channel.send(json.dumps({"type": "error", "reason": "this is a cloud-mode session: send video"}))
-                    return
-                channel.on("message", lambda m: on_keypoints(channel, m))
-                session.tasks.append(asyncio.create_task(scores_to_channel(channel)))
-                return
-
-            @channel.on("message")
-            def on_message(message):
-                try:
-                    msg = json.loads(message)
-                    if msg.get("type") == "clock" and not edge:
-                        ingest.clock_t0_ms = check_client_ts("t0_ms", msg.get("t0_ms"))
-                except (ValueError, AttributeError, RecursionError) as exc:  # MessageError is a ValueError
-                    ingest.counters["bad_channel_messages"] += 1
-                    reply_error(channel, sid, ingest, str(exc)[:200])
-
-        @pc.on("track")
-        def on_track(track):
-            if track.kind == "video" and not edge:
-                async def read():
-                    await ingest.read_track(track, on_frame=lambda: setattr(session, "last_activity", time.monotonic()))
-                session.tasks.append(asyncio.create_task(read()))
-                session.tasks.append(asyncio.create_task(ingest.publish()))
-            else:
-                ingest.counters["ignored_tracks"] += 1
-
-        @pc.on("connectionstatechange")
-        async def on_state():
-            if live.get(sid) is not session:
-                return
-            if pc.connectionState in ("failed", "closed"):
-                session.disconnected_at = time.monotonic()  # the reaper ends it unless the client reconnects
-            elif pc.connectionState == "connected":
-                session.disconnected_at = None
-
+        wire(session, edge, fanout, reply_error, is_current=lambda: live.get(sid) is session)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type=offer.type))
             await pc.setLocalDescription(await pc.createAnswer())

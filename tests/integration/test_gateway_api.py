@@ -299,7 +299,7 @@ def test_a_peer_may_open_only_a_few_data_channels(guide_reference):
 
     from aiortc import RTCSessionDescription
 
-    from gateway.app import MAX_CHANNELS_PER_SESSION
+    from gateway.peer import MAX_CHANNELS_PER_SESSION
 
     async def run(settings):
         async with in_process_gateway(settings, guide_reference) as http:

@@ -1,0 +1,143 @@
+"""A session's live peer connection (gateway/app.py creates it for a checked offer): its video track
+(cloud mode), its keypoints data channel (on-device mode) with the scores sent back on it, the control
+channel's messages, and the connection's state for the reaper. Also the record the gateway keeps of a
+connected session (``LiveSession``)."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from aiortc import RTCPeerConnection
+
+from gateway.edge_ingest import EdgeIngest, EdgeMessageError
+from gateway.fanout import ScoreFanout
+from gateway.ingest import VideoIngest
+from gateway.limits import RateLimit
+from rehab import metrics
+from rehab.records import check_client_ts
+
+MAX_CHANNELS_PER_SESSION = 4  # data channels one peer connection may open (clients use 1: keypoints or control)
+
+
+@dataclass
+class LiveSession:
+    session_id: str
+    reference_id: str
+    pc: RTCPeerConnection
+    ingest: VideoIngest | EdgeIngest
+    patient_id: str = ""
+    credential_id: str | None = None  # of the token that connected it: revoking it ends the session
+    tasks: list[asyncio.Task] = field(default_factory=list)
+    last_activity: float = field(default_factory=time.monotonic)
+    disconnected_at: float | None = None  # the peer connection failed or closed: waiting for a reconnect
+    channels: int = 0  # data channels the peer opened
+
+    def summary(self) -> dict:
+        out = dict(self.ingest.counters)
+        if isinstance(self.ingest, VideoIngest):
+            out["dropped_latest"] = self.ingest.slot.dropped
+        return out
+
+    async def close(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        for t in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        await self.pc.close()
+
+
+class ChannelErrors:
+    """Error replies on a data channel, per session: a burst, then 5 a second; the rest are counted,
+    unanswered (a hostile peer cannot make the gateway talk as fast as it sends)."""
+
+    def __init__(self):
+        self.replies = RateLimit(300, burst=60)
+
+    def __call__(self, channel, sid: str, ingest, reason: str) -> None:
+        if channel.readyState != "open":
+            return
+        if self.replies.allow(sid):
+            channel.send(json.dumps({"type": "error", "reason": reason}))
+        else:
+            ingest.counters["errors_unanswered"] += 1
+            metrics.DROPPED.labels("gateway", "error_reply_limit").inc()
+
+
+def wire(session: LiveSession, edge: bool, fanout: ScoreFanout, reply_error: ChannelErrors,
+         is_current: Callable[[], bool]) -> None:
+    """Attaches the session's handlers to its peer connection (before the offer is applied).
+    ``is_current()``: whether this is still the session's connection (a reconnect replaces it)."""
+    pc, ingest, sid = session.pc, session.ingest, session.session_id
+
+    def on_keypoints(channel, message) -> None:
+        session.last_activity = time.monotonic()
+        try:
+            frame = ingest.accept(message)
+        except EdgeMessageError as exc:
+            ingest.counters["bad_messages"] += 1
+            metrics.DROPPED.labels("gateway", "edge_refused").inc()
+            reply_error(channel, sid, ingest, str(exc))
+            return
+        ingest.publish(frame)
+
+    async def scores_to_channel(channel) -> None:
+        q = fanout.subscribe(sid)
+        try:
+            while True:
+                payload = await q.get()
+                if channel.readyState != "open":
+                    return
+                channel.send('{"type":"score","score":' + payload + "}")
+        finally:
+            fanout.unsubscribe(sid, q)
+
+    @pc.on("datachannel")
+    def on_datachannel(channel):
+        session.channels += 1
+        if session.channels > MAX_CHANNELS_PER_SESSION:  # a client needs one or two: no more
+            ingest.counters["refused_channels"] += 1
+            metrics.DROPPED.labels("gateway", "channel_limit").inc()
+            channel.close()
+            return
+        if channel.label == "keypoints":
+            if not edge:
+                channel.send(json.dumps({"type": "error", "reason": "this is a cloud-mode session: send video"}))
+                return
+            channel.on("message", lambda m: on_keypoints(channel, m))
+            session.tasks.append(asyncio.create_task(scores_to_channel(channel)))
+            return
+
+        @channel.on("message")
+        def on_message(message):
+            try:
+                msg = json.loads(message)
+                if msg.get("type") == "clock" and not edge:
+                    ingest.clock_t0_ms = check_client_ts("t0_ms", msg.get("t0_ms"))
+            except (ValueError, AttributeError, RecursionError) as exc:  # MessageError is a ValueError
+                ingest.counters["bad_channel_messages"] += 1
+                reply_error(channel, sid, ingest, str(exc)[:200])
+
+    @pc.on("track")
+    def on_track(track):
+        if track.kind == "video" and not edge:
+            async def read():
+                await ingest.read_track(track, on_frame=lambda: setattr(session, "last_activity", time.monotonic()))
+            session.tasks.append(asyncio.create_task(read()))
+            session.tasks.append(asyncio.create_task(ingest.publish()))
+        else:
+            ingest.counters["ignored_tracks"] += 1
+
+    @pc.on("connectionstatechange")
+    async def on_state():
+        if not is_current():
+            return
+        if pc.connectionState in ("failed", "closed"):
+            session.disconnected_at = time.monotonic()  # the reaper ends it unless the client reconnects
+        elif pc.connectionState == "connected":
+            session.disconnected_at = None
+
