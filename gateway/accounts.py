@@ -41,8 +41,10 @@ ACCOUNT_SCHEMAS = {
 }
 
 
-class BadBody(Exception):
-    pass
+class BadBody(OfferError):
+    """A body that is JSON but not what the route takes (the gateway answers refusals: gateway/app.py)."""
+
+    status = 422
 
 
 def field(body, name: str, pattern=None) -> str:
@@ -129,14 +131,6 @@ class Accounts:
             Route("/patients/{patient_id}/erase", self.erase, methods=["POST"]),
         ]
 
-    async def _guarded(self, request: Request, handler) -> JSONResponse:
-        try:
-            return await handler()
-        except AuthError as exc:
-            return error(exc.status, str(exc))
-        except (BadBody, OfferError) as exc:
-            return error(exc.status if isinstance(exc, OfferError) else 422, str(exc))
-
     async def add_clinician(self, request: Request):
         """
         summary: A new credential for a clinician (shown once; exchange it at POST /tokens).
@@ -150,14 +144,12 @@ class Accounts:
           403: {description: wrong API key}
           422: {description: bad body}
         """
-        async def handle():
-            self.admin(request)
-            clinician = field(await read_json(request), "clinician_id", ID_PATTERN)
-            credential = await self.identity.new_credential("clinician", clinician)
-            await self.identity.audit("admin", "clinician_credential_issued", None, clinician_id=clinician,
-                                      credential_id=credential.partition(".")[0])
-            return JSONResponse({"clinician_id": clinician, "credential": credential}, status_code=201)
-        return await self._guarded(request, handle)
+        self.admin(request)
+        clinician = field(await read_json(request), "clinician_id", ID_PATTERN)
+        credential = await self.identity.new_credential("clinician", clinician)
+        await self.identity.audit("admin", "clinician_credential_issued", None, clinician_id=clinician,
+                                  credential_id=credential.partition(".")[0])
+        return JSONResponse({"clinician_id": clinician, "credential": credential}, status_code=201)
 
     async def token(self, request: Request):
         """
@@ -171,19 +163,17 @@ class Accounts:
           401: {description: unknown, wrong or revoked credential}
           422: {description: bad body}
         """
-        async def handle():
-            self.check_origin(request)
-            credential = field(await read_json(request), "credential")
-            try:
-                kind, subject, cid = await self.identity.check_credential(credential)
-            except LookupError:
-                raise AuthError(401, "unknown, wrong or revoked credential") from None
-            patient = subject if kind == "patient" else None
-            token, expires = self.signer.issue(kind, patient, subject=subject, credential_id=cid)
-            who = {"patient_id": subject} if kind == "patient" else {"clinician_id": subject}
-            return JSONResponse({"token": token, "expires_at": expires, "expires_in_s": self.settings.token_ttl_s,
-                                 "role": kind, **who}, status_code=201)
-        return await self._guarded(request, handle)
+        self.check_origin(request)
+        credential = field(await read_json(request), "credential")
+        try:
+            kind, subject, cid = await self.identity.check_credential(credential)
+        except LookupError:
+            raise AuthError(401, "unknown, wrong or revoked credential") from None
+        patient = subject if kind == "patient" else None
+        token, expires = self.signer.issue(kind, patient, subject=subject, credential_id=cid)
+        who = {"patient_id": subject} if kind == "patient" else {"clinician_id": subject}
+        return JSONResponse({"token": token, "expires_at": expires, "expires_in_s": self.settings.token_ttl_s,
+                             "role": kind, **who}, status_code=201)
 
     async def enrol(self, request: Request):
         """
@@ -200,17 +190,15 @@ class Accounts:
           409: {description: the patient belongs to another clinician, or was removed}
           422: {description: bad body}
         """
-        async def handle():
-            actor, clinician = await self.staff(request)
-            patient = field(await read_json(request), "patient_id", ID_PATTERN)
-            try:
-                code, ttl = await self.identity.enrol(patient, clinician, actor, self.settings.invitation_ttl_s)
-            except Conflict as exc:
-                return error(409, str(exc))
-            url = f"{str(request.base_url).rstrip('/')}/?invite={code}"
-            return JSONResponse({"patient_id": patient, "invitation_code": code, "invitation_url": url,
-                                 "expires_in_s": ttl}, status_code=201)
-        return await self._guarded(request, handle)
+        actor, clinician = await self.staff(request)
+        patient = field(await read_json(request), "patient_id", ID_PATTERN)
+        try:
+            code, ttl = await self.identity.enrol(patient, clinician, actor, self.settings.invitation_ttl_s)
+        except Conflict as exc:
+            return error(409, str(exc))
+        url = f"{str(request.base_url).rstrip('/')}/?invite={code}"
+        return JSONResponse({"patient_id": patient, "invitation_code": code, "invitation_url": url,
+                             "expires_in_s": ttl}, status_code=201)
 
     async def accept(self, request: Request):
         """
@@ -223,17 +211,15 @@ class Accounts:
           410: {description: the code was used or has expired, or the patient was removed}
           422: {description: bad body}
         """
-        async def handle():
-            self.check_origin(request)
-            code = field(await read_json(request), "code")
-            try:
-                patient, credential = await self.identity.accept(code)
-            except LookupError as exc:
-                return error(404, str(exc))
-            except Gone as exc:
-                return error(410, str(exc))
-            return JSONResponse({"patient_id": patient, "credential": credential}, status_code=201)
-        return await self._guarded(request, handle)
+        self.check_origin(request)
+        code = field(await read_json(request), "code")
+        try:
+            patient, credential = await self.identity.accept(code)
+        except LookupError as exc:
+            return error(404, str(exc))
+        except Gone as exc:
+            return error(410, str(exc))
+        return JSONResponse({"patient_id": patient, "credential": credential}, status_code=201)
 
     async def logout(self, request: Request):
         """
@@ -246,16 +232,14 @@ class Accounts:
           400: {description: the token has no credential (a demo session's, or one an admin issued)}
           401: {description: missing, expired, forged or already revoked token}
         """
-        async def handle():
-            claims = await self.authorize(request)
-            if claims.credential_id is None:
-                return error(400, "this token comes from no credential (a demo session or an admin-issued token): "
-                                  "it simply expires")
-            actor = f"{'patient' if claims.role == 'patient' else 'clinician'}:{claims.subject}"
-            await self.identity.revoke_credential(claims.credential_id, actor)
-            await self.on_revoked({claims.credential_id}, set())
-            return JSONResponse({"revoked": True})
-        return await self._guarded(request, handle)
+        claims = await self.authorize(request)
+        if claims.credential_id is None:
+            return error(400, "this token comes from no credential (a demo session or an admin-issued token): "
+                              "it simply expires")
+        actor = f"{'patient' if claims.role == 'patient' else 'clinician'}:{claims.subject}"
+        await self.identity.revoke_credential(claims.credential_id, actor)
+        await self.on_revoked({claims.credential_id}, set())
+        return JSONResponse({"revoked": True})
 
     async def _patient_for_staff(self, request: Request) -> tuple[str, dict]:
         actor, clinician = await self.staff(request)
@@ -280,16 +264,14 @@ class Accounts:
           404: {description: unknown patient}
           409: {description: removed before}
         """
-        async def handle():
-            try:
-                actor, row = await self._patient_for_staff(request)
-            except LookupError:
-                return error(404, "unknown patient")
-            if not await self.identity.remove(row["patient_id"], actor):
-                return error(409, "this patient was removed before")
-            await self.on_revoked(set(), {row["patient_id"]})
-            return JSONResponse({"patient_id": row["patient_id"], "removed": True})
-        return await self._guarded(request, handle)
+        try:
+            actor, row = await self._patient_for_staff(request)
+        except LookupError:
+            return error(404, "unknown patient")
+        if not await self.identity.remove(row["patient_id"], actor):
+            return error(409, "this patient was removed before")
+        await self.on_revoked(set(), {row["patient_id"]})
+        return JSONResponse({"patient_id": row["patient_id"], "removed": True})
 
     async def sessions(self, request: Request):
         """
@@ -301,16 +283,14 @@ class Accounts:
           401: {description: no, expired or revoked token}
           403: {description: another patient's token, or another clinician's}
         """
-        async def handle():
-            patient = request.path_params["patient_id"]
-            if request.headers.get("x-api-key"):
-                self.admin(request)
-            else:
-                claims = await self.authorize(request)
-                if claims.session_id is not None or not await self.may_watch(claims, "", patient):
-                    raise AuthError(403, "this token may not read this patient's sessions")
-            return JSONResponse(await self.identity.sessions_of(patient))
-        return await self._guarded(request, handle)
+        patient = request.path_params["patient_id"]
+        if request.headers.get("x-api-key"):
+            self.admin(request)
+        else:
+            claims = await self.authorize(request)
+            if claims.session_id is not None or not await self.may_watch(claims, "", patient):
+                raise AuthError(403, "this token may not read this patient's sessions")
+        return JSONResponse(await self.identity.sessions_of(patient))
 
     async def erase(self, request: Request):
         """
@@ -328,18 +308,16 @@ class Accounts:
         """
         from rehab.erasure import erase_patient
 
-        async def handle():
-            actor, clinician = await self.staff(request)
-            patient = request.path_params["patient_id"]
-            row = await self.identity.patient(patient)
-            if clinician is not None and (row is None or row["clinician_id"] != clinician):
-                if row is None:
-                    return error(404, "unknown patient")
-                raise AuthError(403, "this patient was enrolled by another clinician")
-            try:
-                report = await erase_patient(self.settings, patient, actor,
-                                             on_removed=lambda: self.on_revoked(set(), {patient}))
-            except LookupError as exc:
-                return error(404, str(exc))
-            return JSONResponse(report.as_dict())
-        return await self._guarded(request, handle)
+        actor, clinician = await self.staff(request)
+        patient = request.path_params["patient_id"]
+        row = await self.identity.patient(patient)
+        if clinician is not None and (row is None or row["clinician_id"] != clinician):
+            if row is None:
+                return error(404, "unknown patient")
+            raise AuthError(403, "this patient was enrolled by another clinician")
+        try:
+            report = await erase_patient(self.settings, patient, actor,
+                                         on_removed=lambda: self.on_revoked(set(), {patient}))
+        except LookupError as exc:
+            return error(404, str(exc))
+        return JSONResponse(report.as_dict())

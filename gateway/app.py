@@ -237,20 +237,12 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
                             headers={"Retry-After": str(retry)})
 
     # -- access ------------------------------------------------------------------------------
-    def refused(exc: AuthError) -> JSONResponse:
-        return error(exc.status, str(exc))
-
     check_origin, admin = accounts.check_origin, accounts.admin
 
-    async def checked_json(request: Request, check) -> tuple[object, JSONResponse | None]:
-        """The JSON body once ``check(request)`` passed, or the refusal to answer with."""
-        try:
-            check(request)
-            return await read_json(request), None
-        except AuthError as exc:
-            return None, refused(exc)
-        except OfferError as exc:
-            return None, error(exc.status, str(exc))
+    async def checked_json(request: Request, check):
+        """The JSON body once ``check(request)`` passed (AuthError, OfferError: refusals, see ``refusal``)."""
+        check(request)
+        return await read_json(request)
 
     async def session_access(conn, sid: str, send: bool) -> tuple[dict, Claims]:
         """The session row and the caller's claims; AuthError / LookupError otherwise."""
@@ -297,10 +289,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
           200: {description: "[{id, name, fps, n_frames, model, created_at, clinician_id}]"}
           401: {description: no, expired or revoked token}
         """
-        try:
-            scope = await accounts.reference_scope(request)
-        except AuthError as exc:
-            return refused(exc)
+        scope = await accounts.reference_scope(request)
         return JSONResponse(await res["db"].list_references(scope))
 
     async def visible(scope: set | None, ref_id: str) -> bool:
@@ -319,10 +308,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
           401: {description: no, expired or revoked token}
           404: {description: unknown reference, or one the caller may not see}
         """
-        try:
-            scope = await accounts.reference_scope(request)
-        except AuthError as exc:
-            return refused(exc)
+        scope = await accounts.reference_scope(request)
         ref = await res["db"].get_reference(request.path_params["reference_id"])
         if ref is None or not await visible(scope, ref.id):
             return error(404, "unknown reference")
@@ -358,10 +344,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
           415: {description: not a video container}
           422: {description: unreadable video, or nobody in it}
         """
-        try:
-            _, clinician = await accounts.staff(request)
-        except AuthError as exc:
-            return refused(exc)
+        _, clinician = await accounts.staff(request)
         name = request.query_params.get("name")
         if not name:
             return error(400, "query parameter 'name' is required")
@@ -411,10 +394,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         """
         from rehab.scoring import score_attempt
 
-        try:
-            _, clinician = await accounts.staff(request)
-        except AuthError as exc:
-            return refused(exc)
+        _, clinician = await accounts.staff(request)
         mirror = request.query_params.get("mirror", "auto")
         if mirror not in ("auto", "off"):
             return error(400, "mirror must be 'auto' or 'off'")
@@ -446,9 +426,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
           401: {description: no API key}
           422: {description: bad body}
         """
-        body, refusal = await checked_json(request, admin)
-        if refusal is not None:
-            return refusal
+        body = await checked_json(request, admin)
         ids = [body.get(k) if isinstance(body, dict) else None for k in ("clinician_id", "patient_id")]
         if not all(isinstance(i, str) and ID_PATTERN.match(i) for i in ids):
             return error(422, "body must be {clinician_id, patient_id}, each 1-64 letters, digits, '_', '.', '-'")
@@ -478,9 +456,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         """
         if not session_limit.allow(client_of(request)):
             return too_many(session_limit, request, "sessions")
-        body, refusal = await checked_json(request, check_origin)
-        if refusal is not None:
-            return refusal
+        body = await checked_json(request, check_origin)
         claims = None
         try:
             if bearer(request.headers) is not None or not settings.demo_mode:
@@ -490,9 +466,9 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
                                          "starts a session")
         except AuthError as exc:
             if exc.status == 401 and bearer(request.headers) is None:
-                exc = AuthError(401, "starting a session needs the patient's token: exchange the patient's "
-                                     "credential at POST /tokens (the gateway is not in demo mode)")
-            return refused(exc)
+                raise AuthError(401, "starting a session needs the patient's token: exchange the patient's "
+                                     "credential at POST /tokens (the gateway is not in demo mode)") from None
+            raise
         if not isinstance(body, dict) or not isinstance(body.get("reference_id"), str):
             return error(422, "body must be a JSON object with a string 'reference_id'")
         unknown = set(body) - {"reference_id", "patient_id", "mode"}
@@ -539,8 +515,6 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         sid = request.path_params["session_id"]
         try:
             row, claims = await session_access(request, sid, send=True)
-        except AuthError as exc:
-            return refused(exc)
         except LookupError:
             return error(404, "unknown session")
         if row["ended_at"] is not None:
@@ -562,8 +536,6 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         """
         try:
             row, _ = await session_access(request, request.path_params["session_id"], send=False)
-        except AuthError as exc:
-            return refused(exc)
         except LookupError:
             return error(404, "unknown session")
         return JSONResponse({k: (str(v) if v is not None and k.endswith("_at") else v) for k, v in row.items()})
@@ -582,8 +554,6 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         sid = request.path_params["session_id"]
         try:
             await session_access(request, sid, send=True)
-        except AuthError as exc:
-            return refused(exc)
         except LookupError:
             return error(404, "unknown session")
         summary = await sessions.finish(sid, "client")
@@ -611,8 +581,6 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         try:
             row, claims = await session_access(request, sid, send=True)
             offer = Offer.from_json(await read_json(request))
-        except AuthError as exc:
-            return refused(exc)
         except LookupError:
             return error(404, "unknown session")
         except OfferError as exc:
@@ -742,7 +710,12 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         WebSocketRoute("/sessions/{session_id}/scores", scores_ws),
         *accounts.routes(),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(
+    async def refusal(request, exc: AuthError | OfferError) -> JSONResponse:
+        """Every refusal a route raises (auth: 401/403/503; a bad body: 400/413/422) as ``{"error": ...}``."""
+        return error(exc.status, str(exc))
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={AuthError: refusal, OfferError: refusal},
+                    middleware=[Middleware(
         ErrorThrottle, limit=error_limit, on_throttled=lambda: metrics.DROPPED.labels("gateway", "limit_errors").inc())])
     app.state.live = live
     app.state.fanout = fanout
