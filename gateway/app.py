@@ -30,7 +30,6 @@ import tempfile
 import uuid
 from pathlib import Path
 
-import asyncmy
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from starlette.applications import Starlette
@@ -55,9 +54,10 @@ from gateway.limits import ConcurrencyLimit, ErrorThrottle, RateLimit, client_of
 from gateway.ingest import VideoIngest
 from gateway.offer import Offer, OfferError
 from gateway.peer import ChannelErrors, LiveSession, wire
+from gateway.references import References
 from gateway.sessions import LiveSessions
 from gateway.turn import IceServers
-from gateway.uploads import Extractor, UploadError, receive_video
+from gateway.uploads import Extractor
 from rehab import metrics
 from rehab.reference import _ID as ID_PATTERN
 from rehab.settings import MAX_SESSION_FPS, Settings
@@ -156,6 +156,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
                                  "revoked")
 
     accounts = Accounts(settings, signer, on_revoked=revoke_local)
+    references = References(settings, accounts, res)
 
     async def watch_revocations() -> None:
         """Revocations made through other gateways (or the CLI) reach this one's streams and sessions."""
@@ -278,143 +279,6 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         schema = schemas.get_schema(routes=request.app.routes)
         return JSONResponse(json.loads(json.dumps(schema, default=str)))  # YAML's int status keys -> strings
 
-    async def references(request: Request):
-        """
-        summary: The guide recordings the caller may see.
-        description: The clinic's shared guides (registered by an admin) and those of the caller's
-          clinician (a clinician's own; a patient's clinician's). The admin API key, and anyone in demo
-          mode, see all.
-        security: [{bearer: []}, {api_key: []}]
-        responses:
-          200: {description: "[{id, name, fps, n_frames, model, created_at, clinician_id}]"}
-          401: {description: no, expired or revoked token}
-        """
-        scope = await accounts.reference_scope(request)
-        return JSONResponse(await res["db"].list_references(scope))
-
-    async def visible(scope: set | None, ref_id: str) -> bool:
-        exists, owner = await res["db"].reference_owner(ref_id)
-        return exists and (scope is None or owner in scope)
-
-    async def get_reference(request: Request):
-        """
-        summary: One guide recording; ?frames=true adds its keypoints (one 17x3 list or null per frame).
-        parameters:
-          - {$ref: "#/components/parameters/reference_id"}
-          - {name: frames, in: query, schema: {type: string, enum: ["true", "false", "1", "0"]}}
-        security: [{bearer: []}, {api_key: []}]
-        responses:
-          200: {description: "{id, name, fps, width, height, model, model_version, source_sha256, n_frames}"}
-          401: {description: no, expired or revoked token}
-          404: {description: unknown reference, or one the caller may not see}
-        """
-        scope = await accounts.reference_scope(request)
-        ref = await res["db"].get_reference(request.path_params["reference_id"])
-        if ref is None or not await visible(scope, ref.id):
-            return error(404, "unknown reference")
-        out = {"id": ref.id, "name": ref.name, "fps": ref.fps, "width": ref.width, "height": ref.height,
-               "model": ref.model, "model_version": ref.model_version, "source_sha256": ref.source_sha256,
-               "n_frames": len(ref.frames), "frames_with_subject": sum(f is not None for f in ref.frames)}
-        if request.query_params.get("frames") in ("1", "true"):
-            out["frames"] = ref.frames
-        return JSONResponse(out)
-
-    async def upload(request: Request) -> Path:
-        return await receive_video(request, settings.upload_max_bytes, Path(res["uploads"].name))
-
-    async def add_reference(request: Request):
-        """
-        summary: Register a guide recording from an uploaded video (the body; mp4/mov, webm/mkv or avi).
-        description: Needs the admin API key (X-API-Key; the guide is the whole clinic's) or a clinician's
-          own token (the guide is then theirs; they and their patients see it). Query name= (required) and id= (optional,
-          default derived from the name); an existing id is replaced. The video's type is taken from its
-          first bytes, not from Content-Type.
-        security: [{api_key: []}]
-        parameters:
-          - {name: name, in: query, required: true, schema: {type: string}}
-          - {name: id, in: query, schema: {type: string}}
-        requestBody: {required: true, content: {application/octet-stream: {schema: {type: string, format: binary}}}}
-        responses:
-          201: {description: "{reference_id, name, fps, frames, frames_with_subject}"}
-          400: {description: missing name, empty body}
-          401: {description: no API key or clinician token}
-          403: {description: wrong API key or origin, not a clinician's own token}
-          409: {description: the id or name is another clinician's guide}
-          413: {description: larger than REHAB_UPLOAD_MAX_BYTES}
-          415: {description: not a video container}
-          422: {description: unreadable video, or nobody in it}
-        """
-        _, clinician = await accounts.staff(request)
-        name = request.query_params.get("name")
-        if not name:
-            return error(400, "query parameter 'name' is required")
-        ref_id = request.query_params.get("id")
-        if ref_id is not None and not ID_PATTERN.match(ref_id):
-            return error(400, "id must be 1-64 letters, digits, '_', '.', '-'")
-        path = None
-        try:
-            path = await upload(request)
-            ref = await res["extractor"].reference(path, name, ref_id)
-        except UploadError as exc:
-            return error(exc.status, str(exc))
-        except ValueError as exc:  # nobody in the video, a name no id can be made from, ...
-            return error(422, f"cannot use this video as a reference: {exc}")
-        finally:
-            if path is not None:
-                path.unlink(missing_ok=True)
-        for key in (ref.id, ref.name):  # a clinician replaces their own guides only; an admin any
-            exists, owner = await res["db"].reference_owner(key)
-            if exists and clinician is not None and owner != clinician:
-                return error(409, f"a guide named or numbered {key!r} belongs to someone else: choose another name")
-        try:
-            await res["db"].save_reference(ref, clinician)
-        except asyncmy.errors.IntegrityError:  # the name is another guide's (another id)
-            return error(409, f"a guide named {ref.name!r} exists: choose another name, or its id to replace it")
-        return JSONResponse({"reference_id": ref.id, "name": ref.name, "fps": ref.fps, "frames": len(ref.frames),
-                             "frames_with_subject": sum(f is not None for f in ref.frames)}, status_code=201)
-
-    async def score_upload(request: Request):
-        """
-        summary: Score an uploaded attempt (the body, a video) against a stored reference.
-        description: Needs the admin API key or a clinician's token. Same code and output as
-          `rehab score --json` (similarity in [0, 1], per-joint similarity, corrections, repetitions,
-          phase coverage). Query mirror=auto|off.
-        security: [{api_key: []}, {bearer: []}]
-        parameters:
-          - {$ref: "#/components/parameters/reference_id"}
-          - {name: mirror, in: query, schema: {type: string, enum: [auto, "off"]}}
-        requestBody: {required: true, content: {application/octet-stream: {schema: {type: string, format: binary}}}}
-        responses:
-          200: {description: "{similarity, reps, windows, phase_coverage, joints, corrections, ...}"}
-          401: {description: no API key}
-          404: {description: unknown reference}
-          413: {description: too large}
-          415: {description: not a video container}
-          422: {description: unreadable video}
-        """
-        from rehab.scoring import score_attempt
-
-        _, clinician = await accounts.staff(request)
-        mirror = request.query_params.get("mirror", "auto")
-        if mirror not in ("auto", "off"):
-            return error(400, "mirror must be 'auto' or 'off'")
-        ref = await res["db"].get_reference(request.path_params["reference_id"])
-        if ref is None or not await visible(None if clinician is None else {None, clinician}, ref.id):
-            return error(404, "unknown reference")
-        path = None
-        try:
-            path = await upload(request)
-            frames = await res["extractor"].frames(path)
-        except UploadError as exc:
-            return error(exc.status, str(exc))
-        finally:
-            if path is not None:
-                path.unlink(missing_ok=True)
-        if not frames:
-            return error(422, "the video has no frames")
-        result = await asyncio.to_thread(score_attempt, ref, frames, mirror)
-        return JSONResponse(result)
-
     async def clinician_token(request: Request):
         """
         summary: A token with which a clinician watches one patient's sessions.
@@ -485,7 +349,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         if mode not in ("cloud", "edge"):
             return error(422, "mode must be 'cloud' or 'edge'")
         ref = await res["db"].get_reference(body["reference_id"])
-        if ref is None or (claims is not None and not await visible(
+        if ref is None or (claims is not None and not await references.visible(
                 {None, await accounts.clinician_of(claims.patient_id)}, ref.id)):
             return error(404, f"unknown reference {body['reference_id']!r}")
         session_id = uuid.uuid4().hex
@@ -697,10 +561,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         Route("/health", health),
         Route("/openapi.json", openapi, include_in_schema=False),
         Route("/metrics", prometheus, include_in_schema=False),
-        Route("/references", references, methods=["GET"]),
-        Route("/references", add_reference, methods=["POST"]),
-        Route("/references/{reference_id}", get_reference, methods=["GET"]),
-        Route("/references/{reference_id}/score", score_upload, methods=["POST"]),
+        *references.routes(),
         Route("/tokens/clinician", clinician_token, methods=["POST"]),
         Route("/sessions", create_session, methods=["POST"]),
         Route("/sessions/{session_id}", get_session, methods=["GET"]),
