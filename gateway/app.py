@@ -9,6 +9,9 @@ Routes (the OpenAPI schema at /openapi.json describes each; who may call what: g
   POST   /references/{id}/score           [API key | clinician token] body = an attempt video -> the score
   POST   /tokens/clinician                [API key] {clinician_id, patient_id} -> a clinician token
   ...                                     enrolment, credentials, logout, patient removal: gateway/accounts.py
+Modules: the guide routes gateway/references.py, the account routes gateway/accounts.py, a live
+session's peer connection gateway/peer.py, the live-session registry and reaper gateway/sessions.py,
+the score WebSockets gateway/streams.py, refusals and bounded bodies gateway/http.py.
   POST   /sessions                        [patient token; none in demo mode] {reference_id, mode} -> 201
                                           {session_id, token, ...}
   GET    /sessions/{id}                   [token] the session row
@@ -41,7 +44,7 @@ from starlette.responses import FileResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.schemas import SchemaGenerator
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from gateway import sctp
 from gateway.accounts import ACCOUNT_SCHEMAS, Accounts
@@ -56,6 +59,7 @@ from gateway.offer import Offer, OfferError
 from gateway.peer import ChannelErrors, LiveSession, wire
 from gateway.references import References
 from gateway.sessions import LiveSessions
+from gateway.streams import ScoreStreams
 from gateway.turn import IceServers
 from gateway.uploads import Extractor
 from rehab import metrics
@@ -144,14 +148,12 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         log.warning("REHAB_AUTH_SECRET is not set: tokens are signed with a random key and die with this process")
     if settings.demo_mode:
         log.warning("REHAB_DEMO_MODE is on: anyone who reaches this gateway may start sessions for any patient")
-    # open score WebSockets: their claims and a future that, once set, closes the stream with its reason
-    streams: dict[int, tuple[Claims, asyncio.Future]] = {}
+    streams = ScoreStreams(fanout, signer.clock)
 
     async def revoke_local(credential_ids: set, patient_ids: set) -> None:
         """Closes this gateway's WebSockets and ends its live sessions that a revocation ended."""
-        for claims, ended in list(streams.values()):
-            if (claims.credential_id in credential_ids or claims.patient_id in patient_ids) and not ended.done():
-                ended.set_result("the token was revoked (logged out, or the patient was removed)")
+        streams.close_where(lambda c: c.credential_id in credential_ids or c.patient_id in patient_ids,
+                            "the token was revoked (logged out, or the patient was removed)")
         await sessions.end_where(lambda s: s.credential_id in credential_ids or s.patient_id in patient_ids,
                                  "revoked")
 
@@ -511,44 +513,9 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
             await ws.close(code=4429, reason=f"more than {ws_limit.limit} open subscriptions from this client")
             return
         try:
-            await subscribe(ws, sid, claims)
+            await streams.push(ws, sid, claims)
         finally:
             ws_limit.release(client)
-
-    async def subscribe(ws: WebSocket, sid: str, claims: Claims) -> None:
-        """Pushes the session's scores until the client leaves, or its token expires or is revoked
-        (then closed with 4401 and the reason: the app reconnects with its refreshed token)."""
-        q = fanout.subscribe(sid, keypoints=ws.query_params.get("keypoints") in ("1", "true"))
-        ended = asyncio.get_running_loop().create_future()
-        streams[id(ended)] = (claims, ended)
-        expiry = asyncio.get_running_loop().call_later(
-            max(0.0, claims.expires_at - signer.clock()),
-            lambda: ended.done() or ended.set_result("the token has expired: reconnect with a fresh one"))
-
-        async def push() -> None:  # one writer per subscriber: no task or wait per message
-            while True:
-                await ws.send_text(await q.get())
-
-        writer = asyncio.create_task(push())
-        reader = asyncio.ensure_future(ws.receive_text())
-        code, reason = 1000, "this stream only pushes"
-        try:
-            # we only push: anything the client sends, or its close, ends the subscription
-            await asyncio.wait({writer, reader, ended}, return_when=asyncio.FIRST_COMPLETED)
-            if ended.done():
-                code, reason = 4401, ended.result()
-        except (WebSocketDisconnect, RuntimeError):
-            pass
-        finally:
-            expiry.cancel()
-            streams.pop(id(ended), None)
-            reader.cancel()
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, Exception):
-                await writer
-            fanout.unsubscribe(sid, q)
-            with contextlib.suppress(Exception):  # a clean close (1000), not a dropped connection
-                await ws.close(code=code, reason=reason)
 
     async def index(request: Request):
         return FileResponse(STATIC / "index.html")
