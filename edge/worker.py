@@ -26,7 +26,7 @@ from edge.backends.base import PoseBackend, publishable_box, publishable_keypoin
 from edge.guides import Guides, mysql_loader
 from edge.subject import SubjectSelector
 from rehab import metrics
-from rehab.records import DeadLetter, FrameRecord, KeypointFrame, MessageError, now_ms
+from rehab.records import GATEWAY_TO_INFERRED, DeadLetter, FrameRecord, KeypointFrame, MessageError, now_ms
 from rehab.partitioning import session_partitioner
 from rehab.topics import Topics, dead_letter_key, record_key
 
@@ -212,7 +212,7 @@ class PoseWorker:
                 log.warning("session %s frame %d: keypoints not publishable: %s", f.session_id, f.seq, exc)
                 continue
             self.producer.send(self.topics.keypoints, key=record_key(f.session_id, kf.seq), value=kf.to_json())
-            metrics.observe_hop("gateway_to_inferred", kf.infer_ts_ms - f.gateway_ts_ms)
+            metrics.observe_hop(GATEWAY_TO_INFERRED, kf.infer_ts_ms - f.gateway_ts_ms)
             out.append(kf)
         self.count("frames_out", len(out))
         metrics.SESSIONS.labels("worker").set(len(self.selectors))

@@ -25,7 +25,8 @@ from aiokafka.errors import KafkaTimeoutError
 
 from rehab import metrics
 from rehab.topics import record_key
-from rehab.records import MAX_INT, KeypointFrame, MessageError, check_client_ts, check_int, now_ms
+from rehab.records import (CAPTURE_TO_GATEWAY, MAX_INT, KeypointFrame, MessageError, check_client_ts, check_int,
+                           now_ms)
 
 log = logging.getLogger("rehab.gateway.edge")
 MAX_MESSAGE_BYTES = 8 * 1024
@@ -187,7 +188,7 @@ class EdgeIngest:
             frame = dataclasses.replace(frame, seq=frame.seq + self.seq_offset)
         self.next_seq = max(self.next_seq, frame.seq + 1)
         self.publisher.submit(record_key(self.session_id, frame.seq), frame.to_json(), self._sent)
-        metrics.observe_hop("capture_to_gateway", frame.gateway_ts_ms - frame.capture_ts_ms)
+        metrics.observe_hop(CAPTURE_TO_GATEWAY, frame.gateway_ts_ms - frame.capture_ts_ms)
 
     def _sent(self) -> None:
         self.counters["frames_published"] += 1

@@ -16,7 +16,7 @@ from collections import defaultdict
 import orjson
 
 from rehab import metrics
-from rehab.records import now_ms
+from rehab.records import SCORED_TO_PUSHED, now_ms
 from rehab.topics import session_of
 
 log = logging.getLogger("rehab.gateway.fanout")
@@ -116,6 +116,6 @@ class ScoreFanout:
             delivered = self.publish(sid, msg.value.decode("utf-8", "replace"))
             if delivered:
                 try:
-                    metrics.observe_hop("scored_to_pushed", now_ms() - orjson.loads(msg.value)["score_ts_ms"])
+                    metrics.observe_hop(SCORED_TO_PUSHED, now_ms() - orjson.loads(msg.value)["score_ts_ms"])
                 except (ValueError, KeyError, TypeError):
                     pass

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from rehab import metrics
-from rehab.records import FrameRecord, MessageError, check_client_ts, now_ms
+from rehab.records import CAPTURE_TO_GATEWAY, FrameRecord, MessageError, check_client_ts, now_ms
 
 log = logging.getLogger("rehab.gateway.ingest")
 
@@ -162,4 +162,4 @@ class VideoIngest:
                 continue
             self.counters["frames_published"] += 1
             metrics.MESSAGES.labels("gateway", "frames_published").inc()
-            metrics.observe_hop("capture_to_gateway", record.gateway_ts_ms - record.capture_ts_ms)
+            metrics.observe_hop(CAPTURE_TO_GATEWAY, record.gateway_ts_ms - record.capture_ts_ms)

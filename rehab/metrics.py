@@ -18,6 +18,8 @@ import threading
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from rehab.records import HOPS
+
 log = logging.getLogger("rehab.metrics")
 
 LATENCY_BUCKETS_MS = (2, 5, 10, 20, 35, 50, 75, 100, 150, 200, 300, 500, 1000, 2000, 5000)
@@ -40,6 +42,9 @@ LAG = Gauge("rehab_consumer_lag", "Messages between the group's committed offset
 
 
 def observe_hop(hop: str, ms: float) -> None:
+    """``hop``: one of rehab.records.HOPS (the vocabulary a score's latency_ms uses too)."""
+    if hop not in HOPS:
+        raise ValueError(f"unknown hop {hop!r}: one of {HOPS}")
     if ms >= 0:
         HOP_LATENCY.labels(hop).observe(ms)
 

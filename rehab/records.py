@@ -221,6 +221,16 @@ class Correction:
     message: str
 
 
+# The pipeline's hops, one vocabulary: a score's ``latency_ms`` keys and the metrics'
+# ``rehab_hop_latency_ms{hop}`` labels (rehab/metrics.py refuses any other name).
+CAPTURE_TO_GATEWAY = "capture_to_gateway"
+GATEWAY_TO_INFERRED = "gateway_to_inferred"
+INFERRED_TO_SCORED = "inferred_to_scored"
+CAPTURE_TO_SCORED = "capture_to_scored"
+SCORED_TO_PUSHED = "scored_to_pushed"  # (the gateway's fan-out: not in a score, which is pushed after)
+HOPS = (CAPTURE_TO_GATEWAY, GATEWAY_TO_INFERRED, INFERRED_TO_SCORED, CAPTURE_TO_SCORED, SCORED_TO_PUSHED)
+
+
 @dataclass(frozen=True)
 class Score:
     """The similarity of one window of a session to its reference, on ``rehab.scores.v1``."""
@@ -265,10 +275,10 @@ class Score:
     def latency_ms(self) -> dict[str, int]:
         """Per-hop latency of the window's last frame, capture to score."""
         return {
-            "capture_to_gateway": self.gateway_ts_ms - self.window_end_ts_ms,
-            "gateway_to_infer": self.infer_ts_ms - self.gateway_ts_ms,
-            "infer_to_score": self.score_ts_ms - self.infer_ts_ms,
-            "capture_to_score": self.score_ts_ms - self.window_end_ts_ms,
+            CAPTURE_TO_GATEWAY: self.gateway_ts_ms - self.window_end_ts_ms,
+            GATEWAY_TO_INFERRED: self.infer_ts_ms - self.gateway_ts_ms,
+            INFERRED_TO_SCORED: self.score_ts_ms - self.infer_ts_ms,
+            CAPTURE_TO_SCORED: self.score_ts_ms - self.window_end_ts_ms,
         }
 
     def to_json(self) -> bytes:

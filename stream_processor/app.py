@@ -21,7 +21,7 @@ import orjson
 from mode import Service
 
 from rehab import metrics
-from rehab.records import DeadLetter, Score
+from rehab.records import CAPTURE_TO_SCORED, INFERRED_TO_SCORED, DeadLetter, Score
 from rehab.scoring import kernels
 from rehab.settings import Settings, SettingsError
 from rehab.storage.repository import Database
@@ -158,8 +158,8 @@ def create_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
         for _, score in results:
             sent.append(await scores.send(key=record_key(score.session_id, score.window_end_seq),
                                           value=score.to_json()))
-            metrics.observe_hop("inferred_to_scored", score.score_ts_ms - score.infer_ts_ms)
-            metrics.observe_hop("capture_to_scored", score.score_ts_ms - score.window_end_ts_ms)
+            metrics.observe_hop(INFERRED_TO_SCORED, score.score_ts_ms - score.infer_ts_ms)
+            metrics.observe_hop(CAPTURE_TO_SCORED, score.score_ts_ms - score.window_end_ts_ms)
         metrics.MESSAGES.labels("processor", "scores").inc(len(results))
         metrics.SESSIONS.labels("processor").set(len(state.scorers))
         # the scores are in Kafka (acknowledged) before the state moves on; ``write_scores`` puts them in

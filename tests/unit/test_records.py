@@ -84,8 +84,8 @@ def score(**over) -> Score:
 def test_score_round_trips_and_reports_per_hop_latency():
     s = score()
     decoded = json.loads(s.to_json())
-    assert decoded["latency_ms"] == {"capture_to_gateway": 20, "gateway_to_infer": 40, "infer_to_score": 10,
-                                     "capture_to_score": 70}
+    assert decoded["latency_ms"] == {"capture_to_gateway": 20, "gateway_to_inferred": 40, "inferred_to_scored": 10,
+                                     "capture_to_scored": 70}
     assert Score.from_json(s.to_json()) == s
 
 
@@ -100,3 +100,14 @@ def test_dead_letter_keeps_reason_and_a_preview():
     letter = DeadLetter.of("svc", "topic", 1, 42, b"key", b"x" * 1000, "bad")
     body = json.loads(letter.to_json())
     assert body["reason"] == "bad" and body["offset"] == 42 and len(body["value_preview"]) == 200
+
+
+def test_one_hop_vocabulary_for_scores_and_metrics():
+    """A score's latency_ms keys are metrics hop labels, and the metrics take no other name."""
+    from rehab import metrics
+    from rehab.records import HOPS
+
+    assert set(json.loads(score().to_json())["latency_ms"]) <= set(HOPS)
+    with pytest.raises(ValueError, match="unknown hop"):
+        metrics.observe_hop("gateway_to_infer", 1.0)
+    metrics.observe_hop("gateway_to_inferred", 1.0)
