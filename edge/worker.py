@@ -275,7 +275,7 @@ def build_worker(settings) -> PoseWorker:
     """The composition root for a worker process: Kafka clients and backend from settings."""
     from kafka import KafkaConsumer, KafkaProducer
 
-    from edge.backends import create_backend
+    from edge.backends import backend_from_settings
 
     topics = settings.topics
     consumer = KafkaConsumer(
@@ -290,11 +290,8 @@ def build_worker(settings) -> PoseWorker:
     )
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0, acks=1,
                              partitioner=session_partitioner)  # "SESSION/SEQ" keys: one partition per session
-    from rehab.settings import backend_options
-
     def make():
-        return create_backend(settings.pose_backend, device=settings.pose_device, weights=settings.pose_weights,
-                              **backend_options(settings))
+        return backend_from_settings(settings)
 
     backend = make()
     extra = [make() for _ in range(settings.worker_threads - 1)] if not backend.batched else []

@@ -176,11 +176,9 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
                                "components": OPENAPI_COMPONENTS})
 
     def default_backend():
-        from edge.backends import create_backend
-        from rehab.settings import backend_options
+        from edge.backends import backend_from_settings
 
-        return create_backend(settings.pose_backend, device=settings.pose_device,
-                              weights=settings.pose_weights or None, **backend_options(settings))
+        return backend_from_settings(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -313,10 +313,3 @@ class Settings:
     def as_env(self) -> dict[str, str]:
         """The settings as environment variables, for child processes."""
         return {var: str(getattr(self, name)) for name, var in self.ENV.items()}
-
-
-def backend_options(settings: Settings) -> dict:
-    """The pose backend's options from the settings (the worker and the CLI pass them to create_backend)."""
-    if settings.pose_backend == "blazepose":
-        return {"complexity": settings.pose_complexity}
-    return {"score_threshold": settings.pose_score_threshold, "max_side": settings.frame_max_side}

@@ -23,4 +23,15 @@ def create_backend(name: str, device: str = "cpu", weights: str | None = None, *
     raise BackendError(f"unknown pose backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "BackendError", "Person", "PoseBackend", "create_backend"]
+def backend_from_settings(settings) -> PoseBackend:
+    """The one place a backend is built from settings (REHAB_POSE_BACKEND, _DEVICE, _WEIGHTS and the
+    backend's own options): the worker, the gateway's uploads and the CLI."""
+    if settings.pose_backend == "blazepose":
+        options = {"complexity": settings.pose_complexity}
+    else:
+        options = {"score_threshold": settings.pose_score_threshold, "max_side": settings.frame_max_side}
+    return create_backend(settings.pose_backend, device=settings.pose_device, weights=settings.pose_weights or None,
+                          **options)
+
+
+__all__ = ["BACKENDS", "BackendError", "Person", "PoseBackend", "backend_from_settings", "create_backend"]

@@ -64,17 +64,14 @@ def add_commands(sub) -> None:
 
 
 def _backend(args):
-    from edge.backends import create_backend
-
-    from rehab.settings import backend_options
+    from edge.backends import backend_from_settings
 
     settings = Settings.from_env()
-    name = args.backend or settings.pose_backend
-    overrides = {k: v for k, v in (("pose_backend", name), ("pose_complexity", getattr(args, "complexity", None)),
-                                   ("pose_score_threshold", getattr(args, "score_threshold", None))) if v is not None}
-    settings = settings.with_(**overrides)
-    return create_backend(name, device=args.device or settings.pose_device,
-                          weights=args.weights or settings.pose_weights or None, **backend_options(settings))
+    overrides = {k: v for k, v in (("pose_backend", args.backend), ("pose_device", args.device),
+                                   ("pose_weights", args.weights),
+                                   ("pose_complexity", getattr(args, "complexity", None)),
+                                   ("pose_score_threshold", getattr(args, "score_threshold", None))) if v not in (None, "")}
+    return backend_from_settings(settings.with_(**overrides))
 
 
 def _matcher(ref):
