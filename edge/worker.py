@@ -27,7 +27,7 @@ from edge.guides import Guides, mysql_loader
 from edge.subject import SubjectSelector
 from rehab import metrics
 from rehab.records import GATEWAY_TO_INFERRED, DeadLetter, FrameRecord, KeypointFrame, MessageError, now_ms
-from rehab.partitioning import session_partitioner
+from rehab import kafka_clients
 from rehab.topics import Topics, dead_letter_key, record_key
 
 log = logging.getLogger("rehab.edge.worker")
@@ -273,7 +273,7 @@ class PoseWorker:
 
 def build_worker(settings) -> PoseWorker:
     """The composition root for a worker process: Kafka clients and backend from settings."""
-    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import KafkaConsumer
 
     from edge.backends import backend_from_settings
 
@@ -288,8 +288,7 @@ def build_worker(settings) -> PoseWorker:
         session_timeout_ms=10_000, heartbeat_interval_ms=2_000,
         max_partition_fetch_bytes=8 * 1024 * 1024,
     )
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0, acks=1,
-                             partitioner=session_partitioner)  # "SESSION/SEQ" keys: one partition per session
+    producer = kafka_clients.producer(settings.kafka_bootstrap, linger_ms=0, acks=1)
     def make():
         return backend_from_settings(settings)
 

@@ -33,7 +33,6 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -67,7 +66,7 @@ from rehab.reference import _ID as ID_PATTERN
 from rehab.settings import MAX_SESSION_FPS, Settings
 from rehab.storage.identity import Identity
 from rehab.storage.repository import Database
-from rehab.partitioning import session_partitioner
+from rehab.kafka_clients import async_producer, async_tail
 
 log = logging.getLogger("rehab.gateway")
 install_marker_jitter_buffer()  # frames leave the jitter buffer on their last packet, not the next frame's first
@@ -135,9 +134,8 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
     # contacted, and a delay where it cannot be reached)
     ice = IceServers(settings.ice_server_list, settings.turn_url_list, settings.turn_secret, settings.turn_ttl_s)
 
-    async def open_keypoints() -> AIOKafkaConsumer:
-        consumer = AIOKafkaConsumer(topics.keypoints, bootstrap_servers=settings.kafka_bootstrap,
-                                    group_id=None, auto_offset_reset="latest", fetch_max_wait_ms=IDLE_FETCH_WAIT_MS)
+    async def open_keypoints():
+        consumer = async_tail(topics.keypoints, settings.kafka_bootstrap, fetch_max_wait_ms=IDLE_FETCH_WAIT_MS)
         await consumer.start()
         return consumer
 
@@ -185,18 +183,15 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         res["db"] = await Database.connect(settings, maxsize=10)
         accounts.identity = Identity(res["db"])
         # camera frames (cloud mode): a few sessions per gateway, each frame sent at once
-        res["producer"] = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0,
-                                           max_request_size=8 * 1024 * 1024)
+        res["producer"] = async_producer(settings.kafka_bootstrap, linger_ms=0, max_request_size=8 * 1024 * 1024)
         await res["producer"].start()
         # keypoints (edge mode): hundreds of sessions per gateway, batched
-        res["keypoint_producer"] = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap,
-                                                    partitioner=session_partitioner,  # "SESSION/SEQ" keys
-                                                    linger_ms=KEYPOINTS_LINGER_MS, max_batch_size=KEYPOINTS_BATCH_BYTES)
+        res["keypoint_producer"] = async_producer(settings.kafka_bootstrap, linger_ms=KEYPOINTS_LINGER_MS,
+                                                  max_batch_size=KEYPOINTS_BATCH_BYTES)
         await res["keypoint_producer"].start()
         res["keypoints"] = KeypointPublisher(res["keypoint_producer"], topics.keypoints)
         publisher = asyncio.create_task(res["keypoints"].run())
-        consumer = AIOKafkaConsumer(topics.scores, bootstrap_servers=settings.kafka_bootstrap,
-                                    group_id=None, auto_offset_reset="latest", fetch_max_wait_ms=IDLE_FETCH_WAIT_MS)
+        consumer = async_tail(topics.scores, settings.kafka_bootstrap, fetch_max_wait_ms=IDLE_FETCH_WAIT_MS)
         await consumer.start()
         fan_task = asyncio.create_task(fanout.run(consumer))
         res["extractor"] = Extractor(make_backend or default_backend, settings.frame_max_side)

@@ -72,15 +72,17 @@ async def erase_patient(settings: Settings, patient_id: str, actor: str, quiesce
 def tombstone_sessions(settings: Settings, session_ids: list[str]) -> dict[str, int]:
     """Tombstones every record of these sessions in the keypoints, scores and dead-letter topics, and
     the sessions' keys in the processor's changelogs; topic -> tombstones written."""
-    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka import TopicPartition
+
+    from rehab.kafka_clients import producer as kafka_producer, reader
 
     wanted = set(session_ids)
     out: dict[str, int] = {}
     if not wanted:
         return out
     topics = settings.topics
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False)
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
+    consumer = reader(settings.kafka_bootstrap)
+    producer = kafka_producer(settings.kafka_bootstrap, linger_ms=5)
     try:
         for topic in (topics.keypoints, topics.scores, topics.dead_letter):
             n_parts = len(consumer.partitions_for_topic(topic) or ())

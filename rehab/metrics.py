@@ -64,12 +64,14 @@ def serve(port: int, service: str) -> bool:
 def group_lag(bootstrap: str, group: str, topic: str, clients: dict | None = None) -> int | None:
     """The consumer group's lag on ``topic`` (sum over partitions), or None when unknown. ``clients``
     keeps the admin client and consumer between calls (made on first use)."""
-    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+    from kafka import KafkaAdminClient, TopicPartition
+
+    from rehab.kafka_clients import reader
 
     clients = {} if clients is None else clients
     if "admin" not in clients:
         clients["admin"] = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"{group}-lag")
-        clients["consumer"] = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+        clients["consumer"] = reader(bootstrap)
     consumer, admin = clients["consumer"], clients["admin"]
     parts = consumer.partitions_for_topic(topic) or set()
     tps = [TopicPartition(topic, p) for p in parts]

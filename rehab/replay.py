@@ -9,16 +9,17 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 from rehab.coco import NAMES
+from rehab.kafka_clients import reader
 from rehab.records import KeypointFrame, MessageError, Score
 from rehab.topics import session_of
 
 
 def read_session(bootstrap: str, topic: str, session_id: str, since_ms: int | None = None,
                  until_ms: int | None = None, poll_ms: int = 500) -> list[KeypointFrame]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = reader(bootstrap)
     try:
         partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or ())]
         if not partitions:

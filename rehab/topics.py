@@ -36,7 +36,7 @@ def default_partition(key: str, partitions: int) -> int:
 # Record keys. The keypoints, scores and dead-letter topics are compacted (so that erasure can remove a
 # patient's records: a tombstone per key), hence every record has a key of its own: the session id, "/",
 # then what makes the record unique (a frame's seq, a window's end). The session part alone picks the
-# partition (rehab/partitioning.py), so a session's records stay in one partition, in order. (Session
+# partition (rehab/kafka_clients.py), so a session's records stay in one partition, in order. (Session
 # ids never hold a "/": rehab.reference._ID.) Records keyed by the session id alone (older) still read right.
 def record_key(session_id: str, part) -> bytes:
     return f"{session_id}/{part}".encode()

@@ -25,7 +25,7 @@ from rehab.records import CAPTURE_TO_SCORED, INFERRED_TO_SCORED, DeadLetter, Sco
 from rehab.scoring import kernels
 from rehab.settings import Settings, SettingsError
 from rehab.storage.repository import Database
-from rehab.partitioning import session_partitioner
+from rehab.kafka_clients import session_partitioner
 from rehab.topics import (PROCESSOR_TABLES, changelog_topics, dead_letter_key, default_partition, record_key,
                           session_of)
 from stream_processor.processor import ScoringState

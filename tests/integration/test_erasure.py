@@ -14,7 +14,7 @@ from rehab.erasure import erase_patient
 from rehab.replay import read_session
 from rehab.services import Services
 from rehab.storage.identity import Identity
-from rehab.partitioning import session_partitioner
+from rehab.kafka_clients import session_partitioner
 from rehab.topics import changelog_topics, record_key, session_of
 from tests.conftest import isolated
 from tests.processor_helpers import Streams, attempt, db_call
