@@ -106,10 +106,11 @@ class Accounts:
         if request.headers.get("x-api-key"):
             self.admin(request)
             return None
-        claims = await self.authorize(request)
-        if claims.is_clinician_account:
-            return {None, claims.subject}
-        return {None, await self.clinician_of(claims.patient_id)}
+        return await self.scope_of(await self.authorize(request))
+
+    async def scope_of(self, claims: Claims) -> set:
+        """Whose guides a token may see: the clinic's shared ones (None) and its clinician's."""
+        return {None, claims.subject if claims.is_clinician_account else await self.clinician_of(claims.patient_id)}
 
     async def clinician_of(self, patient_id: str) -> str | None:
         return (await self.identity.patient(patient_id) or {}).get("clinician_id")
@@ -241,14 +242,17 @@ class Accounts:
         await self.on_revoked({claims.credential_id}, set())
         return JSONResponse({"revoked": True})
 
-    async def _patient_for_staff(self, request: Request) -> tuple[str, dict]:
+    async def _patient_for_staff(self, request: Request) -> tuple[str, str, dict | None]:
+        """(actor, patient id, the patient's row) for an admin or the clinician who enrolled the patient;
+        LookupError: a clinician asking for an unknown patient (an admin gets row None)."""
         actor, clinician = await self.staff(request)
-        row = await self.identity.patient(request.path_params["patient_id"])
-        if row is None:
+        patient = request.path_params["patient_id"]
+        row = await self.identity.patient(patient)
+        if clinician is not None and row is None:
             raise LookupError("unknown patient")
         if clinician is not None and row["clinician_id"] != clinician:
             raise AuthError(403, "this patient was enrolled by another clinician")
-        return actor, row
+        return actor, patient, row
 
     async def remove(self, request: Request):
         """
@@ -265,8 +269,10 @@ class Accounts:
           409: {description: removed before}
         """
         try:
-            actor, row = await self._patient_for_staff(request)
+            actor, _, row = await self._patient_for_staff(request)
         except LookupError:
+            row = None
+        if row is None:
             return error(404, "unknown patient")
         if not await self.identity.remove(row["patient_id"], actor):
             return error(409, "this patient was removed before")
@@ -308,13 +314,10 @@ class Accounts:
         """
         from rehab.erasure import erase_patient
 
-        actor, clinician = await self.staff(request)
-        patient = request.path_params["patient_id"]
-        row = await self.identity.patient(patient)
-        if clinician is not None and (row is None or row["clinician_id"] != clinician):
-            if row is None:
-                return error(404, "unknown patient")
-            raise AuthError(403, "this patient was enrolled by another clinician")
+        try:
+            actor, patient, _ = await self._patient_for_staff(request)
+        except LookupError:
+            return error(404, "unknown patient")
         try:
             report = await erase_patient(self.settings, patient, actor,
                                          on_removed=lambda: self.on_revoked(set(), {patient}))

@@ -9,9 +9,6 @@ Routes (the OpenAPI schema at /openapi.json describes each; who may call what: g
   POST   /references/{id}/score           [API key | clinician token] body = an attempt video -> the score
   POST   /tokens/clinician                [API key] {clinician_id, patient_id} -> a clinician token
   ...                                     enrolment, credentials, logout, patient removal: gateway/accounts.py
-Modules: the guide routes gateway/references.py, the account routes gateway/accounts.py, a live
-session's peer connection gateway/peer.py, the live-session registry and reaper gateway/sessions.py,
-the score WebSockets gateway/streams.py, refusals and bounded bodies gateway/http.py.
   POST   /sessions                        [patient token; none in demo mode] {reference_id, mode} -> 201
                                           {session_id, token, ...}
   GET    /sessions/{id}                   [token] the session row
@@ -21,6 +18,10 @@ the score WebSockets gateway/streams.py, refusals and bounded bodies gateway/htt
   WS     /sessions/{id}/scores?token=T    [token] the session's scores as JSON text messages
                                           (&keypoints=true: its KeypointFrames too, for drawing)
   GET    /                                the browser app (gateway/static)
+Modules: the guide routes gateway/references.py, the account routes gateway/accounts.py, a live
+session's peer connection gateway/peer.py, the live-session registry and reaper gateway/sessions.py,
+the score WebSockets gateway/streams.py, refusals and bounded bodies gateway/http.py, ICE servers and
+TURN credentials gateway/turn.py.
 Settings: see rehab/settings.py (REHAB_KAFKA_BOOTSTRAP, REHAB_MYSQL_*, REHAB_FRAME_MAX_SIDE, ...).
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -59,7 +60,7 @@ from gateway.peer import ChannelErrors, LiveSession, wire
 from gateway.references import References
 from gateway.sessions import LiveSessions
 from gateway.streams import ScoreStreams
-from gateway.turn import IceServers
+from gateway.turn import IceServers, rtc_configuration
 from gateway.uploads import Extractor
 from rehab import metrics
 from rehab.reference import _ID as ID_PATTERN
@@ -94,7 +95,8 @@ OPENAPI_COMPONENTS = {
         "reference_id": {"name": "reference_id", "in": "path", "required": True, "schema": {"type": "string"}},
     },
     "securitySchemes": {
-        "bearer": {"type": "http", "scheme": "bearer", "description": "a session's, a patient's or a clinician's token"},
+        "bearer": {"type": "http", "scheme": "bearer",
+                   "description": "a session's, a patient's or a clinician's token"},
         "api_key": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "the admin API key"},
     },
 }
@@ -344,8 +346,8 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         if mode not in ("cloud", "edge"):
             return error(422, "mode must be 'cloud' or 'edge'")
         ref = await res["db"].get_reference(body["reference_id"])
-        if ref is None or (claims is not None and not await references.visible(
-                {None, await accounts.clinician_of(claims.patient_id)}, ref.id)):
+        if ref is None or (claims is not None and
+                           not await references.visible(await accounts.scope_of(claims), ref.id)):
             return error(404, f"unknown reference {body['reference_id']!r}")
         session_id = uuid.uuid4().hex
         ice_servers = ice.for_session(session_id)
@@ -471,7 +473,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
             await old.close()
         elif earlier:  # connected before, through a gateway that restarted since or another one
             first_seq = resumed_seq(elapsed_s)
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(**s) for s in ice.for_session(sid)]))
+        pc = RTCPeerConnection(rtc_configuration(ice.for_session(sid)))
         edge = row["mode"] == "edge"
         if edge:
             ingest = EdgeIngest(sid, row["reference_id"], res["keypoints"], settings.session_max_fps, first_seq)
@@ -531,13 +533,15 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         WebSocketRoute("/sessions/{session_id}/scores", scores_ws),
         *accounts.routes(),
     ]
+
     async def refusal(request, exc: AuthError | OfferError) -> JSONResponse:
         """Every refusal a route raises (auth: 401/403/503; a bad body: 400/413/422) as ``{"error": ...}``."""
         return error(exc.status, str(exc))
 
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={AuthError: refusal, OfferError: refusal},
-                    middleware=[Middleware(
-        ErrorThrottle, limit=error_limit, on_throttled=lambda: metrics.DROPPED.labels("gateway", "limit_errors").inc())])
+    throttle = Middleware(ErrorThrottle, limit=error_limit,
+                          on_throttled=lambda: metrics.DROPPED.labels("gateway", "limit_errors").inc())
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[throttle],
+                    exception_handlers={AuthError: refusal, OfferError: refusal})
     app.state.live = live
     app.state.fanout = fanout
     app.state.signer = signer

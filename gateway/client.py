@@ -14,12 +14,12 @@ import av
 import httpx
 import orjson
 import websockets
-from aiortc import (RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription,
-                    VideoStreamTrack)
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from edge.video import frames as video_frames, probe
 from gateway import sctp
+from gateway.turn import rtc_configuration
 from rehab.records import Score, now_ms
 
 VIDEO_CLOCK = 90_000
@@ -127,7 +127,7 @@ class Grant:
 
     def peer_connection(self) -> RTCPeerConnection:
         """A peer connection with the granted ICE servers only (never aiortc's default public STUN)."""
-        return RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(**server) for server in self.ice_servers]))
+        return RTCPeerConnection(rtc_configuration(self.ice_servers))
 
 
 async def patient_token(gateway: str, credential: str) -> str:

@@ -15,6 +15,8 @@ import hashlib
 import hmac
 import time
 
+from aiortc import RTCConfiguration, RTCIceServer
+
 
 def turn_credentials(secret: str, user: str, ttl_s: int, now: float | None = None) -> tuple[str, str]:
     """(username, credential) valid ``ttl_s`` from ``now`` for ``user``, as coturn's use-auth-secret checks them."""
@@ -33,3 +35,9 @@ class IceServers:
             return list(self.static)
         username, credential = turn_credentials(self.turn_secret, session_id, self.turn_ttl_s)
         return [*self.static, {"urls": list(self.turn_urls), "username": username, "credential": credential}]
+
+
+def rtc_configuration(servers) -> RTCConfiguration:
+    """An aiortc configuration with exactly these RTCIceServer dictionaries (none: none; never aiortc's
+    default public STUN server). The gateway's peer connections and the Python client use it."""
+    return RTCConfiguration(iceServers=[RTCIceServer(**server) for server in servers])
