@@ -88,16 +88,17 @@ def tombstone_sessions(settings: Settings, session_ids: list[str]) -> dict[str, 
             n_parts = len(consumer.partitions_for_topic(topic) or ())
             if not n_parts:
                 continue
-            # every partition: a session's records are in its own (rehab.topics.session_partitioner), but
+            # every partition: a session's records are in its own (rehab.kafka_clients.session_partitioner), but
             # a record some other producer keyed differently is found too; erasure is rare, a scan is fine
             keys = _live_keys(consumer, [TopicPartition(topic, p) for p in range(n_parts)], wanted)
             for (partition, key) in keys:
                 producer.send(topic, key=key, value=None, partition=partition)
             out[topic] = len(keys)
-        changelogs = [t for t in changelog_topics(settings.processor_app_id) if consumer.partitions_for_topic(t)]
-        set_compaction(settings, changelogs)  # Faust created them compacted, but without our deadline
-        for topic in changelogs:
-            n_parts = len(consumer.partitions_for_topic(topic))
+        # the changelogs that exist (none: the processor never ran under this app id), with their partitions
+        counts = {t: len(consumer.partitions_for_topic(t) or ()) for t in changelog_topics(settings.processor_app_id)}
+        changelogs = {t: n for t, n in counts.items() if n}
+        set_compaction(settings, list(changelogs))  # Faust created them compacted, but without our deadline
+        for topic, n_parts in changelogs.items():
             for sid in wanted:  # the processor writes a session's state to its keypoints partition
                 producer.send(topic, key=sid.encode(), value=None, partition=default_partition(sid, n_parts))
             out[topic] = len(wanted)

@@ -30,6 +30,16 @@ def _wait_for_scores(browser, n: int, timeout_s: float) -> int:
     return count
 
 
+def _wait_for_status(browser, text: str, timeout_s: float) -> str:
+    """The page's status line once it holds ``text`` (or as it is when ``timeout_s`` is up)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = browser.evaluate("document.getElementById('status').textContent")
+        if text in status or time.monotonic() > deadline:
+            return status
+        time.sleep(0.3)
+
+
 @pytest.mark.parametrize("mode", ["cloud", "edge"])
 def test_scores_reach_the_page(live_stack, fake_camera, tmp_path, mode):
     """cloud: the camera's video goes over WebRTC; edge: BlazePose runs in the page (the npm package's
@@ -152,11 +162,7 @@ def test_a_session_outlives_its_first_token_and_still_reconnects(live_stack, fak
             refreshes = browser.evaluate("state.tokenRefreshes || 0")
             changed = browser.evaluate("state.session.token") != first
             browser.evaluate("reconnect()")
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and "Reconnect" not in browser.evaluate(
-                    "document.getElementById('status').textContent"):
-                time.sleep(0.5)
-            status = browser.evaluate("document.getElementById('status').textContent")
+            status = _wait_for_status(browser, "Reconnect", 20)
             before = int(browser.evaluate("Number(document.getElementById('similarity').dataset.count || 0)"))
             after = _wait_for_scores(browser, before + 3, 30)
             reopens = browser.evaluate("state.streamReopens || 0")
@@ -193,11 +199,7 @@ def test_a_patient_joins_by_the_invitation_link_and_signs_out(live_stack, fake_c
             sid = browser.evaluate("state.session && state.session.session_id")
             sessions = httpx.get(f"{settings.gateway_url}/patients/invited-patient/sessions", headers=admin).json()
             browser.evaluate("signOut()")
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and "Signed out" not in browser.evaluate(
-                    "document.getElementById('status').textContent"):
-                time.sleep(0.3)
-            signed_out = browser.evaluate("document.getElementById('status').textContent")
+            signed_out = _wait_for_status(browser, "Signed out", 15)
         finally:
             browser.close()
         again = httpx.post(f"{settings.gateway_url}/tokens", json={"credential": stored["credential"]})
