@@ -36,7 +36,7 @@ def read_session(bootstrap: str, topic: str, session_id: str, since_ms: int | No
                         continue
                     if r.value is None:  # a tombstone: the frame under this key is erased
                         frames.pop(seq_of.pop(r.key, None), None)
-                        if r.key.split(b"/", 1)[0] == r.key:  # an old key (the session id alone): all of them
+                        if b"/" not in r.key:  # an old key (the session id alone): all of the session's frames
                             frames.clear()
                         continue
                     try:
