@@ -34,16 +34,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.uiprmd import Rep, auc, guide_of, load  # noqa: E402
 from rehab.records import KeypointFrame  # noqa: E402
-from rehab.reference import Reference  # noqa: E402
+from rehab.reference import Reference, Take  # noqa: E402
 from rehab.scoring import score_attempt  # noqa: E402
 
 GOOD = 0.75
 MIN_INTERVAL_MS = 100
 
 
-def reference_of(rep: Rep) -> Reference:
+def reference_of(rep: Rep, more: list[Rep] = (), mistakes: list[Rep] = ()) -> Reference:
+    """The guide: ``rep`` as its first take, ``more`` correct takes, ``mistakes`` as recorded mistakes
+    (UI-PRMD's incorrect executions have one label per movement: "incorrect")."""
+    def take(r: Rep, label: str | None) -> Take:
+        return Take(r.fps, r.width, r.height, [k.round(2).tolist() for k in r.keypoints], label)
+
     return Reference(f"m{rep.movement}-s{rep.subject}-r{rep.repetition}", rep.name, rep.fps, rep.width, rep.height,
-                     "kinect-v2", "ui-prmd", "0" * 64, [k.round(2).tolist() for k in rep.keypoints])
+                     "kinect-v2", "ui-prmd", "0" * 64, [k.round(2).tolist() for k in rep.keypoints],
+                     takes=tuple(take(r, None) for r in more) + tuple(take(r, "incorrect") for r in mistakes))
 
 
 def frames_of(keypoints: np.ndarray, fps: float, width: int, height: int, t0_ms: int = 0) -> list[KeypointFrame]:
@@ -61,10 +67,11 @@ def cosine_baseline(ref: Rep, rep: Rep) -> float:
 
 
 def _score_guide(args) -> dict:
-    view, movement, subject, baseline = args
+    view, movement, subject, baseline, n_takes, n_mistakes = args
     reps = _REPS[view]
     guide = guide_of(reps, movement, subject)
-    ref = reference_of(guide)
+    own = sorted((r for r in reps if r.movement == movement and r.subject == subject), key=lambda r: r.repetition)
+    ref = reference_of(guide, [r for r in own if r.correct][1:n_takes], [r for r in own if not r.correct][:n_mistakes])
     out = {"view": view, "movement": movement, "guide_subject": subject, "attempts": []}
     for rep in reps:
         if rep.movement != movement or rep.subject == subject:
@@ -132,16 +139,21 @@ def main(argv=None) -> int:
     p.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     p.add_argument("--baseline", action="store_true", help="also the old service's frame-by-frame cosine")
     p.add_argument("--raw", type=Path, help="write every attempt's score here (JSON)")
+    p.add_argument("--takes", type=int, default=1, help="correct takes in each guide (the reference subject's first N)")
+    p.add_argument("--mistakes", type=int, default=0,
+                   help="the reference subject's first N incorrect repetitions as the guide's recorded mistake")
     args = p.parse_args(argv)
     views = args.views.split(",")
-    jobs = [(v, m, s, args.baseline) for v in views for m in map(int, args.movements.split(",")) for s in range(1, 6)]
+    jobs = [(v, m, s, args.baseline, args.takes, args.mistakes) for v in views for m in map(int, args.movements.split(",")) for s in range(1, 6)]
     t0 = time.time()
     with ProcessPoolExecutor(args.processes, initializer=_init, initargs=(views,)) as pool:
         results = list(pool.map(_score_guide, jobs))
     from rehab.scoring import SCORER_VERSION
 
-    out = {"scorer_version": SCORER_VERSION, "protocol": "UI-PRMD, guide = one correct repetition of one subject, "
-           "attempts = the other four subjects' correct and incorrect repetitions", "good_threshold": GOOD,
+    out = {"scorer_version": SCORER_VERSION, "protocol": f"UI-PRMD, guide = {args.takes} correct repetition(s) of one "
+           f"subject and {args.mistakes} of their incorrect ones as a recorded mistake, attempts = the other four "
+           "subjects' correct and incorrect repetitions", "takes": args.takes, "mistakes": args.mistakes,
+           "good_threshold": GOOD,
            **summarise(results)}
     if args.baseline:
         out["baseline_old_service"] = summarise(results, "baseline")["summary"]

@@ -1,7 +1,6 @@
 """Offline extraction: a video file (or an image) to the subject's keypoint frames."""
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 import uuid
@@ -12,14 +11,7 @@ from edge.backends.base import PoseBackend, publishable_box, publishable_keypoin
 from edge.subject import Matcher, SubjectSelector
 from edge.video import VideoInfo, frames, probe
 from rehab.records import KeypointFrame, now_ms
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from rehab.recordings import file_sha256
 
 
 def progress_bar(total: int) -> Callable[[int], None]:

@@ -1,5 +1,5 @@
 """The guide recordings' routes: list and read them (what the caller may see), register one from an
-uploaded video, and score an uploaded attempt against one (gateway/app.py mounts them; who may see
+uploaded video or keypoint file (and add takes and named mistakes to it), and score an uploaded attempt against one (gateway/app.py mounts them; who may see
 which guide: ``Accounts.reference_scope``)."""
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ class References:
             Route("/references", self.add, methods=["POST"]),
             Route("/references/{reference_id}", self.get, methods=["GET"]),
             Route("/references/{reference_id}/score", self.score, methods=["POST"]),
+            Route("/references/{reference_id}/takes", self.add_take, methods=["POST"]),
         ]
 
     async def listing(self, request: Request):
@@ -40,7 +41,7 @@ class References:
           mode, see all.
         security: [{bearer: []}, {api_key: []}]
         responses:
-          200: {description: "[{id, name, fps, n_frames, model, created_at, clinician_id}]"}
+          200: {description: "[{id, name, fps, n_frames, model, created_at, clinician_id, correct_takes, mistakes}]"}
           401: {description: no, expired or revoked token}
         """
         scope = await self.accounts.reference_scope(request)
@@ -58,7 +59,8 @@ class References:
           - {name: frames, in: query, schema: {type: string, enum: ["true", "false", "1", "0"]}}
         security: [{bearer: []}, {api_key: []}]
         responses:
-          200: {description: "{id, name, fps, width, height, model, model_version, source_sha256, n_frames}"}
+          200: {description: "{id, name, fps, width, height, model, model_version, source_sha256, n_frames,
+            correct_takes, mistakes: [label]}"}
           401: {description: no, expired or revoked token}
           404: {description: unknown reference, or one the caller may not see}
         """
@@ -68,7 +70,8 @@ class References:
             return error(404, "unknown reference")
         out = {"id": ref.id, "name": ref.name, "fps": ref.fps, "width": ref.width, "height": ref.height,
                "model": ref.model, "model_version": ref.model_version, "source_sha256": ref.source_sha256,
-               "n_frames": len(ref.frames), "frames_with_subject": sum(f is not None for f in ref.frames)}
+               "n_frames": len(ref.frames), "frames_with_subject": sum(f is not None for f in ref.frames),
+               "correct_takes": len(ref.correct_takes), "mistakes": sorted({t.label for t in ref.mistakes})}
         if request.query_params.get("frames") in ("1", "true"):
             out["frames"] = ref.frames
         return JSONResponse(out)
@@ -78,7 +81,8 @@ class References:
 
     async def add(self, request: Request):
         """
-        summary: Register a guide recording from an uploaded video (the body; mp4/mov, webm/mkv or avi).
+        summary: Register a guide from an uploaded video (the body; mp4/mov, webm/mkv or avi) or keypoint file
+          (JSON or JSON Lines as `rehab extract` writes it). More takes and named mistakes: POST /references/{id}/takes.
         description: Needs the admin API key (X-API-Key; the guide is the whole clinic's) or a clinician's
           own token (the guide is then theirs; they and their patients see it). Query name= (required) and id= (optional,
           default derived from the name); an existing id is replaced. The video's type is taken from its
@@ -95,8 +99,8 @@ class References:
           403: {description: wrong API key or origin, not a clinician's own token}
           409: {description: the id or name is another clinician's guide}
           413: {description: larger than REHAB_UPLOAD_MAX_BYTES}
-          415: {description: not a video container}
-          422: {description: unreadable video, or nobody in it}
+          415: {description: neither a video container nor a keypoint file}
+          422: {description: unreadable video or keypoint file, or nobody in it}
         """
         _, clinician = await self.accounts.staff(request)
         name = request.query_params.get("name")
@@ -127,19 +131,75 @@ class References:
         return JSONResponse({"reference_id": ref.id, "name": ref.name, "fps": ref.fps, "frames": len(ref.frames),
                              "frames_with_subject": sum(f is not None for f in ref.frames)}, status_code=201)
 
+    async def add_take(self, request: Request):
+        """
+        summary: Add a take to a guide (the body, a video or keypoint file); label= makes it a named mistake.
+        description: Without label, another correct take (the guide's takes' natural variation is the
+          scorer's tolerance). With label (1-128 printable characters, e.g. "knees cave in"), a recording
+          of that mistake; an attempt nearer to it than to every correct take scores lower and its hint names
+          the mistake. The same label again adds another recording of that mistake. Who may: as for
+          replacing the guide (the admin; a clinician for their own guides). Up to 16 takes besides the
+          first. Sessions started afterwards are scored with the new takes.
+        security: [{api_key: []}, {bearer: []}]
+        parameters:
+          - {$ref: "#/components/parameters/reference_id"}
+          - {name: label, in: query, schema: {type: string}}
+        requestBody: {required: true, content: {application/octet-stream: {schema: {type: string, format: binary}}}}
+        responses:
+          201: {description: "{reference_id, correct_takes, mistakes: [label]}"}
+          400: {description: empty body, a label that is not 1-128 printable characters, too many takes}
+          401: {description: no API key or clinician token}
+          404: {description: unknown reference, or one the caller may not see}
+          409: {description: another clinician's guide}
+          413: {description: larger than REHAB_UPLOAD_MAX_BYTES}
+          415: {description: neither a video container nor a keypoint file}
+          422: {description: unreadable video or keypoint file, or nobody in it}
+        """
+        import dataclasses
+
+        from rehab.reference import MAX_LABEL, MAX_TAKES
+
+        _, clinician = await self.accounts.staff(request)
+        label = request.query_params.get("label")
+        if label is not None and not (0 < len(label.strip()) <= MAX_LABEL and label.isprintable()):
+            return error(400, f"label must be 1-{MAX_LABEL} printable characters")
+        ref = await self.res["db"].get_reference(request.path_params["reference_id"])
+        if ref is None or not await self.visible(None if clinician is None else {None, clinician}, ref.id):
+            return error(404, "unknown reference")
+        _, owner = await self.res["db"].reference_owner(ref.id)
+        if clinician is not None and owner != clinician:
+            return error(409, f"the guide {ref.id!r} belongs to someone else: only they or an admin may change it")
+        if len(ref.takes) >= MAX_TAKES:
+            return error(400, f"a guide holds at most {MAX_TAKES} takes and mistakes besides the first take")
+        path = None
+        try:
+            path = await self.upload(request)
+            take = await self.res["extractor"].take(path, None if label is None else label.strip())
+        except UploadError as exc:
+            return error(exc.status, str(exc))
+        except ValueError as exc:
+            return error(422, f"cannot use this recording as a take: {exc}")
+        finally:
+            if path is not None:
+                path.unlink(missing_ok=True)
+        ref = dataclasses.replace(ref, takes=ref.takes + (take,))
+        await self.res["db"].save_reference(ref, owner)
+        return JSONResponse({"reference_id": ref.id, "correct_takes": len(ref.correct_takes),
+                             "mistakes": sorted({t.label for t in ref.mistakes})}, status_code=201)
+
     async def score(self, request: Request):
         """
-        summary: Score an uploaded attempt (the body, a video) against a stored reference.
+        summary: Score an uploaded attempt (the body, a video or keypoint file) against a stored reference.
         description: Needs the admin API key or a clinician's token. Same code and output as
-          `rehab score --json` (similarity in [0, 1], per-joint similarity, corrections, repetitions,
-          phase coverage). Query mirror=auto|off.
+          `rehab score --json` (similarity in [0, 1], verdict, thresholds, per-joint similarity, corrections,
+          the nearest named mistake, repetitions, phase coverage). Query mirror=auto|off.
         security: [{api_key: []}, {bearer: []}]
         parameters:
           - {$ref: "#/components/parameters/reference_id"}
           - {name: mirror, in: query, schema: {type: string, enum: [auto, "off"]}}
         requestBody: {required: true, content: {application/octet-stream: {schema: {type: string, format: binary}}}}
         responses:
-          200: {description: "{similarity, reps, windows, phase_coverage, joints, corrections, ...}"}
+          200: {description: "{similarity, verdict, thresholds, mistake, reps, windows, phase_coverage, joints, corrections, ...}"}
           401: {description: no API key}
           404: {description: unknown reference}
           413: {description: too large}

@@ -13,6 +13,8 @@ from typing import Callable
 from starlette.requests import Request
 
 from edge.video import VideoError, probe
+from rehab.recordings import is_keypoint_file, read_keypoints, reference_from_keypoints, take_from_keypoints
+from rehab.reference import Take
 
 
 class UploadError(Exception):
@@ -22,7 +24,10 @@ class UploadError(Exception):
 
 
 def sniff(head: bytes) -> str | None:
-    """The container by its magic bytes: mp4/mov, webm/mkv, avi; None for anything else."""
+    """The container by its magic bytes: mp4/mov, webm/mkv, avi, or a keypoint file (JSON or JSON Lines,
+    as ``rehab extract`` writes it: rehab/recordings.py); None for anything else."""
+    if head.lstrip()[:1] == b"{":
+        return "keypoints"
     if len(head) >= 12 and head[4:8] == b"ftyp":
         return "mp4"
     if head[:4] == b"\x1a\x45\xdf\xa3":
@@ -32,7 +37,7 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
-SUFFIX = {"mp4": ".mp4", "matroska": ".mkv", "avi": ".avi"}
+SUFFIX = {"mp4": ".mp4", "matroska": ".mkv", "avi": ".avi", "keypoints": ".jsonl"}
 
 
 async def limited_chunks(request: Request, limit: int, too_large: Callable[[str], Exception], what: str):
@@ -54,7 +59,8 @@ async def limited_chunks(request: Request, limit: int, too_large: Callable[[str]
 
 
 async def receive_video(request: Request, limit: int, folder: Path) -> Path:
-    """The request body as a video file in ``folder``; 411/413/400/415/422 on what cannot be one."""
+    """The request body as a video or keypoint file in ``folder``; 411/413/400/415/422 on what cannot be
+    one (a keypoint file is read, and refused with 422, by whoever uses it)."""
     try:
         int(request.headers.get("content-length", "0"))
     except ValueError:
@@ -75,10 +81,13 @@ async def receive_video(request: Request, limit: int, folder: Path) -> Path:
             raise UploadError(400, "the request body is empty: send the video file as the body")
         kind = sniff(head)
         if kind is None:
-            raise UploadError(415, "not a video container this service reads (mp4/mov, webm/mkv, avi)")
+            raise UploadError(415, "not a video container this service reads (mp4/mov, webm/mkv, avi) "
+                                   "nor a keypoint file (JSON)")
         video = path.with_suffix(SUFFIX[kind])
         path.rename(video)
         path = video
+        if kind == "keypoints":
+            return video
         try:
             probe(video)
         except VideoError as exc:
@@ -103,14 +112,26 @@ class Extractor:
         return self.backend
 
     async def reference(self, path: Path, name: str, ref_id: str | None):
+        """A guide's first take from an uploaded video or keypoint file."""
         from edge.extract import reference_from_video
 
+        if is_keypoint_file(path):
+            return await asyncio.to_thread(reference_from_keypoints, path, name, ref_id)
         return await asyncio.get_running_loop().run_in_executor(
             self.pool, lambda: reference_from_video(path, name, self._backend(), ref_id, self.max_side))
+
+    async def take(self, path: Path, label: str | None) -> Take:
+        """Another take of a guide (``label``: a named mistake) from an uploaded video or keypoint file."""
+        if is_keypoint_file(path):
+            return await asyncio.to_thread(take_from_keypoints, path, label)
+        ref = await self.reference(path, "take", "take")
+        return Take(ref.fps, ref.width, ref.height, ref.frames, label)
 
     async def frames(self, path: Path) -> list:
         from edge.extract import extract
 
+        if is_keypoint_file(path):
+            return (await asyncio.to_thread(read_keypoints, path))[0]
         return await asyncio.get_running_loop().run_in_executor(
             self.pool, lambda: list(extract(path, self._backend(), self.max_side)))
 

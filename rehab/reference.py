@@ -1,4 +1,5 @@
-"""A guide recording: the keypoint sequence a session is scored against."""
+"""A guide: the keypoint sequence a session is scored against (its first correct take), optionally
+with more correct takes (their natural variation is the tolerance) and recordings of named mistakes."""
 from __future__ import annotations
 
 import json
@@ -17,6 +18,44 @@ def slug(name: str) -> str:
     return s
 
 
+def _check_frames(frames: list, width: int, height: int, what: str) -> None:
+    if not frames:
+        raise ValueError(f"{what} needs at least one frame")
+    if sum(f is not None for f in frames) < 2:
+        raise ValueError(f"{what} shows a person in fewer than 2 frames: nothing to compare with")
+    for f in frames:
+        if f is not None:
+            try:
+                validate_keypoints(f, width, height)
+            except MessageError as exc:
+                raise ValueError(f"{what} keypoints invalid: {exc}") from None
+
+
+MAX_LABEL = 128
+MAX_TAKES = 16  # correct takes and mistakes together, besides the first take
+
+
+@dataclass(frozen=True)
+class Take:
+    """Another recording of the exercise: done right (``label`` None) or a named mistake ("knees cave in")."""
+
+    fps: float
+    width: int
+    height: int
+    frames: list[Keypoints | None] = field(repr=False)
+    label: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.fps > 0:
+            raise ValueError("a take's fps must be positive")
+        if self.label is not None and not (0 < len(self.label.strip()) <= MAX_LABEL and self.label.isprintable()):
+            raise ValueError(f"a mistake's label must be 1-{MAX_LABEL} printable characters")
+        _check_frames(self.frames, self.width, self.height, f"the take {self.label or '(correct)'!r}")
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "fps": self.fps, "width": self.width, "height": self.height, "frames": self.frames}
+
+
 @dataclass(frozen=True)
 class Reference:
     id: str
@@ -29,22 +68,27 @@ class Reference:
     source_sha256: str
     frames: list[Keypoints | None] = field(repr=False)
     exercise_id: str | None = None
+    takes: tuple[Take, ...] = ()  # more correct takes and named mistakes (``Take.label``; a label may
+    # come once per recording of that mistake), in order
 
     def __post_init__(self) -> None:
         if not _ID.match(self.id):
             raise ValueError(f"reference id {self.id!r} must be 1-64 letters, digits, '_', '.', '-'")
         if not self.fps > 0:
             raise ValueError("reference fps must be positive")
-        if not self.frames:
-            raise ValueError("a reference needs at least one frame")
-        if sum(f is not None for f in self.frames) < 2:
-            raise ValueError("the reference video shows a person in fewer than 2 frames: nothing to compare with")
-        for f in self.frames:
-            if f is not None:
-                try:
-                    validate_keypoints(f, self.width, self.height)
-                except MessageError as exc:
-                    raise ValueError(f"reference keypoints invalid: {exc}") from None
+        _check_frames(self.frames, self.width, self.height, "the reference video")
+        if len(self.takes) > MAX_TAKES:
+            raise ValueError(f"a guide holds at most {MAX_TAKES} takes and mistakes besides the first take")
+
+    @property
+    def correct_takes(self) -> list[Take]:
+        """Every take done right, the first one (``frames``) first."""
+        first = Take(self.fps, self.width, self.height, self.frames)
+        return [first] + [t for t in self.takes if t.label is None]
+
+    @property
+    def mistakes(self) -> list[Take]:
+        return [t for t in self.takes if t.label is not None]
 
     def frames_json(self) -> str:
         return json.dumps(self.frames, separators=(",", ":"))

@@ -21,6 +21,7 @@ log = logging.getLogger("rehab.stream_processor")
 
 
 LATE_SCORE_SPACING_MS = 250
+GUIDE_REFRESH_S = 30.0  # a new session reloads its guide when the cached one is older (takes added, replaced)
 
 
 class UnusableMessage(Exception):
@@ -42,6 +43,7 @@ class ScoringState:
     idle_evict_s: float = 300.0
     scorers: dict[str, LiveScorer] = field(default_factory=dict)
     models: dict[str, ReferenceModel] = field(default_factory=dict)
+    models_loaded: dict[str, float] = field(default_factory=dict)  # monotonic time each model was loaded
     last_seen: dict[str, float] = field(default_factory=dict)
     scored_at: dict[str, int] = field(default_factory=dict)  # our wall clock at each session's last score
     failed_windows: int = 0  # windows that raised while scored (a bug), skipped
@@ -49,12 +51,16 @@ class ScoringState:
     coalesced: int = 0  # frames added to a window without being scored, because their session was behind
 
     async def _model(self, reference_id: str) -> ReferenceModel:
+        """The guide's model for a new session: cached, and reloaded when the cached one is older than
+        GUIDE_REFRESH_S, so a guide replaced or given more takes scores sessions started after that
+        (running sessions keep the model they started with)."""
         model = self.models.get(reference_id)
-        if model is None:
+        if model is None or time.monotonic() - self.models_loaded[reference_id] > GUIDE_REFRESH_S:
             ref = await self.load_reference(reference_id)
             if ref is None:
                 raise UnusableMessage(f"unknown reference {reference_id!r}")
             model = self.models[reference_id] = ReferenceModel.build(ref)
+            self.models_loaded[reference_id] = time.monotonic()
         return model
 
     async def scorer_for(self, frame: KeypointFrame) -> LiveScorer:

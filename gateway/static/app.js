@@ -105,7 +105,9 @@ function showScore(score) {
   $("session").textContent = Math.round(score.session_similarity * 100);
   $("reps").textContent = score.reps;
   $("hints").replaceChildren(...score.corrections.slice(0, 3).map((c) => {
-    const li = document.createElement("li"); li.textContent = c.message; return li;
+    const li = document.createElement("li"); li.textContent = c.message;
+    if (c.mistake) li.className = "mistake";  // a named mistake the clinician recorded
+    return li;
   }));
   $("latency").textContent = `phase ${score.phase.toFixed(2)} · score ${Date.now() - score.window_end_ts_ms} ms after capture`;
 }

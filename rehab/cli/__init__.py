@@ -2,10 +2,12 @@
 
   rehab stack up|down|status         the local Kafka broker and MariaDB
   rehab migrate                      apply SQL migrations
-  rehab reference add VIDEO --name N register a guide recording (keypoints into MySQL)
+  rehab reference add VIDEO [VIDEO ...] --name N [--mistake "LABEL=VIDEO"]...
+                                     register a guide: correct takes, named mistakes (into MySQL)
   rehab reference list
   rehab extract VIDEO [--jsonl]      keypoint frames of a video or image
-  rehab score --reference REF VIDEO [--json]
+  rehab score --reference REF [--reference REF ...] [--mistake LABEL=FILE]... ATTEMPT [ATTEMPT ...] [--json]
+                                     score attempts (videos or keypoint files; JSON Lines with --json)
   rehab stream VIDEO --reference ID  stream a file to the gateway over WebRTC, print live scores
   rehab serve gateway|worker|processor
   rehab demo                         the whole live pipeline on the bundled clips

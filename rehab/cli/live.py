@@ -157,7 +157,7 @@ async def _demo_reference(settings: Settings, guide: Path) -> str:
     """Registers the guide once (again only if the file changed)."""
     from argparse import Namespace
 
-    from edge.extract import file_sha256
+    from rehab.recordings import file_sha256
     from rehab.cli.offline import reference_from_video
     from rehab.storage.repository import Database
 

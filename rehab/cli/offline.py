@@ -33,10 +33,16 @@ def add_commands(sub) -> None:
     _backend_args(e)
     e.set_defaults(func=run_extract)
 
-    s = sub.add_parser("score", help="score a recorded attempt against a reference")
-    s.add_argument("video")
-    s.add_argument("--reference", required=True, help="a reference video file, or a stored reference id/name")
-    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s = sub.add_parser("score", help="score recorded attempts (videos or keypoint files) against a guide",
+                       description="Scores each attempt against the guide; with --json prints one JSON object per "
+                       "attempt, in order (JSON Lines; the fields are documented in docs/scoring.md).")
+    s.add_argument("attempts", nargs="+", metavar="ATTEMPT", help="video files or keypoint files (rehab extract)")
+    s.add_argument("--reference", required=True, action="append",
+                   help="the guide: a video file, a keypoint file or a stored reference id/name; repeat it to add "
+                        "more correct takes (files)")
+    s.add_argument("--mistake", action="append", default=[], metavar="LABEL=FILE",
+                   help="a recording of a named mistake (video or keypoint file); repeatable")
+    s.add_argument("--json", action="store_true", help="one JSON object per attempt (JSON Lines)")
     s.add_argument("--mirror", choices=["auto", "off"], default="auto")
     _backend_args(s)
     s.set_defaults(func=run_score)
@@ -53,8 +59,12 @@ def add_commands(sub) -> None:
 
     r = sub.add_parser("reference", help="register and list guide recordings")
     rsub = r.add_subparsers(dest="action", required=True)
-    add = rsub.add_parser("add", help="extract a guide video's keypoints and store them in MySQL")
-    add.add_argument("video")
+    add = rsub.add_parser("add", help="register a guide from one or more correct takes (videos or keypoint files), "
+                                      "optionally with recordings of named mistakes, in MySQL")
+    add.add_argument("videos", nargs="+", metavar="VIDEO", help="correct takes; the first is what windows align with")
+    add.add_argument("--mistake", action="append", default=[], metavar="LABEL=VIDEO",
+                     help='a recording of a named mistake, e.g. "knees cave in=knees.mp4"; repeatable (the same '
+                          'label twice: two recordings of that mistake)')
     add.add_argument("--name", required=True)
     add.add_argument("--id", default=None, help="reference id (default: derived from the name)")
     _backend_args(add)
@@ -74,22 +84,70 @@ def _backend(args):
     return backend_from_settings(settings.with_(**overrides))
 
 
-def _matcher(ref):
+def _matcher(ref, model=None):
     """The guide as the subject policy's matcher (edge/subject.py): who performs it is the patient."""
     from edge.subject import reference_matcher
     from rehab.scoring import ReferenceModel
 
-    return reference_matcher(ReferenceModel.build(ref))
+    return reference_matcher(model or ReferenceModel.build(ref))
 
 
 def _reference(reference: str, args):
-    """A guide: a video file (extracted now) or a stored reference id."""
+    """A guide: a video file (extracted now), a keypoint file or a stored reference id."""
+    from rehab.recordings import is_keypoint_file, reference_from_keypoints
+
     if Path(reference).is_file():
+        if is_keypoint_file(reference):
+            return reference_from_keypoints(reference, Path(reference).stem, ref_id="file")
         return reference_from_video(reference, Path(reference).stem, args, ref_id="file")
     ref = asyncio.run(_stored_reference(reference))
     if ref is None:
-        raise ValueError(f"{reference!r} is neither a video file nor a stored reference id")
+        raise ValueError(f"{reference!r} is neither a video or keypoint file nor a stored reference id")
     return ref
+
+
+def _mistake_arg(spec: str) -> tuple[str, str]:
+    label, sep, path = spec.rpartition("=")
+    if not sep or not label.strip() or not path:
+        raise ValueError(f"--mistake {spec!r}: expected LABEL=FILE, e.g. \"knees cave in=knees.mp4\"")
+    return label.strip(), path
+
+
+def _take(path: str, args, label: str | None = None):
+    """Another take of the guide (done right, or a named mistake) from a video or keypoint file."""
+    from rehab.recordings import is_keypoint_file, take_from_keypoints
+    from rehab.reference import Take
+
+    if not Path(path).is_file():
+        raise ValueError(f"{path!r}: no such file")
+    if is_keypoint_file(path):
+        return take_from_keypoints(path, label)
+    ref = reference_from_video(path, Path(path).stem, args, ref_id="file")
+    return Take(ref.fps, ref.width, ref.height, ref.frames, label)
+
+
+def _guide(paths: list[str], mistakes: list[str], args, name: str | None = None, ref_id: str | None = None):
+    """A guide from its first take (a file or, without ``name``, a stored id), more correct takes and
+    named mistakes (files)."""
+    import dataclasses
+
+    specs = [_mistake_arg(m) for m in mistakes]  # refused before any extraction
+    if name is None:
+        ref = _reference(paths[0], args)
+    else:
+        ref = _reference_file(paths[0], name, args, ref_id)
+    more = tuple(_take(p, args) for p in paths[1:]) + tuple(_take(p, args, label) for label, p in specs)
+    return dataclasses.replace(ref, takes=ref.takes + more) if more else ref
+
+
+def _reference_file(path: str, name: str, args, ref_id: str | None):
+    from rehab.recordings import is_keypoint_file, reference_from_keypoints
+
+    if not Path(path).is_file():
+        raise ValueError(f"{path!r}: no such file")
+    if is_keypoint_file(path):
+        return reference_from_keypoints(path, name, ref_id)
+    return reference_from_video(path, name, args, ref_id=ref_id)
 
 
 def _frames(path: str, args, progress: bool = True, matcher=None):
@@ -156,25 +214,46 @@ async def _stored_reference(ref_id: str):
 
 
 def run_score(args) -> int:
-    from rehab.scoring import score_attempt
+    """Each attempt in order; one that cannot be read gets an error line (JSON: ``{"attempt", "error"}``)
+    and the others are still scored; the exit status is 1 when any failed."""
+    from rehab.recordings import is_keypoint_file, read_keypoints
+    from rehab.scoring import ReferenceModel, score_attempt
 
-    ref = _reference(args.reference, args)
-    _, frames = _frames(args.video, args, matcher=_matcher(ref))  # the guide also picks the patient among people
-    result = score_attempt(ref, frames, mirror_mode=args.mirror)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"similarity {result['similarity']:.3f}  repetitions {result['reps']}  "
-              f"phase coverage {result['phase_coverage']:.2f}")
-        for c in result["corrections"]:
-            print(f"  hint: {c['message']}")
-    return 0
+    ref = _guide(args.reference, args.mistake, args)
+    model = ReferenceModel.build(ref)
+    failed = 0
+    for path in args.attempts:
+        try:
+            if not Path(path).is_file():
+                raise ValueError("no such file")
+            if is_keypoint_file(path):
+                frames, _ = read_keypoints(path)
+            else:  # the guide also picks the patient among several people
+                _, frames = _frames(path, args, matcher=_matcher(ref, model))
+            result = {"attempt": path, **score_attempt(ref, frames, mirror_mode=args.mirror, model=model)}
+        except (ValueError, OSError) as exc:
+            failed += 1
+            msg = str(exc) if str(exc).startswith(path) else f"{path}: {exc}"
+            if args.json:
+                print(json.dumps({"attempt": path, "error": msg}), flush=True)
+            else:
+                print(f"error: {msg}", file=sys.stderr, flush=True)
+            continue
+        if args.json:
+            print(json.dumps(result), flush=True)
+        else:
+            named = f"  looks like: {result['mistake']}" if result["mistake"] else ""
+            print(f"{path}: similarity {result['similarity']:.3f} ({result['verdict']})  repetitions {result['reps']}  "
+                  f"phase coverage {result['phase_coverage']:.2f}{named}", flush=True)
+            for c in result["corrections"]:
+                print(f"  hint: {c['message']}")
+    return 1 if failed else 0
 
 
 def run_reference_add(args) -> int:
     from rehab.storage.repository import Database
 
-    ref = reference_from_video(args.video, args.name, args, ref_id=args.id)
+    ref = _guide(args.videos, args.mistake, args, name=args.name, ref_id=args.id)
 
     async def save():
         async with Database.opened(Settings.from_env()) as db:
@@ -182,7 +261,9 @@ def run_reference_add(args) -> int:
 
     asyncio.run(save())
     print(json.dumps({"reference_id": ref.id, "name": ref.name, "frames": len(ref.frames),
-                      "frames_with_subject": sum(f is not None for f in ref.frames), "fps": ref.fps}))
+                      "frames_with_subject": sum(f is not None for f in ref.frames), "fps": ref.fps,
+                      "correct_takes": len(ref.correct_takes),
+                      "mistakes": sorted({t.label for t in ref.mistakes})}))
     return 0
 
 

@@ -43,6 +43,7 @@ DEFICIT_WEIGHT = 0.3
 TAU = 2.0  # radians of summed range error that bring the factor to 1/e
 NOISE_SLACK = 8.0  # excess range below this many times an angle's jitter is forgiven
 DEFICIT_SLACK = 0.25  # a range down to 75 % of the guide's is not short (another camera angle foreshortens)
+MISTAKE_WEIGHT = 3.0  # form cost per radian of form cost an attempt is nearer a recorded mistake than every correct take
 HISTORY_FACTOR = 1.5  # the patient's range is measured over this many guide lengths
 MIN_ROWS = 8  # fewer frames with a pose than this: no judgement yet (factor 1)
 PCT = (5.0, 95.0)
@@ -163,11 +164,18 @@ class FormResult:
     factor: float  # in (0, 1]; 1 when nothing is off or too little has been seen yet
     excess: np.ndarray  # (F,) radians of range beyond the guide's, weighted by how still the guide keeps it
     deficit: np.ndarray  # (F,) radians of range short of the guide's, weighted by how much it moves
+    mistake: str | None = None  # the recorded mistake the attempt is closer to than to every correct take
+    mistake_margin: float = 0.0  # how much closer (radians of range, >= 0)
 
     def corrections(self, limit: int = 2, min_rad: float = 0.12) -> list[dict]:
-        """The worst angles as hints, e.g. 'trunk: keep it still, as the guide does'."""
+        """The worst angles as hints, e.g. 'trunk: keep it still, as the guide does'; a recorded mistake
+        the attempt resembles first, by its name."""
+        out = []
+        if self.mistake is not None:
+            out.append({"joint": "mistake", "direction": "avoid", "mistake": self.mistake,
+                        "message": f"looks like a recorded mistake: {self.mistake}"})
         cost = self.excess + DEFICIT_WEIGHT * self.deficit
-        out, named = [], set()
+        named = set()
         for f in np.argsort(-cost, kind="stable"):
             if cost[f] < min_rad or len(out) >= limit:
                 break
@@ -190,16 +198,40 @@ NEUTRAL = FormResult(1.0, np.zeros(N_FEATURES), np.zeros(N_FEATURES))
 
 @dataclass(frozen=True)
 class FormModel:
+    """The guide's ranges of motion. ``lo``/``hi``/``length`` are the first take's; with several correct
+    takes the range an attempt is held to is their mean (``rom``: measured on UI-PRMD, holding attempts
+    to the widest and narrowest take's range instead lost AUC, docs/scoring.md), and their variation
+    tells a recorded mistake from a correct execution: an attempt is judged a mistake only when nearer
+    to it than to every correct take. ``takes``: each correct take's (lo, hi, moving); ``mistakes``: each recorded mistake's
+    (label, lo, hi, moving), a label once per recording of it."""
+
     lo: np.ndarray
     hi: np.ndarray
     moving: np.ndarray  # (F,) in [0, 1]
     length: int  # the guide's repetition, in rows
+    rom: np.ndarray | None = None  # (F,) the correct takes' mean range; None: one take (hi - lo)
+    takes: tuple = ()
+    mistakes: tuple = ()
 
     @classmethod
-    def of(cls, feats: np.ndarray) -> "FormModel":
+    def of(cls, feats: np.ndarray, more_takes: list[np.ndarray] = (),
+           mistakes: list[tuple[str, np.ndarray]] = ()) -> "FormModel":
+        """From the first take's angles (T, F), more correct takes' and named mistakes' angles."""
         lo, hi = ranges(feats)
         rom = np.nan_to_num(hi - lo, nan=0.0)
-        return cls(lo, hi, np.clip(rom / MOVING_RAD, 0.0, 1.0), len(feats))
+        if not more_takes and not mistakes:
+            return cls(lo, hi, np.clip(rom / MOVING_RAD, 0.0, 1.0), len(feats))
+        takes = [(lo, hi)] + [ranges(f) for f in more_takes]
+        roms = np.stack([h - lo_ for lo_, h in takes])  # NaN where a take never saw the angle
+        seen = ~np.isnan(roms)
+        rom = np.where(seen.any(axis=0), np.nansum(roms, axis=0) / np.maximum(seen.sum(axis=0), 1), np.nan)
+        moving = np.clip(np.nan_to_num(rom, nan=0.0) / MOVING_RAD, 0.0, 1.0)
+
+        def own(r):  # a recording's ranges with its own moving weights
+            return (*r, np.clip(np.nan_to_num(r[1] - r[0], nan=0.0) / MOVING_RAD, 0.0, 1.0))
+
+        return cls(lo, hi, moving, len(feats), rom, tuple(own(t) for t in takes),
+                   tuple((label, *own(ranges(f))) for label, f in mistakes))
 
     @property
     def history_rows(self) -> int:
@@ -225,15 +257,43 @@ class FormModel:
         """The patient's angle ranges (``lo``, ``hi``; NaN where unknown) and jitter over ``n_seen`` rows
         against the guide's."""
         both = ~np.isnan(lo) & ~np.isnan(self.lo)
-        g = np.where(both, self.hi - self.lo, 0.0)
-        a = np.where(both, hi - lo, 0.0)
+        g = np.where(both, self.hi - self.lo if self.rom is None else np.nan_to_num(self.rom, nan=0.0), 0.0)
         # range the detector's own jitter explains is not movement (a clean sensor: ~0; a phone camera's
         # BlazePose: ~0.1 rad on the elbows)
         slack = np.nan_to_num(NOISE_SLACK * jit, nan=0.0)
-        excess = np.maximum(a - g - slack, 0.0) * (1.0 - self.moving)
         # a range is short only once (nearly) a whole repetition has been seen, and by more than a camera
         # at another angle foreshortens it
         coverage = np.clip((n_seen / max(self.length, 1) - 0.5) / 0.5, 0.0, 1.0)
-        deficit = np.maximum(g * (1.0 - DEFICIT_SLACK) - a, 0.0) * self.moving * coverage
-        factor = float(np.exp(-(excess.sum() + DEFICIT_WEIGHT * deficit.sum()) / TAU))
-        return FormResult(factor, excess, deficit)
+        excess, deficit = _range_errors(np.where(both, hi - lo, 0.0), g, self.moving, slack)
+        deficit = deficit * coverage
+        cost = excess.sum() + DEFICIT_WEIGHT * deficit.sum()
+        label, margin = None, 0.0
+        if self.mistakes and coverage > 0.0:
+            label, margin = self._nearest_mistake(lo, hi, slack)
+        factor = float(np.exp(-(cost + MISTAKE_WEIGHT * margin * coverage) / TAU))
+        return FormResult(factor, excess, deficit, label, round(float(margin), 4))
+
+    def _nearest_mistake(self, lo: np.ndarray, hi: np.ndarray, slack: np.ndarray) -> tuple[str | None, float]:
+        """The recorded mistake the patient's ranges are nearest (the form cost against its recording, as
+        against a guide), when nearer than to every correct take, and by how much (radians)."""
+        d_ok = min(range_cost(lo, hi, take, slack) for take in self.takes)
+        label, d_bad = min(((m[0], range_cost(lo, hi, m[1:], slack)) for m in self.mistakes), key=lambda x: x[1])
+        return (label, d_ok - d_bad) if d_bad < d_ok else (None, 0.0)
+
+
+def _range_errors(a: np.ndarray, g: np.ndarray, moving: np.ndarray, slack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per angle, range ``a`` beyond the guide's ``g`` (weighted by how still the guide keeps it) and
+    short of it (weighted by how much it moves)."""
+    excess = np.maximum(a - g - slack, 0.0) * (1.0 - moving)
+    deficit = np.maximum(g * (1.0 - DEFICIT_SLACK) - a, 0.0) * moving
+    return excess, deficit
+
+
+def range_cost(lo: np.ndarray, hi: np.ndarray, take: tuple, slack: np.ndarray) -> float:
+    """The form cost of angle ranges (``lo``, ``hi``) against one recording's (``take``: its lo, hi and
+    moving weights), over the angles both saw."""
+    t_lo, t_hi, moving = take
+    both = ~np.isnan(lo) & ~np.isnan(t_lo)
+    g = np.where(both, t_hi - t_lo, 0.0)
+    excess, deficit = _range_errors(np.where(both, hi - lo, 0.0), g, moving, slack)
+    return float(excess.sum() + DEFICIT_WEIGHT * deficit.sum())

@@ -249,7 +249,7 @@ class LiveScorer:
         reps = self.reps.update(result.phase, calibrate(result.similarity))
         if result is not EMPTY:
             form = self.form()
-            hints = form.corrections() if form.factor < FORM_HINT_BELOW else []
+            hints = form.corrections() if form.factor < FORM_HINT_BELOW or form.mistake else []
             result = dataclasses.replace(result, similarity=round(calibrate(result.similarity * form.factor), 4),
                                          corrections=(hints + result.corrections)[:4])
         if result is not EMPTY or self.n_scores:  # the session starts when the patient is first in view:
@@ -349,6 +349,7 @@ def summarize(scores: list[Score], reference_id: str, frames: list[KeypointFrame
         "phase_coverage": round(len(phases) / 11, 3),
         "joints": {k: round(float(np.mean(v)), 4) for k, v in joints.items()},
         "corrections": last.corrections if last else EMPTY.corrections,
+        "mistake": next((c["mistake"] for c in (last.corrections if last else []) if "mistake" in c), None),
         "scorer_version": SCORER_VERSION,
         "reference_id": reference_id,
         "frames": len(frames),
@@ -357,9 +358,10 @@ def summarize(scores: list[Score], reference_id: str, frames: list[KeypointFrame
 
 
 def score_attempt(ref: Reference, frames: list[KeypointFrame], mirror_mode: str = "auto",
-                  min_interval_ms: int = 0) -> dict:
+                  min_interval_ms: int = 0, model: ReferenceModel | None = None) -> dict:
     """Offline: the live scorer run over a whole recording. ``similarity`` is the session similarity
-    (the mean of the window scores), which is what the live pipeline reports last for the same frames."""
-    scorer = LiveScorer(ReferenceModel.build(ref), frames[0].session_id if frames else "offline",
+    (the mean of the window scores), which is what the live pipeline reports last for the same frames.
+    ``model``: ``ReferenceModel.build(ref)`` when the caller has it (scoring many attempts)."""
+    scorer = LiveScorer(model or ReferenceModel.build(ref), frames[0].session_id if frames else "offline",
                         mirror_mode=mirror_mode, min_interval_ms=min_interval_ms)
     return summarize(replay_scores(scorer, frames), ref.id, frames)

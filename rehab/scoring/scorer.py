@@ -87,6 +87,13 @@ def movement_steps(norm: np.ndarray, w: np.ndarray, prev_norm: np.ndarray, prev_
     return np.minimum(steps(norm, w), steps(norm[:, idx], w[:, idx]))
 
 
+def _on_grid(frames: list, fps: float) -> np.ndarray:
+    """A recording's keypoints (frames at ``fps``) resampled to RATE_HZ, (T, 17, 3)."""
+    kps = to_array(frames)
+    ts = np.arange(len(kps)) * 1000.0 / fps
+    return resample(ts, kps, RATE_HZ, 0.0, ts[-1])
+
+
 @dataclass(frozen=True)
 class ReferenceModel:
     reference_id: str
@@ -97,13 +104,15 @@ class ReferenceModel:
 
     @classmethod
     def build(cls, ref: Reference) -> "ReferenceModel":
-        kps = to_array(ref.frames)
-        ts = np.arange(len(kps)) * 1000.0 / ref.fps
-        kps = resample(ts, kps, RATE_HZ, 0.0, ts[-1])
+        """The first take is what windows are aligned with; every take and recorded mistake shapes the
+        form model (rehab/scoring/form.py)."""
+        kps = _on_grid(ref.frames, ref.fps)
         poses = Poses.of(*normalize(kps))
         double = Poses.of(np.concatenate([poses.norm] * 2), np.concatenate([poses.w] * 2))
         steps = movement_steps(double.norm[1:], double.w[1:], double.norm[:-1], double.w[:-1])
-        return cls(ref.id, poses, double, np.concatenate([[0.0], np.cumsum(steps)]), FormModel.of(angle_features(kps)))
+        form = FormModel.of(angle_features(kps), [angle_features(_on_grid(t.frames, t.fps)) for t in ref.correct_takes[1:]],
+                            [(t.label, angle_features(_on_grid(t.frames, t.fps))) for t in ref.mistakes])
+        return cls(ref.id, poses, double, np.concatenate([[0.0], np.cumsum(steps)]), form)
 
     @property
     def length(self) -> int:

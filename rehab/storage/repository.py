@@ -8,7 +8,7 @@ import json
 import asyncmy
 
 from rehab.records import Score
-from rehab.reference import Reference
+from rehab.reference import Reference, Take
 from rehab.settings import Settings
 
 _REF_COLUMNS = "id, name, exercise_id, fps, width, height, model, model_version, source_sha256, keypoints"
@@ -56,17 +56,34 @@ class Database:
 
     # -- references ------------------------------------------------------------------------
     async def save_reference(self, ref: Reference, clinician_id: str | None = None) -> None:
-        """Insert or replace a reference (same id) with its keypoints. ``clinician_id``: who registered it
-        (it and their patients see it; None: the whole clinic); a replaced reference keeps its owner."""
-        await self.execute(
-            f"INSERT INTO reference_recordings ({_REF_COLUMNS}, n_frames, clinician_id) "
-            f"VALUES ({', '.join(['%s'] * 12)}) "
-            "ON DUPLICATE KEY UPDATE name=VALUES(name), exercise_id=VALUES(exercise_id), fps=VALUES(fps), "
-            "width=VALUES(width), height=VALUES(height), n_frames=VALUES(n_frames), model=VALUES(model), "
-            "model_version=VALUES(model_version), source_sha256=VALUES(source_sha256), keypoints=VALUES(keypoints)",
-            (ref.id, ref.name, ref.exercise_id, ref.fps, ref.width, ref.height, ref.model, ref.model_version,
-             ref.source_sha256, ref.frames_json(), len(ref.frames), clinician_id),
-        )
+        """Insert or replace a reference (same id) with its keypoints and its other takes and recorded
+        mistakes, in one transaction. ``clinician_id``: who registered it (it and their patients see it;
+        None: the whole clinic); a replaced reference keeps its owner."""
+        async with self.pool.acquire() as conn:
+            await conn.begin()
+            try:
+                async with conn.cursor() as cur:
+                    await cur.execute(
+                        f"INSERT INTO reference_recordings ({_REF_COLUMNS}, n_frames, clinician_id) "
+                        f"VALUES ({', '.join(['%s'] * 12)}) "
+                        "ON DUPLICATE KEY UPDATE name=VALUES(name), exercise_id=VALUES(exercise_id), fps=VALUES(fps), "
+                        "width=VALUES(width), height=VALUES(height), n_frames=VALUES(n_frames), model=VALUES(model), "
+                        "model_version=VALUES(model_version), source_sha256=VALUES(source_sha256), "
+                        "keypoints=VALUES(keypoints)",
+                        (ref.id, ref.name, ref.exercise_id, ref.fps, ref.width, ref.height, ref.model,
+                         ref.model_version, ref.source_sha256, ref.frames_json(), len(ref.frames), clinician_id),
+                    )
+                    await cur.execute("DELETE FROM reference_takes WHERE reference_id=%s", (ref.id,))
+                    if ref.takes:
+                        await cur.executemany(
+                            "INSERT INTO reference_takes (reference_id, position, label, fps, width, height, n_frames, "
+                            "keypoints) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                            [(ref.id, i, t.label, t.fps, t.width, t.height, len(t.frames),
+                              json.dumps(t.frames, separators=(",", ":"))) for i, t in enumerate(ref.takes)])
+                await conn.commit()
+            except BaseException:
+                await conn.rollback()
+                raise
 
     async def reference_owner(self, ref_id: str) -> tuple[bool, str | None]:
         """(whether a reference with this id or name exists, the clinician who registered it)."""
@@ -82,7 +99,10 @@ class Database:
         if row is None:
             return None
         rid, name, ex, fps, w, h, model, ver, sha, kps = row
-        return Reference(rid, name, fps, w, h, model, ver, sha, json.loads(kps), ex)
+        takes = await self.execute("SELECT label, fps, width, height, keypoints FROM reference_takes "
+                                   "WHERE reference_id=%s ORDER BY position", (rid,), fetch="all")
+        return Reference(rid, name, fps, w, h, model, ver, sha, json.loads(kps), ex,
+                         tuple(Take(t[1], t[2], t[3], json.loads(t[4]), t[0]) for t in takes))
 
     async def list_references(self, owners: set | None = None) -> list[dict]:
         """Every reference, or those registered by one of ``owners`` (None in it: the clinic's shared ones)."""
@@ -93,10 +113,14 @@ class Database:
                                                      if named else "")
             args = tuple(named)
         rows = await self.execute(
-            "SELECT id, name, fps, n_frames, model, created_at, clinician_id FROM reference_recordings"
-            f"{where} ORDER BY created_at", args, fetch="all",
+            "SELECT id, name, fps, n_frames, model, created_at, clinician_id, "
+            "(SELECT COUNT(*) FROM reference_takes t WHERE t.reference_id=r.id AND t.label IS NULL), "
+            "(SELECT GROUP_CONCAT(DISTINCT t.label ORDER BY t.label SEPARATOR '\\n') FROM reference_takes t "
+            "WHERE t.reference_id=r.id AND t.label IS NOT NULL) "
+            f"FROM reference_recordings r{where} ORDER BY created_at", args, fetch="all",
         )
-        return [dict(id=r[0], name=r[1], fps=r[2], n_frames=r[3], model=r[4], created_at=str(r[5]), clinician_id=r[6])
+        return [dict(id=r[0], name=r[1], fps=r[2], n_frames=r[3], model=r[4], created_at=str(r[5]), clinician_id=r[6],
+                     correct_takes=1 + int(r[7] or 0), mistakes=r[8].split("\n") if r[8] else [])
                 for r in rows]
 
     # -- sessions --------------------------------------------------------------------------

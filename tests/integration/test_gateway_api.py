@@ -21,6 +21,7 @@ def gw():
     with isolated(admin_api_key=API_KEY, allowed_origins="https://app.rehab.example",
                   upload_max_bytes=3 * 1024 * 1024) as settings:
         with TestClient(create_app(settings)) as client:
+            client.rehab_settings = settings
             yield client
 
 
@@ -400,3 +401,60 @@ def test_a_live_session_gets_a_fresh_token_and_nobody_else_does(gw, guide):
     assert gw.delete(f"/sessions/{s['session_id']}", headers=bearer(fresh["token"])).status_code == 200
     r = gw.post(f"/sessions/{s['session_id']}/token", headers=bearer(s["token"]))
     assert r.status_code == 409 and "ended" in r.text
+
+
+def _jsonl(frames) -> bytes:
+    return b"".join(f.to_json() + b"\n" for f in frames)
+
+
+def test_a_guide_from_keypoint_files_with_another_take_and_a_named_mistake(gw, clip_keypoints):
+    """Keypoint files are taken wherever a video is; takes and named mistakes are stored in order (migration
+    007) and scoring an uploaded attempt uses them, exactly as the offline scorer does."""
+    import asyncio
+
+    from rehab.scoring import score_attempt
+    from rehab.storage.repository import Database
+
+    key = {"X-API-Key": API_KEY}
+    guide, other = clip_keypoints("pose2sim_single_cam01.mp4"), clip_keypoints("pose2sim_single_cam02.mp4")
+    r = gw.post("/references?name=From%20keypoints&id=kp", content=_jsonl(guide), headers=key)
+    assert r.status_code == 201 and r.json()["frames"] == len(guide), r.text
+    r = gw.post("/references/kp/takes", content=_jsonl(other), headers=key)
+    assert r.status_code == 201 and r.json() == {"reference_id": "kp", "correct_takes": 2, "mistakes": []}, r.text
+    frozen = [f for f in other if f.keypoints][0]
+    still = [type(f)(**{**f.__dict__, "seq": i, "capture_ts_ms": f.capture_ts_ms + 33 * i, "keypoints": frozen.keypoints})
+             for i, f in enumerate(other)]
+    r = gw.post("/references/kp/takes?label=stands%20still", content=_jsonl(still), headers=key)
+    assert r.status_code == 201 and r.json()["mistakes"] == ["stands still"], r.text
+    got = gw.get("/references/kp").json()
+    assert got["correct_takes"] == 2 and got["mistakes"] == ["stands still"]
+    listed = next(row for row in gw.get("/references").json() if row["id"] == "kp")
+    assert listed["correct_takes"] == 2 and listed["mistakes"] == ["stands still"]
+
+    async def stored():
+        async with Database.opened(gw.rehab_settings) as db:
+            return await db.get_reference("kp")
+
+    ref = asyncio.run(stored())
+    assert [t.label for t in ref.takes] == [None, "stands still"]
+    assert ref.takes[0].frames == [f.keypoints for f in other]
+    r = gw.post("/references/kp/score", content=_jsonl(still), headers=key)
+    assert r.status_code == 200, r.text
+    offline = score_attempt(ref, still)
+    assert r.json()["similarity"] == offline["similarity"] and r.json()["mistake"] == offline["mistake"]
+    assert r.json()["verdict"] == "not the exercise"
+
+
+def test_bad_takes_get_clear_4xx(gw, guide, clip_keypoints):
+    key = {"X-API-Key": API_KEY}
+    body = _jsonl(clip_keypoints("pose2sim_single_cam02.mp4"))
+    assert gw.post("/references/nope/takes", content=body, headers=key).status_code == 404
+    r = gw.post("/references/guide/takes?label=" + "x" * 129, content=body, headers=key)
+    assert r.status_code == 400 and "label" in r.json()["error"]
+    r = gw.post("/references/guide/takes", content=b"hello, I am a text file" * 10, headers=key)
+    assert r.status_code == 415
+    r = gw.post("/references/guide/takes", content=b'{"session_id": "s"}\n', headers=key)
+    assert r.status_code == 422 and "line 1" in r.json()["error"]
+    assert gw.post("/references/guide/takes", content=body).status_code == 401
+    assert gw.get("/references/guide").json()["correct_takes"] == 1, "refused takes are not stored"
+    assert not list(Path(gw.app.state.resources["uploads"].name).iterdir()), "refused uploads leave no file"

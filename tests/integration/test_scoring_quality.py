@@ -7,8 +7,8 @@ import pytest
 from benchmarks import scoring_quality as sq
 
 
-def _run(views, movements, processes=1):
-    jobs = [(v, m, s, False) for v in views for m in movements for s in range(1, 6)]
+def _run(views, movements, processes=1, takes=1, mistakes=0):
+    jobs = [(v, m, s, False, takes, mistakes) for v in views for m in movements for s in range(1, 6)]
     if processes == 1:
         sq._init(views)
         results = [sq._score_guide(job) for job in jobs]

@@ -134,3 +134,78 @@ def test_the_offline_result_carries_a_verdict_and_its_thresholds():
     assert good["verdict"] == "good" and good["similarity"] >= good["thresholds"]["good"]
     assert frozen["verdict"] == "not the exercise"
     assert frozen["similarity"] < frozen["thresholds"]["not_the_exercise"]
+
+
+# -- a guide of several takes and named mistakes -------------------------------------------------------
+
+def take(fn=lambda k, t: k, n=60, label=None):
+    from rehab.reference import Take
+
+    return Take(30.0, 640, 480, [fn(pose_at(i / n), i / n) for i in range(n)], label)
+
+
+def swaying(amount):
+    return lambda k, t: with_trunk_sway(k, amount * np.sin(2 * np.pi * t))
+
+
+def test_one_take_is_scored_exactly_as_before_takes_existed():
+    """A guide with no other takes builds the single-take model (no tolerance arrays): the same bytes."""
+    model = ReferenceModel.build(reference()).form
+    assert model.rom is None and not model.mistakes
+    feats = angle_features(np.array([with_trunk_sway(pose_at(t), 0.2 * np.sin(2 * np.pi * t))
+                                     for t in np.linspace(0, 2, 90)]))
+    again = FormModel.of(angle_features(np.array([pose_at(i / 60) for i in range(60)])))
+    assert model.assess(feats).factor == again.assess(feats).factor
+
+
+def test_the_correct_takes_mean_range_is_what_an_attempt_is_held_to():
+    """The trunk sways in a second correct take: an attempt that sways is held to the takes' mean trunk
+    range, so it costs fewer points than against the still take alone; and the exercise's moving angles
+    are still learned (the swing of the arm is in both takes)."""
+    import dataclasses
+
+    one = reference()
+    two = dataclasses.replace(one, takes=(take(swaying(0.3)),))
+    attempt_sway = attempt(swaying(0.3))
+    alone, with_take = score_attempt(one, attempt_sway), score_attempt(two, attempt_sway)
+    assert with_take["similarity"] > alone["similarity"] + 0.03
+    model = ReferenceModel.build(two).form
+    still, swayed = ReferenceModel.build(one).form, FormModel.of(angle_features(np.array(take(swaying(0.3)).frames)))
+    assert model.rom[TRUNK] == pytest.approx(((still.hi - still.lo)[TRUNK] + (swayed.hi - swayed.lo)[TRUNK]) / 2)
+    assert model.moving[FEATURES.index("upper arms (higher)")] > 0.9
+    assert with_take["mistake"] is None
+
+
+def test_an_attempt_nearer_a_recorded_mistake_scores_lower_and_the_hint_names_it():
+    import dataclasses
+
+    guide = dataclasses.replace(reference(), takes=(take(swaying(0.35), label="trunk leans sideways"),))
+    leaning = score_attempt(guide, attempt(swaying(0.35)))
+    without = score_attempt(reference(), attempt(swaying(0.35)))
+    good = score_attempt(guide, attempt())
+    assert leaning["mistake"] == "trunk leans sideways"
+    assert leaning["corrections"][0]["mistake"] == "trunk leans sideways"
+    assert "trunk leans sideways" in leaning["corrections"][0]["message"]
+    assert leaning["similarity"] < without["similarity"]
+    assert good["mistake"] is None and good["verdict"] == "good"
+    assert good["similarity"] == pytest.approx(score_attempt(reference(), attempt())["similarity"], abs=1e-9)
+
+
+def test_the_mistake_survives_a_processor_restart():
+    """The form history travels in the window snapshot: a restored scorer names the same mistake."""
+    import dataclasses
+
+    from rehab.scoring import LiveScorer
+
+    guide = ReferenceModel.build(dataclasses.replace(reference(), takes=(take(swaying(0.35), label="lean"),)))
+    fs = attempt(swaying(0.35), n=150)
+    whole = LiveScorer(guide, "s")
+    expected = [s for f in fs if (s := whole.update(f, score_ts_ms=0)) is not None]
+    first = LiveScorer(guide, "s")
+    got = [s for f in fs[:100] if (s := first.update(f, score_ts_ms=0)) is not None]
+    second = LiveScorer(guide, "s")
+    second.restore(first.snapshot())
+    second.restore_window(first.window_snapshot(), fs[0])
+    got += [s for f in fs[100:] if (s := second.update(f, score_ts_ms=0)) is not None]
+    assert [s.corrections for s in got] == [s.corrections for s in expected]
+    assert any(c.get("mistake") == "lean" for c in expected[-1].corrections)
