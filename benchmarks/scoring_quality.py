@@ -79,7 +79,7 @@ def _score_guide(args) -> dict:
         result = score_attempt(ref, frames_of(rep.keypoints, rep.fps, rep.width, rep.height),
                                min_interval_ms=MIN_INTERVAL_MS)
         row = {"subject": rep.subject, "repetition": rep.repetition, "correct": rep.correct,
-               "similarity": result["similarity"]}
+               "similarity": result["similarity"], "mistake": result["mistake"]}
         if baseline:
             row["baseline"] = cosine_baseline(guide, rep)
         out["attempts"].append(row)
@@ -144,7 +144,8 @@ def main(argv=None) -> int:
                    help="the reference subject's first N incorrect repetitions as the guide's recorded mistake")
     args = p.parse_args(argv)
     views = args.views.split(",")
-    jobs = [(v, m, s, args.baseline, args.takes, args.mistakes) for v in views for m in map(int, args.movements.split(",")) for s in range(1, 6)]
+    jobs = [(v, m, s, args.baseline, args.takes, args.mistakes)
+            for v in views for m in map(int, args.movements.split(",")) for s in range(1, 6)]
     t0 = time.time()
     with ProcessPoolExecutor(args.processes, initializer=_init, initargs=(views,)) as pool:
         results = list(pool.map(_score_guide, jobs))
@@ -157,6 +158,11 @@ def main(argv=None) -> int:
            **summarise(results)}
     if args.baseline:
         out["baseline_old_service"] = summarise(results, "baseline")["summary"]
+    if args.mistakes:  # how often the recorded mistake is named, for other people's attempts
+        named = {c: [a["mistake"] is not None for r in results for a in r["attempts"] if a["correct"] == c]
+                 for c in (True, False)}
+        out["mistake_named"] = {"correct": round(float(np.mean(named[True])), 3),
+                                "incorrect": round(float(np.mean(named[False])), 3)}
     b2b = [r["back_to_back"] for r in results if "back_to_back" in r]
     out["repetitions"] = {"sequences": len(b2b), "counted_exactly": round(float(np.mean(
         [b["counted"] == b["expected"] for b in b2b])), 3) if b2b else None,

@@ -44,6 +44,8 @@ TAU = 2.0  # radians of summed range error that bring the factor to 1/e
 NOISE_SLACK = 8.0  # excess range below this many times an angle's jitter is forgiven
 DEFICIT_SLACK = 0.25  # a range down to 75 % of the guide's is not short (another camera angle foreshortens)
 MISTAKE_WEIGHT = 3.0  # form cost per radian of form cost an attempt is nearer a recorded mistake than every correct take
+MISTAKE_NAME_MIN = 0.5  # radians nearer a mistake than every correct take before the hint names it (across
+# people a smaller margin names it for too many correct repetitions: docs/scoring.md)
 HISTORY_FACTOR = 1.5  # the patient's range is measured over this many guide lengths
 MIN_ROWS = 8  # fewer frames with a pose than this: no judgement yet (factor 1)
 PCT = (5.0, 95.0)
@@ -164,8 +166,9 @@ class FormResult:
     factor: float  # in (0, 1]; 1 when nothing is off or too little has been seen yet
     excess: np.ndarray  # (F,) radians of range beyond the guide's, weighted by how still the guide keeps it
     deficit: np.ndarray  # (F,) radians of range short of the guide's, weighted by how much it moves
-    mistake: str | None = None  # the recorded mistake the attempt is closer to than to every correct take
-    mistake_margin: float = 0.0  # how much closer (radians of range, >= 0)
+    mistake: str | None = None  # the recorded mistake the attempt is nearer than every correct take, named
+    # when it is by at least MISTAKE_NAME_MIN
+    mistake_margin: float = 0.0  # how much nearer (radians of form cost, >= 0; it costs points from 0 on)
 
     def corrections(self, limit: int = 2, min_rad: float = 0.12) -> list[dict]:
         """The worst angles as hints, e.g. 'trunk: keep it still, as the guide does'; a recorded mistake
@@ -271,7 +274,8 @@ class FormModel:
         if self.mistakes and coverage > 0.0:
             label, margin = self._nearest_mistake(lo, hi, slack)
         factor = float(np.exp(-(cost + MISTAKE_WEIGHT * margin * coverage) / TAU))
-        return FormResult(factor, excess, deficit, label, round(float(margin), 4))
+        named = label if margin * coverage >= MISTAKE_NAME_MIN else None
+        return FormResult(factor, excess, deficit, named, round(float(margin), 4))
 
     def _nearest_mistake(self, lo: np.ndarray, hi: np.ndarray, slack: np.ndarray) -> tuple[str | None, float]:
         """The recorded mistake the patient's ranges are nearest (the form cost against its recording, as

@@ -25,7 +25,7 @@ from rehab.scoring.form import FormModel, angle_features
 from rehab.scoring.kernels import similarity4
 from rehab.scoring.pose import limb_directions, normalize, resample, to_array
 
-SCORER_VERSION = "limbdtw-3.0.0"
+SCORER_VERSION = "limbdtw-3.1.0"  # 3.1: takes and named mistakes (single-take scores as 3.0.0)
 RATE_HZ = 30.0
 COS_FLOOR = 0.0  # limb cosine at or below this counts as 0 similarity, 1.0 as 1
 MIN_VALID_FRACTION = 0.5

@@ -40,3 +40,18 @@ def test_every_movement_and_view_across_subjects():
     assert summary["summary"]["side"]["mean_auc"] >= 0.76, summary["summary"]
     counted = [r["back_to_back"] for r in results]
     assert sum(c["counted"] == c["expected"] for c in counted) >= 0.2 * len(counted)
+
+
+def test_the_reference_subjects_recorded_mistakes_tell_other_peoples_incorrect_scaption_apart():
+    """Shoulder scaption seen from the front: one take as the guide tells other people's correct and
+    incorrect repetitions apart at AUC 0.78; with the reference subject's next two correct takes and
+    their ten incorrect repetitions recorded as a mistake, 0.87 (docs/scoring.md). An attempt nearer
+    the recorded mistake than every correct take scores lower and is named."""
+    one, _ = _run(["front"], [10])
+    with_mistakes, results = _run(["front"], [10], takes=3, mistakes=10)
+    a, b = one["per_movement"]["front"][10], with_mistakes["per_movement"]["front"][10]
+    assert b["auc"] >= 0.84 and b["auc"] >= a["auc"] + 0.05, (a, b)
+    assert b["incorrect_not_good"] > a["incorrect_not_good"], (a, b)
+    named = {c: sum(x["mistake"] == "incorrect" for r in results for x in r["attempts"] if x["correct"] == c)
+             for c in (True, False)}
+    assert named[False] > 2 * named[True], named

@@ -45,3 +45,48 @@ def test_scores_are_upserted_never_duplicated(isolated_settings):
     assert count == 1
     assert ref.id == "ref" and ref.frames == [KPS, KPS]
     assert session["reference_id"] == "ref" and session["mode"] == "cloud"
+
+
+def test_a_guide_with_takes_and_mistakes_is_registered_from_keypoint_files_and_replaced_whole(
+        isolated_settings, tmp_path, monkeypatch, capsys):
+    """`rehab reference add` with several keypoint files and a named mistake stores every take in order
+    (migration 007); registering the guide again replaces its takes, and a stored guide with takes scores
+    from `rehab score` as the same guide built from the files."""
+    import json
+
+    from rehab.cli import main
+    from tests.unit.test_form import swaying
+    from tests.unit.test_recordings import clip, write_jsonl
+    from tests.unit.test_scoring import frames, pose_at
+
+    for name, value in isolated_settings.as_env().items():
+        monkeypatch.setenv(name, value)
+    guide = write_jsonl(tmp_path / "g.jsonl", frames([pose_at(i / 60) for i in range(60)]))
+    take2 = write_jsonl(tmp_path / "g2.jsonl", frames([pose_at(i / 50) for i in range(50)]))
+    lean = write_jsonl(tmp_path / "lean.jsonl", frames([swaying(0.35)(pose_at(i / 60), i / 60) for i in range(60)]))
+    assert main(["reference", "add", str(guide), str(take2), "--name", "Arm swing", "--id", "swing",
+                 "--mistake", f"trunk leans={lean}"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["correct_takes"] == 2 and out["mistakes"] == ["trunk leans"]
+
+    async def stored():
+        async with Database.opened(isolated_settings) as db:
+            return await db.get_reference("swing"), await db.list_references()
+
+    ref, listing = asyncio.run(stored())
+    assert [(t.label, len(t.frames)) for t in ref.takes] == [(None, 50), ("trunk leans", 60)]
+    row = next(r for r in listing if r["id"] == "swing")
+    assert row["correct_takes"] == 2 and row["mistakes"] == ["trunk leans"]
+
+    attempt = write_jsonl(tmp_path / "a.jsonl", clip(swaying(0.35)))
+    assert main(["score", "--reference", "swing", str(attempt), "--json"]) == 0
+    from_store = json.loads(capsys.readouterr().out)
+    assert main(["score", "--reference", str(guide), "--reference", str(take2), "--mistake", f"trunk leans={lean}",
+                 str(attempt), "--json"]) == 0
+    from_files = json.loads(capsys.readouterr().out)
+    assert from_store["similarity"] == from_files["similarity"] and from_store["mistake"] == "trunk leans"
+
+    assert main(["reference", "add", str(guide), "--name", "Arm swing", "--id", "swing"]) == 0
+    capsys.readouterr()
+    ref, _ = asyncio.run(stored())
+    assert ref.takes == (), "a guide registered again is replaced whole, takes too"

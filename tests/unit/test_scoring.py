@@ -396,3 +396,33 @@ def test_a_late_session_is_scored_once_per_how_late_its_frames_are():
         clock.sleep(0.006)
     gaps = [b - a for a, b in zip(scored_at, scored_at[1:])]
     assert len(scored_at) >= 2 and min(gaps) >= 600, f"scores at {scored_at} ms"
+
+
+def test_a_guide_given_more_takes_scores_sessions_started_after_the_refresh(monkeypatch):
+    """The processor caches a guide's model; a new session reloads it once the cached one is older than
+    GUIDE_REFRESH_S (a guide replaced or given takes), while running sessions keep theirs."""
+    import asyncio
+
+    from stream_processor import processor
+    from stream_processor.processor import ScoringState
+
+    loads = []
+
+    async def load(ref_id):
+        loads.append(ref_id)
+        return reference()
+
+    clock = [1000.0]
+    monkeypatch.setattr(processor.time, "monotonic", lambda: clock[0])
+    state = ScoringState(load, window_ms=1000, min_interval_ms=100)
+
+    def first_frame(session):
+        return dataclasses.replace(frames([pose_at(0.0)])[0], session_id=session, reference_id="ref")
+
+    a = asyncio.run(state.scorer_for(first_frame("a")))
+    b = asyncio.run(state.scorer_for(first_frame("b")))
+    assert loads == ["ref"] and a.ref is b.ref
+    clock[0] += processor.GUIDE_REFRESH_S + 1
+    c = asyncio.run(state.scorer_for(first_frame("c")))
+    assert loads == ["ref", "ref"] and c.ref is not a.ref
+    assert asyncio.run(state.scorer_for(first_frame("a"))) is a, "a running session keeps its model"
