@@ -54,6 +54,7 @@ def evaluate(data: Path, workdir: Path, min_interval_ms: int) -> dict:
             "separation_ge_0.3": min(pos) - max(neg) >= 0.3,
             "three_times_counts_3": reps["cam02 three times"] == 3,
             "frozen_counts_0": reps["cam02 frozen frame"] == 0,
+            "walking_counts_0": reps["walking (vtest)"] == 0,
         },
     }
 

@@ -32,7 +32,7 @@ class RepCounter:
     MAX_JUMP = 0.75  # a forward phase step larger than this is a different position, not progress
 
     def __init__(self, arm: tuple[float, float] = (0.35, 0.65), done: float = 0.75, min_similarity: float = 0.55,
-                 min_mean: float = 0.5):
+                 min_mean: float = 0.6):
         self.arm, self.done, self.min_similarity, self.min_mean = arm, done, min_similarity, min_mean
         self.count = 0
         self.armed = False

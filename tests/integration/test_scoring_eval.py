@@ -15,3 +15,4 @@ def test_scoring_separates_the_exercise_from_doing_something_else(data_dir, tmp_
     assert report["separation"] >= 0.3, table
     assert table["cam02 three times"]["reps"] == 3, table
     assert table["cam02 frozen frame"]["reps"] == 0
+    assert table["walking (vtest)"]["reps"] == 0, "walking past is not a repetition of the exercise"
