@@ -1,12 +1,12 @@
 """Glass-to-score latency of N concurrent live sessions, printed as JSON: each session is a real
-client (aiortc video in cloud mode, a data channel of keypoints in edge mode) playing the patient clip
+client (aiortc video in cloud mode, a data channel of keypoints in on-device mode) playing the patient clip
 in a loop as a FPS camera; latency = receipt of a score minus the capture time of the window's last
 frame (one machine, one clock). Reported overall and per interval, so growth over time shows.
 
-    ./dev bench live_latency [--sessions 4] [--mode cloud|edge] [--seconds 600] [--fps 15]
+    ./dev bench live_latency [--sessions 4] [--mode cloud|device] [--seconds 600] [--fps 15]
     ./dev bench live_latency --sweep 1,2,4,6,8 --seconds 60     # how many sessions before it grows
 Targets (issue 5, 2-core machine, BlazePose on CPU, 15 fps): cloud, 4 sessions: p50 <= 150 ms,
-p99 <= 300 ms, flat over 10 minutes, >= 6 sessions before latency grows; edge: >= 200 sessions.
+p99 <= 300 ms, flat over 10 minutes, >= 6 sessions before latency grows; device: >= 200 sessions.
 The clients run on the same machine as the services. In cloud mode they send the clip encoded to H.264
 once up front (as a phone's hardware encoder would) unless ``--client-video live``, where every
 client encodes VP8 in software and takes CPU from the services.
@@ -39,7 +39,7 @@ def client_process(gateway: str, n: int, mode: str, seconds: float, fps: float, 
         await asyncio.sleep(k * 0.3)  # sessions start staggered, as patients do
         grant = await create_session(gateway, "guide", patient_id=f"bench-{k}", mode=mode)
         rows, t0 = [], time.monotonic()
-        if mode == "edge":
+        if mode == "device":
             frames = [keypoints[i % len(keypoints)] for i in range(int(seconds * fps))]
             source = stream_keypoints(gateway, grant, frames, fps, tail_s=2.0)
         else:
@@ -66,7 +66,7 @@ def run(sessions: int, mode: str, seconds: float, fps: float, max_side: int, per
         interval_s: float, complexity: int | None = None,
         worker_fps: float | None = None, client_video: str = "preencoded", worker_threads: int | None = None) -> dict:
     keypoints = None
-    if mode == "edge":
+    if mode == "device":
         from benchmarks.common import clip_frames
 
         step = 60 / fps  # the clip at the camera's rate
@@ -111,11 +111,12 @@ def run(sessions: int, mode: str, seconds: float, fps: float, max_side: int, per
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sessions", type=int, default=4)
-    ap.add_argument("--mode", choices=["cloud", "edge"], default="cloud")
+    ap.add_argument("--mode", choices=["cloud", "device", "edge"], default="cloud",
+                    help="device: keypoints from the client over a data channel (edge: its older name)")
     ap.add_argument("--seconds", type=float, default=600)
     ap.add_argument("--fps", type=float, default=15)
     ap.add_argument("--max-side", type=int, default=480, help="client camera and gateway frame size (long side)")
-    ap.add_argument("--per-process", type=int, default=0, help="sessions per client process (default: 4 cloud, 50 edge)")
+    ap.add_argument("--per-process", type=int, default=0, help="sessions per client process (default: 4 cloud, 50 device)")
     ap.add_argument("--interval", type=float, default=30, help="seconds per reported interval")
     ap.add_argument("--worker-fps", type=float, default=None,
                     help="frames per second per session the pose worker takes (default: --fps)")
@@ -129,6 +130,7 @@ def main() -> None:
                     help="inference lanes in the pose worker (REHAB_WORKER_THREADS; default: the setting's)")
     ap.add_argument("--sweep", default="", help="comma-separated session counts, one run each")
     args = ap.parse_args()
+    args.mode = "device" if args.mode == "edge" else args.mode
     per_process = args.per_process or (4 if args.mode == "cloud" else 50)
     if args.sweep:
         runs = [run(int(n), args.mode, args.seconds, args.fps, args.max_side, per_process, args.interval,

@@ -12,7 +12,9 @@ and of incorrect ones not judged ``good``; and the same summary for the old serv
 (frame-by-frame cosine of raw coordinates, ``--baseline``) in the same run.
 
 Repetition counting: each subject's 10 correct repetitions of a movement played back to back (one
-recording, the clock running on), scored against another subject's guide; the count should be 10.
+recording, the clock running on), scored against another subject's guide; the count should be 10. The
+same subject holding their first pose as long, and doing each repetition at half its amplitude, should
+count 0 (``repetitions.frozen`` / ``half_amplitude``: the share counted 0 and the share not judged good).
 
 The score's constants were chosen on these subjects (docs/scoring.md), so the figures here are an
 upper bound of what unseen people get; the held-out subjects and clips the team keeps outside the repo
@@ -92,6 +94,16 @@ def _score_guide(args) -> dict:
         result = score_attempt(ref, frames_of(seq, mine[0].fps, mine[0].width, mine[0].height),
                                min_interval_ms=MIN_INTERVAL_MS)
         out["back_to_back"] = {"subject": other, "expected": len(mine), "counted": result["reps"]}
+        # the same person holding their first pose as long, and doing each repetition at half its
+        # amplitude (every keypoint halfway between the starting pose and where the repetition takes
+        # it): neither is a repetition
+        start = mine[0].keypoints[:1]
+        frozen = np.repeat(start, len(seq), axis=0)
+        half = np.concatenate([r.keypoints[:1] + 0.5 * (r.keypoints - r.keypoints[:1]) for r in mine])
+        for name, kps in (("frozen", frozen), ("half_amplitude", half)):
+            result = score_attempt(ref, frames_of(kps, mine[0].fps, mine[0].width, mine[0].height),
+                                   min_interval_ms=MIN_INTERVAL_MS)
+            out[name] = {"counted": result["reps"], "similarity": result["similarity"], "verdict": result["verdict"]}
     return out
 
 
@@ -167,6 +179,10 @@ def main(argv=None) -> int:
     out["repetitions"] = {"sequences": len(b2b), "counted_exactly": round(float(np.mean(
         [b["counted"] == b["expected"] for b in b2b])), 3) if b2b else None,
         "mean_abs_error": round(float(np.mean([abs(b["counted"] - b["expected"]) for b in b2b])), 2) if b2b else None}
+    for name in ("frozen", "half_amplitude"):
+        rows = [r[name] for r in results if name in r]
+        out["repetitions"][name] = {"sequences": len(rows), "counted_none": round(float(np.mean(
+            [x["counted"] == 0 for x in rows])), 3), "not_good": round(float(np.mean([x["verdict"] != "good" for x in rows])), 3)}
     out["seconds"] = round(time.time() - t0, 1)
     if args.raw:
         args.raw.write_text(json.dumps(results))

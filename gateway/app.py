@@ -49,7 +49,7 @@ from starlette.websockets import WebSocket
 from gateway import sctp
 from gateway.accounts import ACCOUNT_SCHEMAS, Accounts
 from gateway.auth import AuthError, Claims, TokenSigner, bearer
-from gateway.edge_ingest import EdgeIngest, KeypointPublisher
+from gateway.device_ingest import MODE_ALIASES, DeviceIngest, KeypointPublisher
 from gateway.fanout import ScoreFanout
 from gateway.http import error, read_json
 from gateway.jitter import install as install_marker_jitter_buffer
@@ -83,7 +83,7 @@ OPENAPI_COMPONENTS = {
     "schemas": {
         "NewSession": {"type": "object", "required": ["reference_id"], "additionalProperties": False,
                        "properties": {"reference_id": _ID_SCHEMA, "patient_id": _ID_SCHEMA,
-                                      "mode": {"type": "string", "enum": ["cloud", "edge"]}}},
+                                      "mode": {"type": "string", "enum": ["cloud", "device", "edge"]}}},
         "ClinicianGrant": {"type": "object", "required": ["clinician_id", "patient_id"], "additionalProperties": False,
                            "properties": {"clinician_id": _ID_SCHEMA, "patient_id": _ID_SCHEMA}},
         **ACCOUNT_SCHEMAS,
@@ -102,9 +102,9 @@ OPENAPI_COMPONENTS = {
 }
 
 
-# Edge keypoints wait up to 5 ms to share a produce request with other sessions' (Kafka 4.0 made 5 ms
-# the Java producer's default, KIP-1030): with 100 edge sessions 0.56 -> 0.50 cores of gateway, capture ->
-# in Kafka p50 6 -> 8 ms (./dev bench edge_capacity). A partition's batch holds ~700 frames (aiokafka's
+# On-device keypoints wait up to 5 ms to share a produce request with other sessions' (Kafka 4.0 made 5 ms
+# the Java producer's default, KIP-1030): with 100 on-device sessions 0.56 -> 0.50 cores of gateway, capture ->
+# in Kafka p50 6 -> 8 ms (./dev bench device_capacity). A partition's batch holds ~700 frames (aiokafka's
 # 16 KB default held ~10), so a send waits for a full batch only when Kafka is far behind.
 KEYPOINTS_LINGER_MS = 5
 # A consumer's fetch waits at the broker until a record arrives or this long: records are handed over as
@@ -120,7 +120,7 @@ KEYPOINTS_BATCH_BYTES = 1 << 20
 def resumed_seq(elapsed_s: float, clock_margin_s: float = 60.0) -> int:
     """The first frame number for a session that earlier connections (in another gateway process) fed:
     above any they can have used, as no session gets more than MAX_SESSION_FPS frames a second (plus a
-    burst) from any gateway. (An edge device's own numbers are added to it: one that skips numbers
+    burst) from any gateway. (A device's own numbers are added to it: one that skips numbers
     ahead of its frame rate can still overlap its earlier frames after a gateway restart.)"""
     return int((elapsed_s + clock_margin_s) * MAX_SESSION_FPS) + 1
 
@@ -187,7 +187,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         # camera frames (cloud mode): a few sessions per gateway, each frame sent at once
         res["producer"] = async_producer(settings.kafka_bootstrap, linger_ms=0, max_request_size=8 * 1024 * 1024)
         await res["producer"].start()
-        # keypoints (edge mode): hundreds of sessions per gateway, batched
+        # keypoints (on-device mode): hundreds of sessions per gateway, batched
         res["keypoint_producer"] = async_producer(settings.kafka_bootstrap, linger_ms=KEYPOINTS_LINGER_MS,
                                                   max_batch_size=KEYPOINTS_BATCH_BYTES)
         await res["keypoint_producer"].start()
@@ -267,7 +267,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
 
     metrics.SESSIONS.labels("gateway").set_function(lambda: len(live))
     metrics.SUBSCRIBERS.set_function(lambda: sum(len(v) for v in fanout.subscribers.values()))
-    metrics.EDGE_QUEUE.set_function(lambda: len(res["keypoints"].queue) if "keypoints" in res else 0)
+    metrics.DEVICE_QUEUE.set_function(lambda: len(res["keypoints"].queue) if "keypoints" in res else 0)
 
     async def prometheus(request: Request):
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
@@ -299,8 +299,9 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         summary: Start a session; the answer carries the session's token.
         description: Needs the patient's own token (POST /tokens with the patient's credential); the
           session is theirs. In demo mode (REHAB_DEMO_MODE) no token is needed and patient_id names the
-          patient. Body {reference_id, patient_id, mode} (mode cloud = video over WebRTC, edge = keypoints
-          over a data channel; patient_id, if given with a token, must be the token's). The token
+          patient. Body {reference_id, patient_id, mode} (mode cloud = video over WebRTC, device = keypoints
+          computed on the device over a data channel, "edge" accepted as its older name; patient_id, if
+          given with a token, must be the token's). The token
           (Authorization Bearer, or ?token= on the WebSocket) is needed for the offer, the score stream
           and ending the session; it expires after REHAB_TOKEN_TTL_S.
           ice_servers are the STUN/TURN servers to give the peer connection (RTCIceServer dictionaries,
@@ -343,8 +344,9 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
             return error(422, "patient_id must be 1-64 letters, digits, '_', '.', '-'")
         if claims is not None and patient != claims.patient_id:
             return error(403, "a patient's token starts sessions for that patient only")
-        if mode not in ("cloud", "edge"):
-            return error(422, "mode must be 'cloud' or 'edge'")
+        mode = MODE_ALIASES.get(mode, mode) if isinstance(mode, str) else mode
+        if mode not in ("cloud", "device"):
+            return error(422, "mode must be 'cloud' or 'device' (keypoints from the device; 'edge' is its older name)")
         ref = await res["db"].get_reference(body["reference_id"])
         if ref is None or (claims is not None and
                            not await references.visible(await accounts.scope_of(claims), ref.id)):
@@ -474,15 +476,15 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
         elif earlier:  # connected before, through a gateway that restarted since or another one
             first_seq = resumed_seq(elapsed_s)
         pc = RTCPeerConnection(rtc_configuration(ice.for_session(sid)))
-        edge = row["mode"] == "edge"
-        if edge:
-            ingest = EdgeIngest(sid, row["reference_id"], res["keypoints"], settings.session_max_fps, first_seq)
+        on_device = row["mode"] == "device"
+        if on_device:
+            ingest = DeviceIngest(sid, row["reference_id"], res["keypoints"], settings.session_max_fps, first_seq)
         else:
             ingest = VideoIngest(sid, row["reference_id"], res["producer"], topics.frames,
                                  settings.frame_max_side, settings.jpeg_quality, settings.session_max_fps, first_seq)
         session = LiveSession(sid, row["reference_id"], pc, ingest, row["patient_id"], claims.credential_id)
 
-        wire(session, edge, fanout, reply_error, is_current=lambda: live.get(sid) is session)
+        wire(session, on_device, fanout, reply_error, is_current=lambda: live.get(sid) is session)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type=offer.type))
             await pc.setLocalDescription(await pc.createAnswer())

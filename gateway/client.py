@@ -281,7 +281,7 @@ async def _aiter(items):
 async def stream_keypoints(gateway: str, grant: Grant, frames, fps: float, tail_s: float = 3.0,
                            errors: list | None = None, model: str = "blazepose",
                            send_lag_ms: list | None = None) -> AsyncIterator[Received]:
-    """Edge mode: sends keypoints (an iterable or async iterable of (width, height, keypoints or None))
+    """On-device mode: sends keypoints (an iterable or async iterable of (width, height, keypoints or None))
     over the data channel, frame i at t0 + i / fps (its capture time), and yields the scores that come
     back on it. ``send_lag_ms`` collects how late each frame left after its capture time (a busy
     device or load generator shows here, not as the gateway's latency)."""
@@ -337,7 +337,7 @@ async def stream_keypoints(gateway: str, grant: Grant, frames, fps: float, tail_
 
 
 async def device_keypoints(path: str, backend, max_side: int = 640):
-    """What an edge device does: the pose model on each camera frame, here on a video file's frames
+    """What a device in on-device mode does: the pose model on each camera frame, here on a video file's frames
     (in a thread, frame by frame, so inference overlaps sending)."""
     from edge.extract import extract
 

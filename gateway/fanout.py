@@ -4,7 +4,7 @@ never slows the others).
 
 The keypoints topic carries every frame of every session (15 a second each), so it is read only while
 someone subscribed to keypoints (the browser app in cloud mode draws its skeleton from them): with 100
-edge sessions and nobody asking, reading it anyway cost the gateway ~15 % of its time in fetches."""
+on-device sessions and nobody asking, reading it anyway cost the gateway ~15 % of its time in fetches."""
 from __future__ import annotations
 
 import asyncio

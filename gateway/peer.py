@@ -13,7 +13,7 @@ from typing import Callable
 
 from aiortc import RTCPeerConnection
 
-from gateway.edge_ingest import EdgeIngest, EdgeMessageError
+from gateway.device_ingest import DeviceIngest, DeviceMessageError
 from gateway.fanout import ScoreFanout
 from gateway.ingest import VideoIngest
 from gateway.limits import RateLimit
@@ -28,7 +28,7 @@ class LiveSession:
     session_id: str
     reference_id: str
     pc: RTCPeerConnection
-    ingest: VideoIngest | EdgeIngest
+    ingest: VideoIngest | DeviceIngest
     patient_id: str = ""
     credential_id: str | None = None  # of the token that connected it: revoking it ends the session
     tasks: list[asyncio.Task] = field(default_factory=list)
@@ -68,7 +68,7 @@ class ChannelErrors:
             metrics.DROPPED.labels("gateway", "error_reply_limit").inc()
 
 
-def wire(session: LiveSession, edge: bool, fanout: ScoreFanout, reply_error: ChannelErrors,
+def wire(session: LiveSession, on_device: bool, fanout: ScoreFanout, reply_error: ChannelErrors,
          is_current: Callable[[], bool]) -> None:
     """Attaches the session's handlers to its peer connection (before the offer is applied).
     ``is_current()``: whether this is still the session's connection (a reconnect replaces it)."""
@@ -78,9 +78,9 @@ def wire(session: LiveSession, edge: bool, fanout: ScoreFanout, reply_error: Cha
         session.last_activity = time.monotonic()
         try:
             frame = ingest.accept(message)
-        except EdgeMessageError as exc:
+        except DeviceMessageError as exc:
             ingest.counters["bad_messages"] += 1
-            metrics.DROPPED.labels("gateway", "edge_refused").inc()
+            metrics.DROPPED.labels("gateway", "device_refused").inc()
             reply_error(channel, sid, ingest, str(exc))
             return
         ingest.publish(frame)
@@ -105,7 +105,7 @@ def wire(session: LiveSession, edge: bool, fanout: ScoreFanout, reply_error: Cha
             channel.close()
             return
         if channel.label == "keypoints":
-            if not edge:
+            if not on_device:
                 channel.send(json.dumps({"type": "error", "reason": "this is a cloud-mode session: send video"}))
                 return
             channel.on("message", lambda m: on_keypoints(channel, m))
@@ -116,7 +116,7 @@ def wire(session: LiveSession, edge: bool, fanout: ScoreFanout, reply_error: Cha
         def on_message(message):
             try:
                 msg = json.loads(message)
-                if msg.get("type") == "clock" and not edge:
+                if msg.get("type") == "clock" and not on_device:
                     ingest.clock_t0_ms = check_client_ts("t0_ms", msg.get("t0_ms"))
             except (ValueError, AttributeError, RecursionError) as exc:  # MessageError is a ValueError
                 ingest.counters["bad_channel_messages"] += 1
@@ -124,7 +124,7 @@ def wire(session: LiveSession, edge: bool, fanout: ScoreFanout, reply_error: Cha
 
     @pc.on("track")
     def on_track(track):
-        if track.kind == "video" and not edge:
+        if track.kind == "video" and not on_device:
             async def read():
                 await ingest.read_track(track, on_frame=lambda: setattr(session, "last_activity", time.monotonic()))
             session.tasks.append(asyncio.create_task(read()))

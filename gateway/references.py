@@ -82,7 +82,7 @@ class References:
     async def add(self, request: Request):
         """
         summary: Register a guide from an uploaded video (the body; mp4/mov, webm/mkv or avi) or keypoint file
-          (JSON or JSON Lines as `rehab extract` writes it). More takes and named mistakes: POST /references/{id}/takes.
+          (JSON or JSON Lines as `rehab extract` writes it). POST /references/{id}/takes adds takes and named mistakes.
         description: Needs the admin API key (X-API-Key; the guide is the whole clinic's) or a clinician's
           own token (the guide is then theirs; they and their patients see it). Query name= (required) and id= (optional,
           default derived from the name); an existing id is replaced. The video's type is taken from its
@@ -137,7 +137,7 @@ class References:
         description: Without label, another correct take (the guide's takes' natural variation is the
           scorer's tolerance). With label (1-128 printable characters, e.g. "knees cave in"), a recording
           of that mistake; an attempt nearer to it than to every correct take scores lower and its hint names
-          the mistake. The same label again adds another recording of that mistake. Who may: as for
+          the mistake. The same label again adds another recording of that mistake. Who may do it is as for
           replacing the guide (the admin; a clinician for their own guides). Up to 16 takes besides the
           first. Sessions started afterwards are scored with the new takes.
         security: [{api_key: []}, {bearer: []}]

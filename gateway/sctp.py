@@ -1,8 +1,8 @@
 """Delayed SACKs for aiortc's SCTP (the transport under WebRTC data channels), as RFC 4960 section 6.2
 asks and browsers do: a received packet of in-order DATA is acknowledged with the next one, or within
 200 ms, instead of at once. aiortc 1.16 acknowledges every packet on arrival, so each keypoint message
-of an edge session made the gateway send a SACK back (a DTLS record and a UDP send each: py-spy put
-those SACKs at ~19 % of the gateway's time with 100 edge sessions). Out-of-order or duplicate packets
+of an on-device session made the gateway send a SACK back (a DTLS record and a UDP send each: py-spy put
+those SACKs at ~19 % of the gateway's time with 100 on-device sessions). Out-of-order or duplicate packets
 are still acknowledged at once (they are how the sender learns of a loss).
 
 It also bounds what one stream may hold in reassembly (``MAX_REASSEMBLY_BYTES``, below).

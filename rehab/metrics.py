@@ -36,7 +36,7 @@ SESSIONS = Gauge("rehab_sessions_active", "Sessions with live state in this proc
 WORKER_FPS_BUDGET = Gauge("rehab_worker_session_fps_budget",
                           "Frames per second the pose worker infers per session now (its cap, or a fair share)")
 SUBSCRIBERS = Gauge("rehab_websocket_subscribers", "Open score WebSocket subscriptions")
-EDGE_QUEUE = Gauge("rehab_gateway_edge_frames_queued", "Accepted edge keypoint frames not yet handed to Kafka")
+DEVICE_QUEUE = Gauge("rehab_gateway_device_frames_queued", "Accepted on-device keypoint frames not yet handed to Kafka (was rehab_gateway_edge_frames_queued)")
 LAG = Gauge("rehab_consumer_lag", "Messages between the group's committed offset and the topic's end",
             ["service", "topic"])
 

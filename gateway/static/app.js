@@ -1,7 +1,7 @@
 // ReHab Live browser app: pick an exercise, watch the guide, start the camera, see your skeleton,
-// the live score, hints and repetitions. Cloud mode sends video over WebRTC; edge mode runs BlazePose
+// the live score, hints and repetitions. Cloud mode sends video over WebRTC; on-device mode runs BlazePose
 // (@mediapipe/pose, served by the gateway under /vendor/pose/) here and sends keypoints over a data
-// channel. URL parameters (for kiosks and tests): ?reference=ID&patient=P&mode=cloud|edge&autostart=1;
+// channel. URL parameters (for kiosks and tests): ?reference=ID&patient=P&mode=cloud|device&autostart=1;
 // ?invite=CODE (the link a clinician sends) is exchanged once for the patient's credential, which this
 // browser keeps (localStorage) and trades for a patient token; without one the gateway must be in demo mode.
 "use strict";
@@ -142,7 +142,7 @@ async function negotiate(pc, session) {
   await pc.setRemoteDescription(answer);
 }
 
-async function startEdgeModel(channel) {
+async function startDeviceModel(channel) {
   if (!window.Pose) {
     await new Promise((resolve, reject) => {
       const s = document.createElement("script");
@@ -220,7 +220,7 @@ async function start() {
     } else {
       state.channel = pc.createDataChannel("keypoints");
       state.channel.onmessage = (e) => onMessage(e.data);
-      state.channel.onopen = () => startEdgeModel(state.channel).catch((err) => status(err.message));
+      state.channel.onopen = () => startDeviceModel(state.channel).catch((err) => status(err.message));
     }
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === "failed" && state.running) { status("Connection lost: reconnecting…"); reconnect(); }
@@ -303,7 +303,8 @@ async function init() {
     $("exercise").replaceChildren(...refs.map((r) => { const o = document.createElement("option"); o.value = r.id; o.textContent = r.name; return o; }));
     if (params.get("reference")) $("exercise").value = params.get("reference");
     if (params.get("patient")) $("patient").value = params.get("patient");
-    if (params.get("mode")) document.querySelector(`input[name=mode][value=${params.get("mode") === "edge" ? "edge" : "cloud"}]`).checked = true;
+    // mode=device (keypoints from this device); mode=edge is its older name
+    if (params.get("mode")) document.querySelector(`input[name=mode][value=${["device", "edge"].includes(params.get("mode")) ? "device" : "cloud"}]`).checked = true;
     $("exercise").onchange = () => showGuide($("exercise").value);
     if (refs.length) await showGuide($("exercise").value);
     else status("No exercises yet: a clinician registers a guide video first.");

@@ -31,9 +31,9 @@ def add_commands(sub) -> None:
     st.add_argument("--credential", default=os.environ.get("REHAB_PATIENT_CREDENTIAL"),
                     help="the patient's credential (from their invitation; default REHAB_PATIENT_CREDENTIAL); "
                          "without one the gateway must be in demo mode")
-    st.add_argument("--mode", choices=["cloud", "edge"], default="cloud",
-                    help="cloud: send video over WebRTC; edge: run BlazePose here and send keypoints over a "
-                         "data channel (scores come back on it)")
+    st.add_argument("--mode", choices=["cloud", "device", "edge"], default="cloud",
+                    help="cloud: send video over WebRTC; device: run BlazePose here and send keypoints over a "
+                         "data channel (scores come back on it); edge: the older name of device")
     st.set_defaults(func=run_stream)
 
     d = sub.add_parser("demo", help="the whole live pipeline on the bundled clips")
@@ -106,10 +106,11 @@ async def _stream(gateway: str, reference_id: str, video: str, loops: int, as_js
                   mode: str = "cloud", credential: str | None = None) -> tuple[str, list]:
     from gateway.client import create_session, device_keypoints, stream_file, stream_keypoints
 
+    mode = "device" if mode == "edge" else mode
     grant = await create_session(gateway, reference_id, mode=mode, credential=credential)
     session_id = grant.session_id
     received, errors = [], []
-    if mode == "edge":
+    if mode == "device":
         from edge.backends import create_backend
         from edge.video import probe
 

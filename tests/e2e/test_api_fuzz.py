@@ -36,7 +36,7 @@ def fuzz_http():
 @pytest.fixture(scope="module")
 def real_session(live_stack, fuzz_http) -> dict:
     r = fuzz_http.post(f"{live_stack.gateway_url}/sessions", timeout=30,
-                       json={"reference_id": "guide", "patient_id": "fuzz-patient", "mode": "edge"})
+                       json={"reference_id": "guide", "patient_id": "fuzz-patient", "mode": "device"})
     assert r.status_code == 201, r.text
     return r.json()
 

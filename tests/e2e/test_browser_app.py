@@ -1,6 +1,6 @@
 """The browser app in Debian's headless chromium, its camera a fake one playing the patient clip: the
 page creates a session, streams the camera over WebRTC and shows live scores. A screenshot of the
-running page is saved to artifacts/browser_app_{cloud,edge}.png."""
+running page is saved to artifacts/browser_app_{cloud,device}.png."""
 import time
 from pathlib import Path
 
@@ -40,9 +40,9 @@ def _wait_for_status(browser, text: str, timeout_s: float) -> str:
         time.sleep(0.3)
 
 
-@pytest.mark.parametrize("mode", ["cloud", "edge"])
+@pytest.mark.parametrize("mode", ["cloud", "device"])
 def test_scores_reach_the_page(live_stack, fake_camera, tmp_path, mode):
-    """cloud: the camera's video goes over WebRTC; edge: BlazePose runs in the page (the npm package's
+    """cloud: the camera's video goes over WebRTC; device: BlazePose runs in the page (the npm package's
     browser build, served by the gateway) and only keypoints go over a data channel."""
     browser = Browser(fake_camera, tmp_path / "chromium.log")
     try:
@@ -127,7 +127,7 @@ def test_behind_a_tls_proxy_the_https_origin_is_the_gateways_own(live_stack):
     import httpx
 
     origin = live_stack.gateway_url.replace("http://", "https://")
-    body = {"reference_id": "guide", "patient_id": "proxied", "mode": "edge"}
+    body = {"reference_id": "guide", "patient_id": "proxied", "mode": "device"}
     with httpx.Client(base_url=live_stack.gateway_url, timeout=10) as http:
         proxied = http.post("/sessions", json=body, headers={"Origin": origin, "X-Forwarded-Proto": "https"})
         direct = http.post("/sessions", json=body, headers={"Origin": origin})

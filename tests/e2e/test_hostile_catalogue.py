@@ -50,7 +50,7 @@ class Neighbour:
 
     async def _main(self) -> None:
         try:
-            grant = await create_session(self.url, "guide", mode="edge")
+            grant = await create_session(self.url, "guide", mode="device")
             async for r in stream_keypoints(self.url, grant, self._frames(), 30.0, tail_s=1.0, errors=self.errors):
                 self.scores.append(r.received_ms)
         except BaseException as exc:  # reported by the last test
@@ -291,7 +291,7 @@ def channel(live_stack, clip_keypoints):
     f = next(f for f in clip_keypoints("pose2sim_single_cam02.mp4") if f.keypoints is not None)
 
     async def open_():
-        g = await create_session(live_stack.gateway_url, "guide", mode="edge")
+        g = await create_session(live_stack.gateway_url, "guide", mode="device")
         return await open_keypoint_channel(live_stack.gateway_url, g, lambda raw: replies.append(json.loads(raw)))
 
     pc, ch = asyncio.run_coroutine_threadsafe(open_(), loop).result(60)

@@ -30,7 +30,7 @@ def test_each_service_reports_its_hops_sessions_and_lag(live_stack, data_dir):
     assert m["gateway"]['rehab_hop_latency_ms_count{hop="capture_to_gateway"}'] >= 20
     assert m["gateway"]['rehab_hop_latency_ms_count{hop="scored_to_pushed"}'] >= 5
     assert 'rehab_sessions_active{service="gateway"}' in m["gateway"]
-    assert m["gateway"]["rehab_gateway_edge_frames_queued"] == 0, "nothing waits for Kafka once the clip is sent"
+    assert m["gateway"]["rehab_gateway_device_frames_queued"] == 0, "nothing waits for Kafka once the clip is sent"
     assert m["gateway"]['rehab_messages_total{kind="frames_published",service="gateway"}'] >= 20
     assert m["worker"]['rehab_hop_latency_ms_count{hop="gateway_to_inferred"}'] >= 20
     assert m["worker"]['rehab_consumer_lag{service="worker",topic="%s"}' % live_stack.topics.frames] >= 0

@@ -52,8 +52,8 @@ def test_after_erasure_no_query_replay_or_consumer_finds_the_patient(clip_keypoi
             async with Database.opened(s) as db:
                 await db.save_reference(guide_reference)
                 for sid in GONE:
-                    await db.create_session(sid, "erase-me", "guide", "edge")
-                await db.create_session(KEPT, "keep-me", "guide", "edge")
+                    await db.create_session(sid, "erase-me", "guide", "device")
+                await db.create_session(KEPT, "keep-me", "guide", "device")
                 identity = Identity(db)
                 code, _ = await identity.enrol("erase-me", None, "test", 600)
                 await identity.accept(code)

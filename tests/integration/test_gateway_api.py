@@ -190,6 +190,16 @@ def test_a_huge_body_is_refused_with_413(gw, guide):
     assert r.status_code == 413
 
 
+def test_on_device_mode_is_device_and_its_older_name_edge_is_still_accepted(gw, guide):
+    for given in ("device", "edge"):
+        r = gw.post("/sessions", json={"reference_id": "guide", "patient_id": "p1", "mode": given})
+        assert r.status_code == 201 and r.json()["mode"] == "device", r.text
+        got = gw.get(f"/sessions/{r.json()['session_id']}", headers=bearer(r.json()["token"]))
+        assert got.json()["mode"] == "device", got.text
+    r = gw.post("/sessions", json={"reference_id": "guide", "patient_id": "p1", "mode": "phone"})
+    assert r.status_code == 422 and "device" in r.json()["error"]
+
+
 @pytest.mark.parametrize("name, body", [
     ("deep nesting", b"[" * 100_000 + b"]" * 100_000),
     ("integer past 64 bits", b'{"reference_id": "guide", "patient_id": "p1", "x": 18000000000000000000}'),
@@ -267,7 +277,7 @@ def test_two_concurrent_offers_for_one_session_leave_one_peer_connection(guide_r
     async def run(settings):
         async with in_process_gateway(settings, guide_reference) as http:
             grant = (await http.post("/sessions", json={"reference_id": "guide", "patient_id": "p1",
-                                                       "mode": "edge"})).json()
+                                                       "mode": "device"})).json()
             clients = []
             for _ in range(2):
                 pc = local_peer()
@@ -304,7 +314,7 @@ def test_a_peer_may_open_only_a_few_data_channels(guide_reference):
 
     async def run(settings):
         async with in_process_gateway(settings, guide_reference) as http:
-            grant = (await http.post("/sessions", json={"reference_id": "guide", "mode": "edge"})).json()
+            grant = (await http.post("/sessions", json={"reference_id": "guide", "mode": "device"})).json()
             pc = local_peer()
             channels = [pc.createDataChannel("keypoints")] + [pc.createDataChannel(f"extra{i}") for i in range(6)]
             replies = []
@@ -353,7 +363,7 @@ def test_peer_connections_use_the_configured_ice_servers_and_no_public_default(g
 
     async def run(settings):
         async with in_process_gateway(settings, guide_reference) as http:
-            grant = (await http.post("/sessions", json={"reference_id": "guide", "mode": "edge"})).json()
+            grant = (await http.post("/sessions", json={"reference_id": "guide", "mode": "device"})).json()
             pc = local_peer()
             pc.createDataChannel("keypoints")
             await pc.setLocalDescription(await pc.createOffer())

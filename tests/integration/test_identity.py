@@ -91,7 +91,7 @@ def test_enrolment_invitation_and_who_sees_what(gw, settings):
     dr_a, dr_b = clinician_token(gw, "dr-a"), clinician_token(gw, "dr-b")
     credential, pat = enrolled_patient(gw, dr_a, "anna")
     _, other_pat = enrolled_patient(gw, dr_b, "bert")
-    s = new_session(gw, pat, mode="edge")
+    s = new_session(gw, pat, mode="device")
     assert s["patient_id"] == "anna"
     sid = s["session_id"]
     # the patient's session, readable by the session, the patient and the patient's clinician only
@@ -236,7 +236,7 @@ def test_removing_a_patient_ends_their_live_session(guide_reference):
             code = (await http.post("/patients", json={"patient_id": "hans"}, headers=ADMIN)).json()["invitation_code"]
             credential = (await http.post("/invitations/accept", json={"code": code})).json()["credential"]
             token = (await http.post("/tokens", json={"credential": credential})).json()["token"]
-            grant = (await http.post("/sessions", json={"reference_id": "guide", "mode": "edge"},
+            grant = (await http.post("/sessions", json={"reference_id": "guide", "mode": "device"},
                                      headers=bearer(token))).json()
             pc = local_peer()
             pc.createDataChannel("keypoints")

@@ -70,7 +70,7 @@ def test_a_session_gets_turn_credentials_that_coturn_accepts_and_only_those(cotu
 
     async def run(settings):
         async with in_process_gateway(settings, guide_reference) as http:
-            grant = (await http.post("/sessions", json={"reference_id": "guide", "mode": "edge"})).json()
+            grant = (await http.post("/sessions", json={"reference_id": "guide", "mode": "device"})).json()
             turn = grant["ice_servers"][-1]
             relays = await _relay_candidates(grant["ice_servers"])
             # the gateway's own peer connection allocates with the session's credential too

@@ -252,18 +252,18 @@ def _edge_message(seq: int) -> str:
 
 
 async def test_accepted_edge_frames_reach_kafka_in_order_from_one_sender_even_after_their_session_closes():
-    from gateway.edge_ingest import EdgeIngest, EdgeMessageError, KeypointPublisher
+    from gateway.device_ingest import DeviceIngest, DeviceMessageError, KeypointPublisher
 
     producer = _SlowProducer(timeouts=1)
     publisher = KeypointPublisher(producer, "keypoints", max_queued=6)
-    a = EdgeIngest("a", "guide", publisher, max_fps=1000)
-    b = EdgeIngest("b", "guide", publisher, max_fps=1000)
+    a = DeviceIngest("a", "guide", publisher, max_fps=1000)
+    b = DeviceIngest("b", "guide", publisher, max_fps=1000)
     producer.blocked.clear()  # Kafka is behind: the batch is full
     runner = asyncio.create_task(publisher.run())
     for seq in range(3):
         a.publish(a.accept(_edge_message(seq)))
         b.publish(b.accept(_edge_message(seq)))
-    with pytest.raises(EdgeMessageError, match="cannot store frames"):
+    with pytest.raises(DeviceMessageError, match="cannot store frames"):
         a.accept(_edge_message(3))  # the queue is full: refused at the door, nothing queued is dropped
     del a, b  # the sessions end; their accepted frames are still owed to Kafka
     await asyncio.sleep(0.05)

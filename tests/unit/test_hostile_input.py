@@ -11,7 +11,7 @@ import pytest
 
 from gateway.http import json_depth_ok
 from gateway.auth import AuthError, TokenSigner
-from gateway.edge_ingest import EdgeIngest, EdgeMessageError, KeypointPublisher, parse_message
+from gateway.device_ingest import DeviceIngest, DeviceMessageError, KeypointPublisher, parse_message
 from gateway.ingest import downscaled_size
 from edge.backends.base import publishable_box, publishable_keypoints
 from rehab.records import MAX_INT, KeypointFrame, MessageError, Score, check_client_ts, now_ms
@@ -67,15 +67,15 @@ def test_client_timestamps_must_be_integers_within_a_day(value):
     ({"width": 10 ** 12}, "width"), ({"keypoints": [[1e300, 1.0, 0.5]] * 17}, "outside the image"),
 ])
 def test_an_edge_device_cannot_send_unbounded_numbers(over, reason):
-    with pytest.raises(EdgeMessageError, match=reason):
+    with pytest.raises(DeviceMessageError, match=reason):
         parse_message(edge_message(**over), "s1", "ref")
 
 
 def test_a_session_that_used_up_its_frame_numbers_is_told_so():
     publisher = KeypointPublisher(producer=None, topic="t")
-    ingest = EdgeIngest("s1", "ref", publisher, first_seq=MAX_INT - 5)
+    ingest = DeviceIngest("s1", "ref", publisher, first_seq=MAX_INT - 5)
     ingest.accept(edge_message(seq=1))
-    with pytest.raises(EdgeMessageError, match="used up"):
+    with pytest.raises(DeviceMessageError, match="used up"):
         ingest.accept(edge_message(seq=10))
 
 

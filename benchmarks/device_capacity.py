@@ -1,4 +1,4 @@
-"""How many edge-mode sessions one gateway holds, printed as JSON. Each session is a real aiortc client
+"""How many on-device-mode sessions one gateway holds, printed as JSON. Each session is a real aiortc client
 sending the patient clip's keypoints over its data channel at FPS; the benchmark reads one partition of
 the keypoints topic (the quarter of the sessions that hash to it: a sample, as reading every frame
 would take CPU from the gateway) and measures, per frame, capture -> in Kafka (the gateway's whole job: receive over
@@ -9,8 +9,8 @@ which the gateway pushes down each session's data channel, and reports scores to
 ``client_frames_sent_late`` is how late the clients sent frames after their capture time: that part of
 capture -> in Kafka is the load generator's, not the gateway's.
 
-    ./dev bench edge_capacity [--sessions 200] [--seconds 60] [--fps 15] [--per-process 50]
-Target (issue 5): at least 200 concurrent edge sessions on one gateway. The clients run on the same
+    ./dev bench device_capacity [--sessions 200] [--seconds 60] [--fps 15] [--per-process 50]
+Target (issue 5): at least 200 concurrent on-device sessions on one gateway. The clients run on the same
 machine (they use about as much CPU as the gateway does).
 """
 from __future__ import annotations
@@ -76,7 +76,7 @@ def clients(gateway: str, first: int, n: int, seconds: float, fps: float, ramp_s
 
     async def one(k: int):
         await asyncio.sleep(ramp_s * k / max(n, 1))
-        grant = await create_session(gateway, "guide", patient_id=f"edge-{first + k}", mode="edge")
+        grant = await create_session(gateway, "guide", patient_id=f"edge-{first + k}", mode="device")
         frames = [keypoints[i % len(keypoints)] for i in range(int(seconds * fps))]
         errors: list[str] = []
         active[grant.session_id] = 0

@@ -1,4 +1,5 @@
-"""Edge-inference mode: the device runs the pose model and sends keypoints over a WebRTC data channel
+"""On-device mode (``mode: "device"``; the API's older name for it, ``"edge"``, is still accepted): the
+phone or browser runs the pose model and sends keypoints over a WebRTC data channel
 (label ``keypoints``); no video reaches the server and no cloud inference is spent.
 
 A message from the device (JSON text, at most ``MAX_MESSAGE_BYTES``)::
@@ -28,7 +29,9 @@ from rehab.topics import record_key
 from rehab.records import (CAPTURE_TO_GATEWAY, MAX_INT, KeypointFrame, MessageError, check_client_ts, check_int,
                            now_ms)
 
-log = logging.getLogger("rehab.gateway.edge")
+log = logging.getLogger("rehab.gateway.device")
+MODE_ALIASES = {"edge": "device"}  # the API's older name for on-device mode (before it could be confused
+# with the edge/ pose workers): accepted, and stored and reported as "device"
 MAX_MESSAGE_BYTES = 8 * 1024
 MAX_QUEUED = 50_000  # accepted frames waiting for Kafka (~16 s of 200 sessions at 15 fps, ~75 MB)
 # A device's frame numbers: room for a 30 fps session to run for years, and for the gateway's offset
@@ -37,7 +40,7 @@ MAX_DEVICE_SEQ = (1 << 52) - 1
 FIELDS = {"type", "seq", "capture_ts_ms", "width", "height", "keypoints", "model", "model_version", "box"}
 
 
-class EdgeMessageError(ValueError):
+class DeviceMessageError(ValueError):
     pass
 
 
@@ -59,31 +62,31 @@ class TokenBucket:
 
 
 def parse_message(raw, session_id: str, reference_id: str) -> KeypointFrame:
-    """The device's message as a KeypointFrame; EdgeMessageError says what is wrong with it."""
+    """The device's message as a KeypointFrame; DeviceMessageError says what is wrong with it."""
     if isinstance(raw, bytes):
-        raise EdgeMessageError("binary messages are not accepted: send JSON text")
+        raise DeviceMessageError("binary messages are not accepted: send JSON text")
     if len(raw) > MAX_MESSAGE_BYTES:
-        raise EdgeMessageError(f"message of {len(raw)} bytes is larger than {MAX_MESSAGE_BYTES}")
+        raise DeviceMessageError(f"message of {len(raw)} bytes is larger than {MAX_MESSAGE_BYTES}")
     try:
         msg = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         if "NaN" in raw or "Infinity" in raw:
-            raise EdgeMessageError("not JSON: NaN and Infinity are not JSON numbers (keypoints must be finite)") from None
-        raise EdgeMessageError(f"not JSON: {exc}") from None
+            raise DeviceMessageError("not JSON: NaN and Infinity are not JSON numbers (keypoints must be finite)") from None
+        raise DeviceMessageError(f"not JSON: {exc}") from None
     if not isinstance(msg, dict) or msg.get("type") != "keypoints":
-        raise EdgeMessageError('expected a JSON object with "type": "keypoints"')
+        raise DeviceMessageError('expected a JSON object with "type": "keypoints"')
     unknown = set(msg) - FIELDS
     if unknown:
-        raise EdgeMessageError(f"unknown fields {sorted(unknown)}")
+        raise DeviceMessageError(f"unknown fields {sorted(unknown)}")
     missing = {"seq", "capture_ts_ms", "width", "height", "keypoints"} - set(msg)
     if missing:
-        raise EdgeMessageError(f"missing fields {sorted(missing)}")
-    model = msg.get("model", "edge")
+        raise DeviceMessageError(f"missing fields {sorted(missing)}")
+    model = msg.get("model", "device")
     if not isinstance(model, str) or len(model) > 64:
-        raise EdgeMessageError("model must be a string of at most 64 characters")
+        raise DeviceMessageError("model must be a string of at most 64 characters")
     if isinstance(msg["width"], int) and isinstance(msg["height"], int) and \
             not (16 <= msg["width"] <= 4096 and 16 <= msg["height"] <= 4096):
-        raise EdgeMessageError("width and height must be between 16 and 4096 pixels")
+        raise DeviceMessageError("width and height must be between 16 and 4096 pixels")
     seq = msg["seq"]
     try:
         check_int("seq", seq, maximum=MAX_DEVICE_SEQ)
@@ -92,20 +95,20 @@ def parse_message(raw, session_id: str, reference_id: str) -> KeypointFrame:
         return KeypointFrame(
             session_id=session_id, seq=seq, capture_ts_ms=msg["capture_ts_ms"], gateway_ts_ms=received,
             infer_ts_ms=msg["capture_ts_ms"],
-            model=f"edge:{model}", model_version=str(msg.get("model_version", "")),
+            model=f"device:{model}", model_version=str(msg.get("model_version", "")),
             width=msg["width"], height=msg["height"], keypoints=msg["keypoints"], box=msg.get("box"),
             reference_id=reference_id,
         )
     except MessageError as exc:
-        raise EdgeMessageError(str(exc)) from None
+        raise DeviceMessageError(str(exc)) from None
 
 
 class KeypointPublisher:
-    """Publishes the accepted frames of every edge session, in arrival order, from one task.
+    """Publishes the accepted frames of every on-device session, in arrival order, from one task.
 
     One sender, not a task per frame: when Kafka falls behind and the producer's batch fills, aiokafka
     makes every waiting ``send`` re-wait (with a timer each) each time the batch drains; with a task per
-    frame, 170 edge sessions on a busy machine turned that into a stall the gateway did not recover
+    frame, 170 on-device sessions on a busy machine turned that into a stall the gateway did not recover
     from (py-spy: half its time in ``wait_drain`` timers). A frame once accepted stays queued here until
     Kafka has it, even if its session closes or reconnects; when ``MAX_QUEUED`` frames wait (Kafka
     unreachable for long), new ones are refused at the door, with a reason sent to the device."""
@@ -137,7 +140,7 @@ class KeypointPublisher:
                 continue
             except Exception:  # a frame Kafka will never take (it was validated, so a bug): not retried
                 metrics.DROPPED.labels("gateway", "edge_publish_failed").inc()
-                log.exception("could not publish an edge keypoint frame")
+                log.exception("could not publish an on-device keypoint frame")
             self.queue.popleft()
             if on_sent is not None:
                 on_sent()
@@ -149,8 +152,8 @@ class KeypointPublisher:
             await asyncio.sleep(0.02)
 
 
-class EdgeIngest:
-    """One edge session's keypoint channel: validate, rate-limit, publish (through the gateway's
+class DeviceIngest:
+    """One on-device session's keypoint channel: validate, rate-limit, publish (through the gateway's
     ``KeypointPublisher``)."""
 
     def __init__(self, session_id: str, reference_id: str, publisher: KeypointPublisher, max_fps: float = 30.0,
@@ -166,19 +169,19 @@ class EdgeIngest:
         self.counters: Counter[str] = Counter()
 
     def accept(self, raw) -> KeypointFrame:
-        """Validates one message (raises EdgeMessageError); does not publish."""
+        """Validates one message (raises DeviceMessageError); does not publish."""
         self.counters["messages"] += 1
         frame = parse_message(raw, self.session_id, self.reference_id)
         if frame.seq <= self.last_seq:
-            raise EdgeMessageError(f"seq {frame.seq} is not after {self.last_seq}")
+            raise DeviceMessageError(f"seq {frame.seq} is not after {self.last_seq}")
         if frame.seq + self.seq_offset > MAX_INT:
-            raise EdgeMessageError("this session has used up its frame numbers: start a new session")
+            raise DeviceMessageError("this session has used up its frame numbers: start a new session")
         if not self.bucket.take():
             self.counters["dropped_rate"] += 1
-            raise EdgeMessageError("more keypoint messages than the session's fps budget: dropped")
+            raise DeviceMessageError("more keypoint messages than the session's fps budget: dropped")
         if self.publisher.full():
             self.counters["refused_busy"] += 1
-            raise EdgeMessageError("the server cannot store frames right now: frame not accepted, send the next")
+            raise DeviceMessageError("the server cannot store frames right now: frame not accepted, send the next")
         self.last_seq = frame.seq
         return frame
 

@@ -1,4 +1,4 @@
-"""Edge-inference mode on the live stack: the device sends keypoints over a WebRTC data channel, the
+"""On-device mode on the live stack: the device sends keypoints over a WebRTC data channel, the
 gateway validates and publishes them, scores come back on the same channel. Malformed, oversized and
 too-fast messages are refused with a reason while the session (and the one next to it) goes on."""
 import asyncio
@@ -15,7 +15,7 @@ def _clip(clip_keypoints):
 
 def test_keypoints_over_the_data_channel_get_scores_back_on_it(live_stack, clip_keypoints):
     async def run():
-        grant = await create_session(live_stack.gateway_url, "guide", mode="edge")
+        grant = await create_session(live_stack.gateway_url, "guide", mode="device")
         errors = []
         got = [r async for r in stream_keypoints(live_stack.gateway_url, grant, _clip(clip_keypoints) * 2, 30.0,
                                                  errors=errors)]
@@ -58,8 +58,8 @@ def test_bad_keypoint_messages_are_refused_and_the_session_goes_on(live_stack, c
     }
 
     async def run():
-        grant = await create_session(live_stack.gateway_url, "guide", mode="edge")
-        neighbour = await create_session(live_stack.gateway_url, "guide", mode="edge")
+        grant = await create_session(live_stack.gateway_url, "guide", mode="device")
+        neighbour = await create_session(live_stack.gateway_url, "guide", mode="device")
         replies: list = []
         pc, channel = await open_keypoint_channel(live_stack.gateway_url, grant, lambda raw: replies.append(json.loads(raw)))
         channel.send(msg(10))  # one good message first, so "seq going back" is going back
