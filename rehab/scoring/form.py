@@ -169,6 +169,8 @@ class FormResult:
     mistake: str | None = None  # the recorded mistake the attempt is nearer than every correct take, named
     # when it is by at least MISTAKE_NAME_MIN
     mistake_margin: float = 0.0  # how much nearer (radians of form cost, >= 0; it costs points from 0 on)
+    reach: float = 1.0  # how far the patient's ranges reach the guide's in the angles it moves: sum over angles
+    # of moving x min(range, guide's) / moving x guide's, in [0, 1] (a repetition needs REACH_MIN to count)
 
     def corrections(self, limit: int = 2, min_rad: float = 0.12) -> list[dict]:
         """The worst angles as hints, e.g. 'trunk: keep it still, as the guide does'; a recorded mistake
@@ -196,7 +198,7 @@ class FormResult:
         return out
 
 
-NEUTRAL = FormResult(1.0, np.zeros(N_FEATURES), np.zeros(N_FEATURES))
+NEUTRAL = FormResult(1.0, np.zeros(N_FEATURES), np.zeros(N_FEATURES), reach=0.0)  # (nothing seen: no reach)
 
 
 @dataclass(frozen=True)
@@ -267,15 +269,18 @@ class FormModel:
         # a range is short only once (nearly) a whole repetition has been seen, and by more than a camera
         # at another angle foreshortens it
         coverage = np.clip((n_seen / max(self.length, 1) - 0.5) / 0.5, 0.0, 1.0)
-        excess, deficit = _range_errors(np.where(both, hi - lo, 0.0), g, self.moving, slack)
+        a = np.where(both, hi - lo, 0.0)
+        excess, deficit = _range_errors(a, g, self.moving, slack)
         deficit = deficit * coverage
+        wanted = (self.moving * g).sum()
+        reach = float((self.moving * np.minimum(a, g)).sum() / wanted) if wanted > 0 else 1.0
         cost = excess.sum() + DEFICIT_WEIGHT * deficit.sum()
         label, margin = None, 0.0
         if self.mistakes and coverage > 0.0:
             label, margin = self._nearest_mistake(lo, hi, slack)
         factor = float(np.exp(-(cost + MISTAKE_WEIGHT * margin * coverage) / TAU))
         named = label if margin * coverage >= MISTAKE_NAME_MIN else None
-        return FormResult(factor, excess, deficit, named, round(float(margin), 4))
+        return FormResult(factor, excess, deficit, named, round(float(margin), 4), reach)
 
     def _nearest_mistake(self, lo: np.ndarray, hi: np.ndarray, slack: np.ndarray) -> tuple[str | None, float]:
         """The recorded mistake the patient's ranges are nearest (the form cost against its recording, as

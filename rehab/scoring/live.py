@@ -32,22 +32,28 @@ class RepCounter:
     MAX_JUMP = 0.75  # a forward phase step larger than this is a different position, not progress
 
     def __init__(self, arm: tuple[float, float] = (0.35, 0.65), done: float = 0.75, min_similarity: float = 0.55,
-                 min_mean: float = 0.6):
+                 min_mean: float = 0.6, min_reach: float = 0.6):
         self.arm, self.done, self.min_similarity, self.min_mean = arm, done, min_similarity, min_mean
+        self.min_reach = min_reach
         self.count = 0
         self.armed = False
         self.prev_phase: float | None = None
         self.sim_sum, self.sim_n = 0.0, 0  # since the last count: a poor movement overall never counts
+        self.reach = 0.0  # since the last count, the furthest the patient's range reached the guide's
 
     def _counted(self) -> None:
-        if self.sim_n and self.sim_sum / self.sim_n >= self.min_mean:
+        if self.sim_n and self.sim_sum / self.sim_n >= self.min_mean and self.reach >= self.min_reach:
             self.count += 1
         self.armed = False
         self.sim_sum, self.sim_n = 0.0, 0
+        self.reach = 0.0
 
-    def update(self, phase: float, similarity: float) -> int:
+    def update(self, phase: float, similarity: float, reach: float = 1.0) -> int:
+        """``reach``: how far the patient's range of motion reaches the guide's now (``FormResult.reach``):
+        a movement at half the guide's amplitude follows its phase, but is not a repetition."""
         self.sim_sum += similarity
         self.sim_n += 1
+        self.reach = max(self.reach, reach)
         if similarity < self.min_similarity:
             return self.count
         prev, self.prev_phase = self.prev_phase, phase
@@ -96,7 +102,7 @@ class LiveScorer:
     # -- state that survives a restart (kept in a Faust table) --------------------------------
     def snapshot(self) -> dict:
         return {"reps": self.reps.count, "armed": self.reps.armed, "prev_phase": self.reps.prev_phase,
-                "rep_sim": [self.reps.sim_sum, self.reps.sim_n], "total": self.total, "n_scores": self.n_scores,
+                "rep_sim": [self.reps.sim_sum, self.reps.sim_n], "rep_reach": self.reps.reach, "total": self.total, "n_scores": self.n_scores,
                 "last_phase_idx": self.last_phase_idx, "last_ts_ms": self.last_ts_ms,
                 "last_seq": self.last_scored_seq, "last_scored_ts_ms": self.last_scored_ts_ms,
                 "grid_origin_ms": self.grid_origin_ms}
@@ -146,6 +152,7 @@ class LiveScorer:
         self.reps.count, self.reps.armed = int(snap["reps"]), bool(snap["armed"])
         self.reps.prev_phase = snap.get("prev_phase")
         self.reps.sim_sum, self.reps.sim_n = snap.get("rep_sim", (0.0, 0))
+        self.reps.reach = float(snap.get("rep_reach", 1.0))  # (snapshots before it: as before, no reach needed)
         self.total, self.n_scores = float(snap["total"]), int(snap["n_scores"])
         self.last_phase_idx, self.last_ts_ms = snap["last_phase_idx"], snap["last_ts_ms"]
         self.last_seq = self.last_scored_seq = int(snap["last_seq"])
@@ -245,10 +252,11 @@ class LiveScorer:
         if result.similarity >= PHASE_ANCHOR_MIN:  # only a confident match anchors the phase; a weak one
             # leaves the old anchor, whose band of reachable phases widens with time, so tracking recovers
             self.last_phase_idx, self.last_ts_ms = result.ref_span[1] % self.ref.length, f.capture_ts_ms
-        # a repetition is counted on the movement (done badly, it is still a repetition done)
-        reps = self.reps.update(result.phase, calibrate(result.similarity))
+        form = self.form() if result is not EMPTY else NEUTRAL
+        # a repetition is counted on the movement (done badly, it is still a repetition done), when it
+        # reached far enough into the guide's range
+        reps = self.reps.update(result.phase, calibrate(result.similarity), form.reach)
         if result is not EMPTY:
-            form = self.form()
             hints = form.corrections() if form.factor < FORM_HINT_BELOW or form.mistake else []
             result = dataclasses.replace(result, similarity=round(calibrate(result.similarity * form.factor), 4),
                                          corrections=(hints + result.corrections)[:4])

@@ -117,6 +117,25 @@ def test_three_repetitions_count_three():
     assert score_attempt(reference(), attempt)["reps"] == 3
 
 
+def test_repetitions_at_half_the_guides_amplitude_do_not_count():
+    """Each keypoint halfway between the starting pose and where the repetition takes it: the phase is
+    followed as before, but the range reached is half the guide's (FormResult.reach), so no repetition."""
+    start = np.array(pose_at(0.0))
+    half = [(start + 0.5 * (np.array(pose_at(i / 60)) - start)).tolist() for i in range(180)]
+    assert score_attempt(reference(), frames([pose_at(i / 60) for i in range(180)]))["reps"] == 3
+    assert score_attempt(reference(), frames(half))["reps"] == 0
+
+
+def test_rep_counter_needs_the_range_reached():
+    counter = RepCounter()
+    for phase in (0.2, 0.5, 0.9):
+        counter.update(phase, 0.9, reach=0.4)
+    assert counter.count == 0
+    for phase in (0.2, 0.5, 0.9):
+        counter.update(phase, 0.9, reach=0.8)
+    assert counter.count == 1
+
+
 def test_rep_counter_hysteresis_ignores_jitter():
     counter = RepCounter()
     for phase in (0.5, 0.9, 0.86, 0.9, 0.84, 0.9):  # jitter near the end: one count
