@@ -14,7 +14,7 @@ import numpy as np
 from rehab.reference import Reference
 from rehab.services import Services
 from rehab.settings import REPO_ROOT, Settings
-from rehab.stack.topics import delete_topics, ensure_topics
+from rehab.kafka_admin import delete_topics, ensure_topics
 from rehab.storage.migrate import drop_database, migrate
 from rehab.storage.repository import Database
 

@@ -34,7 +34,7 @@ from kafka import KafkaConsumer, TopicPartition  # noqa: E402
 from benchmarks.common import bench_stack, clip_frames, percentiles  # noqa: E402
 from rehab.records import now_ms  # noqa: E402
 from rehab.services import Services  # noqa: E402
-from rehab.topics import default_partition  # noqa: E402
+from rehab.kafka_clients import default_partition  # noqa: E402
 
 CLIP = "pose2sim_single_cam02.mp4"
 SAMPLE_PARTITION = 0

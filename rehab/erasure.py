@@ -23,10 +23,11 @@ import asyncio
 from dataclasses import dataclass, field
 
 from rehab.settings import Settings
-from rehab.stack.topics import uncompacted_topics
+from rehab.kafka_admin import uncompacted_topics
 from rehab.storage.identity import Identity
 from rehab.storage.repository import Database
-from rehab.topics import changelog_topics, default_partition, session_of
+from rehab.kafka_clients import default_partition
+from rehab.topics import changelog_topics, session_of
 
 QUIESCE_S = 5.0  # the pipeline's frames in flight are scored (or dropped as too old) well within this
 
@@ -133,7 +134,7 @@ def set_compaction(settings: Settings, topics: list[str]) -> None:
     """The processor's changelogs get the erasure deadline of the other compacted topics."""
     from kafka.admin import ConfigResource, ConfigResourceType
 
-    from rehab.stack.topics import admin
+    from rehab.kafka_admin import admin
     from rehab.topics import compaction_configs
 
     if not topics:

@@ -6,7 +6,7 @@ The partitioner: a session's records in one partition whatever the rest of their
 Keys are "SESSION/PART" (rehab.topics.record_key); Kafka's default partitioner would spread a session's
 records over all partitions by the whole key, and the processor needs them in order in one. This one
 hashes the session part only, as the default one (murmur2) hashes a key that is the session id alone,
-so records keyed either way land in the same partition (rehab.topics.default_partition).
+so records keyed either way land in the same partition (``default_partition``).
 
 One object for both client libraries: kafka-python calls ``partition(...)`` of a ``Partitioner``;
 aiokafka (and Faust through it) calls the object with (key, all partitions, available partitions).
@@ -31,6 +31,12 @@ class SessionPartitioner(Partitioner):
 
 
 session_partitioner = SessionPartitioner()
+
+
+def default_partition(key: str, partitions: int) -> int:
+    """The partition of session ``key``'s records: what Kafka's default partitioner gives a record keyed
+    by the session id alone, and what ``session_partitioner`` gives every record of the session."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 def producer(bootstrap: str, **options):

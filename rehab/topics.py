@@ -25,14 +25,6 @@ def changelog_topics(processor_app_id: str) -> list[str]:
     return [f"{processor_app_id}-{table}-changelog" for table in PROCESSOR_TABLES]
 
 
-def default_partition(key: str, partitions: int) -> int:
-    """The partition of session ``key``'s records: what Kafka's default partitioner gives a record keyed
-    by the session id alone, and what ``session_partitioner`` gives every record of the session."""
-    from kafka.partitioner.default import murmur2  # (settings import this module; most callers never need it)
-
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
-
-
 # Record keys. The keypoints, scores and dead-letter topics are compacted (so that erasure can remove a
 # patient's records: a tombstone per key), hence every record has a key of its own: the session id, "/",
 # then what makes the record unique (a frame's seq, a window's end). The session part alone picks the

@@ -25,8 +25,8 @@ from rehab.records import CAPTURE_TO_SCORED, INFERRED_TO_SCORED, DeadLetter, Sco
 from rehab.scoring import kernels
 from rehab.settings import Settings, SettingsError
 from rehab.storage.repository import Database
-from rehab.kafka_clients import session_partitioner
-from rehab.topics import (PROCESSOR_TABLES, changelog_topics, dead_letter_key, default_partition, record_key,
+from rehab.kafka_clients import default_partition, session_partitioner
+from rehab.topics import (PROCESSOR_TABLES, changelog_topics, dead_letter_key, record_key,
                           session_of)
 from stream_processor.processor import ScoringState
 from stream_processor.quiet_stream import QuietStream
@@ -269,7 +269,7 @@ def check_partitions(settings: Settings) -> None:
     """The keypoints topic and the tables' changelogs must have REHAB_PARTITIONS partitions (Faust
     co-partitions them; a session's state is found by its key's partition): a clear error, not a
     processor that starts and scores sessions against the wrong state."""
-    from rehab.stack.topics import partition_counts
+    from rehab.kafka_admin import partition_counts
 
     counts = partition_counts(settings.kafka_bootstrap,
                               [settings.topics.keypoints, *changelog_topics(settings.processor_app_id)])

@@ -99,7 +99,7 @@ def _base_settings() -> Settings:
 @contextlib.contextmanager
 def isolated(**extra):
     """Settings with a unique topic namespace and database, created on the real stack and removed after."""
-    from rehab.stack.topics import delete_topics, ensure_topics
+    from rehab.kafka_admin import delete_topics, ensure_topics
     from rehab.storage.migrate import drop_database, migrate
 
     tag = f"t{uuid.uuid4().hex[:10]}"

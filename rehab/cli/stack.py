@@ -48,7 +48,7 @@ def run_migrate(args) -> int:
 
 
 def run_init(args) -> int:
-    from rehab.stack.topics import prepare_topics, uncompacted_topics
+    from rehab.kafka_admin import prepare_topics, uncompacted_topics
     from rehab.storage.migrate import migrate
 
     settings = Settings.from_env()

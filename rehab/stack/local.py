@@ -6,7 +6,7 @@ import asyncio
 from rehab.settings import Settings
 from rehab.stack.kafka import KafkaBroker
 from rehab.stack.mariadb import MariaDB
-from rehab.stack.topics import prepare_topics
+from rehab.kafka_admin import prepare_topics
 from rehab.storage.migrate import migrate
 
 

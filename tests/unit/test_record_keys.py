@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rehab.kafka_clients import session_partitioner
-from rehab.topics import dead_letter_key, default_partition, record_key, session_of
+from rehab.kafka_clients import default_partition
+from rehab.topics import dead_letter_key, record_key, session_of
 
 SESSION_IDS = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,40}", fullmatch=True)
 
