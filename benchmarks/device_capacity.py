@@ -55,7 +55,7 @@ def clients(gateway: str, first: int, n: int, seconds: float, fps: float, ramp_s
             bootstrap: str, scores_topic: str, score_rate: float, out) -> None:
     from aiokafka import AIOKafkaProducer
 
-    from gateway.client import create_session, stream_keypoints
+    from rehab.client import create_session, stream_keypoints
     from rehab.records import Score
 
     os.nice(nice)

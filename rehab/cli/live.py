@@ -104,7 +104,7 @@ def _format(received, hint: bool = True) -> str:
 
 async def _stream(gateway: str, reference_id: str, video: str, loops: int, as_json: bool,
                   mode: str = "cloud", credential: str | None = None) -> tuple[str, list]:
-    from gateway.client import create_session, device_keypoints, stream_file, stream_keypoints
+    from rehab.client import create_session, device_keypoints, stream_file, stream_keypoints
 
     mode = "device" if mode == "edge" else mode
     grant = await create_session(gateway, reference_id, mode=mode, credential=credential)
@@ -178,7 +178,7 @@ async def _demo_reference(settings: Settings, guide: Path) -> str:
 
 async def _warm_up(gateway: str, reference_id: str, video: str, timeout_s: float = 120.0) -> float:
     """Streams ``video`` in a probe session until a score comes back; the seconds it took."""
-    from gateway.client import create_session, stream_file
+    from rehab.client import create_session, stream_file
 
     t0 = time.monotonic()
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 import websockets
 
-from gateway.client import create_session, stream_file
+from rehab.client import create_session, stream_file
 from rehab.storage.repository import Database
 from rehab.topics import session_of
 from tests.kafka_helpers import consume

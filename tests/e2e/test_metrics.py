@@ -4,7 +4,7 @@ import time
 
 import httpx
 
-from gateway.client import create_session, stream_file
+from rehab.client import create_session, stream_file
 
 
 def _samples(text: str) -> dict[str, float]:

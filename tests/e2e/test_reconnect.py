@@ -5,7 +5,7 @@ import time
 
 import httpx
 
-from gateway.client import FileCameraTrack, create_session, negotiate, stream_file
+from rehab.client import FileCameraTrack, create_session, negotiate, stream_file
 
 
 async def _stream_then_drop(url, clip, seconds):

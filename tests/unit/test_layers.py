@@ -14,7 +14,7 @@ CORE = ("rehab.coco", "rehab.records", "rehab.reference", "rehab.recordings", "r
 ADAPTERS = ("rehab.kafka_clients", "rehab.kafka_compat", "rehab.kafka_admin", "rehab.storage", "rehab.metrics",
             "rehab.replay", "rehab.erasure")
 SERVICES = ("gateway", "edge", "stream_processor")
-TOP = ("rehab.cli", "rehab.stack", "rehab.services")
+TOP = ("rehab.cli", "rehab.stack", "rehab.services", "rehab.client")
 # what the pure core may import besides the standard library and itself
 CORE_THIRD_PARTY = {"numpy", "numba", "orjson"}
 
