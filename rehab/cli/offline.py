@@ -94,12 +94,8 @@ def _matcher(ref, model=None):
 
 def _reference(reference: str, args):
     """A guide: a video file (extracted now), a keypoint file or a stored reference id."""
-    from rehab.recordings import is_keypoint_file, reference_from_keypoints
-
     if Path(reference).is_file():
-        if is_keypoint_file(reference):
-            return reference_from_keypoints(reference, Path(reference).stem, ref_id="file")
-        return reference_from_video(reference, Path(reference).stem, args, ref_id="file")
+        return _reference_file(reference, Path(reference).stem, args, "file")
     ref = asyncio.run(_stored_reference(reference))
     if ref is None:
         raise ValueError(f"{reference!r} is neither a video or keypoint file nor a stored reference id")
@@ -115,14 +111,9 @@ def _mistake_arg(spec: str) -> tuple[str, str]:
 
 def _take(path: str, args, label: str | None = None):
     """Another take of the guide (done right, or a named mistake) from a video or keypoint file."""
-    from rehab.recordings import is_keypoint_file, take_from_keypoints
     from rehab.reference import Take
 
-    if not Path(path).is_file():
-        raise ValueError(f"{path!r}: no such file")
-    if is_keypoint_file(path):
-        return take_from_keypoints(path, label)
-    ref = reference_from_video(path, Path(path).stem, args, ref_id="file")
+    ref = _reference_file(path, Path(path).stem, args, "file")
     return Take(ref.fps, ref.width, ref.height, ref.frames, label)
 
 
@@ -141,6 +132,7 @@ def _guide(paths: list[str], mistakes: list[str], args, name: str | None = None,
 
 
 def _reference_file(path: str, name: str, args, ref_id: str | None):
+    """A guide's first take from a video file (extracted now) or a keypoint file."""
     from rehab.recordings import is_keypoint_file, reference_from_keypoints
 
     if not Path(path).is_file():
