@@ -71,7 +71,7 @@ class References:
         out = {"id": ref.id, "name": ref.name, "fps": ref.fps, "width": ref.width, "height": ref.height,
                "model": ref.model, "model_version": ref.model_version, "source_sha256": ref.source_sha256,
                "n_frames": len(ref.frames), "frames_with_subject": sum(f is not None for f in ref.frames),
-               "correct_takes": len(ref.correct_takes), "mistakes": sorted({t.label for t in ref.mistakes})}
+               **ref.summary()}
         if request.query_params.get("frames") in ("1", "true"):
             out["frames"] = ref.frames
         return JSONResponse(out)
@@ -157,12 +157,15 @@ class References:
         """
         import dataclasses
 
-        from rehab.reference import MAX_LABEL, MAX_TAKES
+        from rehab.reference import MAX_TAKES, check_label
 
         _, clinician = await self.accounts.staff(request)
         label = request.query_params.get("label")
-        if label is not None and not (0 < len(label.strip()) <= MAX_LABEL and label.isprintable()):
-            return error(400, f"label must be 1-{MAX_LABEL} printable characters")
+        try:
+            if label is not None:
+                check_label(label)
+        except ValueError as exc:
+            return error(400, str(exc))
         ref = await self.res["db"].get_reference(request.path_params["reference_id"])
         if ref is None or not await self.visible(None if clinician is None else {None, clinician}, ref.id):
             return error(404, "unknown reference")
@@ -184,8 +187,7 @@ class References:
                 path.unlink(missing_ok=True)
         ref = dataclasses.replace(ref, takes=ref.takes + (take,))
         await self.res["db"].save_reference(ref, owner)
-        return JSONResponse({"reference_id": ref.id, "correct_takes": len(ref.correct_takes),
-                             "mistakes": sorted({t.label for t in ref.mistakes})}, status_code=201)
+        return JSONResponse({"reference_id": ref.id, **ref.summary()}, status_code=201)
 
     async def score(self, request: Request):
         """

@@ -124,8 +124,7 @@ class Extractor:
         """Another take of a guide (``label``: a named mistake) from an uploaded video or keypoint file."""
         if is_keypoint_file(path):
             return await asyncio.to_thread(take_from_keypoints, path, label)
-        ref = await self.reference(path, "take", "take")
-        return Take(ref.fps, ref.width, ref.height, ref.frames, label)
+        return (await self.reference(path, "take", "take")).as_take(label)
 
     async def frames(self, path: Path) -> list:
         from edge.extract import extract

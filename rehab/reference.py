@@ -35,6 +35,12 @@ MAX_LABEL = 128
 MAX_TAKES = 16  # correct takes and mistakes together, besides the first take
 
 
+def check_label(label: str) -> None:
+    """A mistake's name: 1-MAX_LABEL printable characters (ValueError otherwise)."""
+    if not (0 < len(label.strip()) <= MAX_LABEL and label.isprintable()):
+        raise ValueError(f"a mistake's label must be 1-{MAX_LABEL} printable characters")
+
+
 @dataclass(frozen=True)
 class Take:
     """Another recording of the exercise: done right (``label`` None) or a named mistake ("knees cave in")."""
@@ -48,8 +54,8 @@ class Take:
     def __post_init__(self) -> None:
         if not self.fps > 0:
             raise ValueError("a take's fps must be positive")
-        if self.label is not None and not (0 < len(self.label.strip()) <= MAX_LABEL and self.label.isprintable()):
-            raise ValueError(f"a mistake's label must be 1-{MAX_LABEL} printable characters")
+        if self.label is not None:
+            check_label(self.label)
         _check_frames(self.frames, self.width, self.height, f"the take {self.label or '(correct)'!r}")
 
     def to_dict(self) -> dict:
@@ -81,14 +87,21 @@ class Reference:
             raise ValueError(f"a guide holds at most {MAX_TAKES} takes and mistakes besides the first take")
 
     @property
-    def correct_takes(self) -> list[Take]:
-        """Every take done right, the first one (``frames``) first."""
-        first = Take(self.fps, self.width, self.height, self.frames)
-        return [first] + [t for t in self.takes if t.label is None]
+    def more_takes(self) -> list[Take]:
+        """The correct takes besides the first one (``frames``)."""
+        return [t for t in self.takes if t.label is None]
 
     @property
     def mistakes(self) -> list[Take]:
         return [t for t in self.takes if t.label is not None]
+
+    def summary(self) -> dict:
+        """How many correct takes the guide holds (the first one included) and its mistakes' labels."""
+        return {"correct_takes": 1 + len(self.more_takes), "mistakes": sorted({t.label for t in self.mistakes})}
+
+    def as_take(self, label: str | None = None) -> Take:
+        """This recording (its first take) as another guide's take."""
+        return Take(self.fps, self.width, self.height, self.frames, label)
 
     def frames_json(self) -> str:
         return json.dumps(self.frames, separators=(",", ":"))

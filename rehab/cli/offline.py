@@ -111,10 +111,7 @@ def _mistake_arg(spec: str) -> tuple[str, str]:
 
 def _take(path: str, args, label: str | None = None):
     """Another take of the guide (done right, or a named mistake) from a video or keypoint file."""
-    from rehab.reference import Take
-
-    ref = _reference_file(path, Path(path).stem, args, "file")
-    return Take(ref.fps, ref.width, ref.height, ref.frames, label)
+    return _reference_file(path, Path(path).stem, args, "file").as_take(label)
 
 
 def _guide(paths: list[str], mistakes: list[str], args, name: str | None = None, ref_id: str | None = None):
@@ -254,8 +251,7 @@ def run_reference_add(args) -> int:
     asyncio.run(save())
     print(json.dumps({"reference_id": ref.id, "name": ref.name, "frames": len(ref.frames),
                       "frames_with_subject": sum(f is not None for f in ref.frames), "fps": ref.fps,
-                      "correct_takes": len(ref.correct_takes),
-                      "mistakes": sorted({t.label for t in ref.mistakes})}))
+                      **ref.summary()}))
     return 0
 
 

@@ -110,7 +110,7 @@ class ReferenceModel:
         poses = Poses.of(*normalize(kps))
         double = Poses.of(np.concatenate([poses.norm] * 2), np.concatenate([poses.w] * 2))
         steps = movement_steps(double.norm[1:], double.w[1:], double.norm[:-1], double.w[:-1])
-        form = FormModel.of(angle_features(kps), [angle_features(_on_grid(t.frames, t.fps)) for t in ref.correct_takes[1:]],
+        form = FormModel.of(angle_features(kps), [angle_features(_on_grid(t.frames, t.fps)) for t in ref.more_takes],
                             [(t.label, angle_features(_on_grid(t.frames, t.fps))) for t in ref.mistakes])
         return cls(ref.id, poses, double, np.concatenate([[0.0], np.cumsum(steps)]), form)
 
