@@ -31,46 +31,41 @@ import asyncio
 import contextlib
 import json
 import logging
-import tempfile
 from pathlib import Path
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.responses import JSONResponse, Response
-from starlette.responses import FileResponse
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
 from starlette.schemas import SchemaGenerator
+from starlette.staticfiles import StaticFiles
 
 from gateway import sctp
 from gateway.accounts import ACCOUNT_SCHEMAS, Accounts
 from gateway.auth import AuthError, TokenSigner
-from gateway.device_ingest import KeypointPublisher
 from gateway.fanout import ScoreFanout
 from gateway.http import error
 from gateway.jitter import install as install_marker_jitter_buffer
 from gateway.limits import ErrorThrottle, RateLimit
 from gateway.offer import OfferError
 from gateway.references import References
+from gateway.resources import IDLE_FETCH_WAIT_MS, Resources
+from gateway.revocations import Revocations
 from gateway.session_routes import SessionRoutes
 from gateway.sessions import LiveSessions
 from gateway.streams import ScoreStreams
 from gateway.turn import IceServers
-from gateway.uploads import Extractor
 from rehab import metrics
+from rehab.kafka_clients import async_tail
 from rehab.reference import _ID as ID_PATTERN
 from rehab.settings import Settings
 from rehab.storage.identity import Identity
-from rehab.storage.repository import Database
-from rehab.kafka_clients import async_producer, async_tail
 
 log = logging.getLogger("rehab.gateway")
 install_marker_jitter_buffer()  # frames leave the jitter buffer on their last packet, not the next frame's first
 STATIC = Path(__file__).resolve().parent / "static"
-
-
 
 
 _ID_SCHEMA = {"type": "string", "pattern": ID_PATTERN.pattern}
@@ -99,129 +94,96 @@ OPENAPI_COMPONENTS = {
 }
 
 
-# On-device keypoints wait up to 5 ms to share a produce request with other sessions' (Kafka 4.0 made 5 ms
-# the Java producer's default, KIP-1030): with 100 on-device sessions 0.56 -> 0.50 cores of gateway, capture ->
-# in Kafka p50 6 -> 8 ms (./dev bench device_capacity). A partition's batch holds ~700 frames (aiokafka's
-# 16 KB default held ~10), so a send waits for a full batch only when Kafka is far behind.
-KEYPOINTS_LINGER_MS = 5
-# A consumer's fetch waits at the broker until a record arrives or this long: records are handed over as
-# soon as they arrive either way, so it only sets how often an idle gateway asks (20 ms: 50 fetches a
-# second per consumer with no session at all).
-IDLE_FETCH_WAIT_MS = 500
-# How often a gateway looks for credentials revoked and patients removed (by any gateway or the CLI), to
-# close their WebSockets and end their live sessions; REST calls check each token at once.
-REVOCATION_POLL_S = 2.0
-KEYPOINTS_BATCH_BYTES = 1 << 20
-
-
 def create_app(settings: Settings, make_backend=None) -> Starlette:
-    """``make_backend()`` builds the pose backend for uploads (default: the configured one)."""
+    """The gateway's one composition root: its parts built from ``settings``, its resources opened and
+    closed by the lifespan. ``make_backend()`` builds the pose backend for uploads (default: the
+    configured one)."""
     sctp.install()  # delayed SACKs on data channels (gateway/sctp.py)
-    topics = settings.topics
-    sessions = LiveSessions(settings.session_idle_s, lambda: res["db"])
-    live = sessions.live
+    res = Resources(settings, make_backend or (lambda: _default_backend(settings)))
+    sessions = LiveSessions(settings.session_idle_s, lambda: res.db)
     # STUN/TURN from REHAB_ICE_SERVERS (and a TURN server with per-session credentials, REHAB_TURN_*), none
     # by default: aiortc would otherwise ask Google's public STUN server on every offer (a public server
     # contacted, and a delay where it cannot be reached)
     ice = IceServers(settings.ice_server_list, settings.turn_url_list, settings.turn_secret, settings.turn_ttl_s)
-
-    async def open_keypoints():
-        consumer = async_tail(topics.keypoints, settings.kafka_bootstrap, fetch_max_wait_ms=IDLE_FETCH_WAIT_MS)
-        await consumer.start()
-        return consumer
-
-    fanout = ScoreFanout(open_keypoints=open_keypoints)
-    res: dict = {}
+    fanout = ScoreFanout(open_keypoints=lambda: _tail(settings, settings.topics.keypoints))
     signer = TokenSigner(settings.auth_secret, ttl_s=settings.token_ttl_s)
+    _warn_about(settings)
+    streams = ScoreStreams(fanout, signer.clock)
+    revocations = Revocations(streams, sessions)
+    accounts = Accounts(settings, signer, on_revoked=revocations.close_revoked)
+    references = References(settings, accounts, res)
+    session_routes = SessionRoutes(settings, res, sessions, fanout, signer, accounts, references, ice, streams)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await res.open()
+        accounts.identity = Identity(res.db)
+        tasks = [asyncio.create_task(job) for job in (
+            fanout.run(res.scores), sessions.reap(), revocations.watch(lambda: accounts.identity))]
+        try:
+            yield
+        finally:
+            for task in tasks[1:]:
+                task.cancel()
+            await sessions.close_all()
+            tasks[0].cancel()
+            await fanout.close()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await tasks[0]
+            await res.close()
+
+    metrics.SESSIONS.labels("gateway").set_function(lambda: len(sessions.live))
+    metrics.SUBSCRIBERS.set_function(lambda: sum(len(v) for v in fanout.subscribers.values()))
+    metrics.DEVICE_QUEUE.set_function(res.device_queue)
+    routes = [*_service_routes(settings, sessions), *references.routes(), *session_routes.routes(),
+              *accounts.routes()]
+    throttle = Middleware(ErrorThrottle, limit=RateLimit(settings.client_errors_per_min),  # per client
+                          on_throttled=lambda: metrics.DROPPED.labels("gateway", "limit_errors").inc())
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[throttle],
+                    exception_handlers={AuthError: _refusal, OfferError: _refusal})
+    app.state.live = sessions.live
+    app.state.fanout = fanout
+    app.state.signer = signer
+    app.state.accounts = accounts
+    app.state.resources = res
+    return app
+
+
+async def _refusal(request, exc: AuthError | OfferError) -> JSONResponse:
+    """Every refusal a route raises (auth: 401/403/503; a bad body: 400/413/422) as ``{"error": ...}``."""
+    return error(exc.status, str(exc))
+
+
+def _default_backend(settings: Settings):
+    from edge.backends import backend_from_settings
+
+    return backend_from_settings(settings)
+
+
+async def _tail(settings: Settings, topic: str):
+    consumer = async_tail(topic, settings.kafka_bootstrap, fetch_max_wait_ms=IDLE_FETCH_WAIT_MS)
+    await consumer.start()
+    return consumer
+
+
+def _warn_about(settings: Settings) -> None:
     if not settings.auth_secret:
         log.warning("REHAB_AUTH_SECRET is not set: tokens are signed with a random key and die with this process")
     if settings.demo_mode:
         log.warning("REHAB_DEMO_MODE is on: anyone who reaches this gateway may start sessions for any patient")
-    streams = ScoreStreams(fanout, signer.clock)
 
-    async def revoke_local(credential_ids: set, patient_ids: set) -> None:
-        """Closes this gateway's WebSockets and ends its live sessions that a revocation ended."""
-        streams.close_where(lambda c: c.credential_id in credential_ids or c.patient_id in patient_ids,
-                            "the token was revoked (logged out, or the patient was removed)")
-        await sessions.end_where(lambda s: s.credential_id in credential_ids or s.patient_id in patient_ids,
-                                 "revoked")
 
-    accounts = Accounts(settings, signer, on_revoked=revoke_local)
-    references = References(settings, accounts, res)
-
-    async def watch_revocations() -> None:
-        """Revocations made through other gateways (or the CLI) reach this one's streams and sessions."""
-        since = None
-        while True:
-            try:
-                since, credential_ids, patient_ids = await accounts.identity.changes_since(since)
-                if credential_ids or patient_ids:
-                    await revoke_local(credential_ids, patient_ids)
-            except Exception:  # MySQL away: try again next round, never stop
-                metrics.ERRORS.labels("gateway", "revocations").inc()
-                log.exception("could not read revocations; retrying")
-            await asyncio.sleep(REVOCATION_POLL_S)
+def _service_routes(settings: Settings, sessions: LiveSessions) -> list:
+    """The app, its vendored pose models, health, metrics and the OpenAPI schema."""
     schemas = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "ReHab Live gateway", "version": "1.0.0"},
                                "components": OPENAPI_COMPONENTS})
 
-    def default_backend():
-        from edge.backends import backend_from_settings
-
-        return backend_from_settings(settings)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        res["db"] = await Database.connect(settings, maxsize=10)
-        accounts.identity = Identity(res["db"])
-        # camera frames (cloud mode): a few sessions per gateway, each frame sent at once
-        res["producer"] = async_producer(settings.kafka_bootstrap, linger_ms=0, max_request_size=8 * 1024 * 1024)
-        await res["producer"].start()
-        # keypoints (on-device mode): hundreds of sessions per gateway, batched
-        res["keypoint_producer"] = async_producer(settings.kafka_bootstrap, linger_ms=KEYPOINTS_LINGER_MS,
-                                                  max_batch_size=KEYPOINTS_BATCH_BYTES)
-        await res["keypoint_producer"].start()
-        res["keypoints"] = KeypointPublisher(res["keypoint_producer"], topics.keypoints)
-        publisher = asyncio.create_task(res["keypoints"].run())
-        consumer = async_tail(topics.scores, settings.kafka_bootstrap, fetch_max_wait_ms=IDLE_FETCH_WAIT_MS)
-        await consumer.start()
-        fan_task = asyncio.create_task(fanout.run(consumer))
-        res["extractor"] = Extractor(make_backend or default_backend, settings.frame_max_side)
-        res["uploads"] = tempfile.TemporaryDirectory(prefix="rehab-uploads-")
-        reaper = asyncio.create_task(sessions.reap())
-        revocations = asyncio.create_task(watch_revocations())
-        try:
-            yield
-        finally:
-            reaper.cancel()
-            revocations.cancel()
-            await sessions.close_all()
-            fan_task.cancel()
-            await fanout.close()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await fan_task
-            await consumer.stop()
-            await res["keypoints"].drain()  # frames accepted from devices reach Kafka before the producer stops
-            publisher.cancel()
-            await res["keypoint_producer"].stop()
-            await res["producer"].stop()
-            await res["db"].close()
-            await asyncio.to_thread(res["extractor"].close)
-            res["uploads"].cleanup()
-
-    error_limit = RateLimit(settings.client_errors_per_min)  # per client (gateway/limits.py)
-    session_routes = SessionRoutes(settings, res, sessions, fanout, signer, accounts, references, ice, streams)
-
-    # -- endpoints ---------------------------------------------------------------------------
     async def health(request: Request):
         """
         responses:
           200: {description: "{status: ok, live_sessions: N}"}
         """
-        return JSONResponse({"status": "ok", "live_sessions": len(live)})
-
-    metrics.SESSIONS.labels("gateway").set_function(lambda: len(live))
-    metrics.SUBSCRIBERS.set_function(lambda: sum(len(v) for v in fanout.subscribers.values()))
-    metrics.DEVICE_QUEUE.set_function(lambda: len(res["keypoints"].queue) if "keypoints" in res else 0)
+        return JSONResponse({"status": "ok", "live_sessions": len(sessions.live)})
 
     async def prometheus(request: Request):
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
@@ -233,30 +195,12 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
     async def index(request: Request):
         return FileResponse(STATIC / "index.html")
 
-    vendor = settings.state_dir / "vendor" / "pose"
-    routes = [
+    return [
         Route("/", index, include_in_schema=False),
         Mount("/app", StaticFiles(directory=STATIC), name="app"),
-        Mount("/vendor/pose", StaticFiles(directory=vendor, check_dir=False), name="vendor-pose"),
+        Mount("/vendor/pose", StaticFiles(directory=settings.state_dir / "vendor" / "pose", check_dir=False),
+              name="vendor-pose"),
         Route("/health", health),
         Route("/openapi.json", openapi, include_in_schema=False),
         Route("/metrics", prometheus, include_in_schema=False),
-        *references.routes(),
-        *session_routes.routes(),
-        *accounts.routes(),
     ]
-
-    async def refusal(request, exc: AuthError | OfferError) -> JSONResponse:
-        """Every refusal a route raises (auth: 401/403/503; a bad body: 400/413/422) as ``{"error": ...}``."""
-        return error(exc.status, str(exc))
-
-    throttle = Middleware(ErrorThrottle, limit=error_limit,
-                          on_throttled=lambda: metrics.DROPPED.labels("gateway", "limit_errors").inc())
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[throttle],
-                    exception_handlers={AuthError: refusal, OfferError: refusal})
-    app.state.live = live
-    app.state.fanout = fanout
-    app.state.signer = signer
-    app.state.accounts = accounts
-    app.state.resources = res
-    return app

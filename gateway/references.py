@@ -13,14 +13,15 @@ from starlette.routing import Route
 
 from gateway.accounts import Accounts
 from gateway.http import error
+from gateway.resources import Resources
 from gateway.uploads import UploadError, receive_video
 from rehab.reference import _ID as ID_PATTERN
 from rehab.settings import Settings
 
 
 class References:
-    def __init__(self, settings: Settings, accounts: Accounts, res: dict):
-        """``res``: the gateway's resources (its database, the upload extractor and folder), filled by
+    def __init__(self, settings: Settings, accounts: Accounts, res: Resources):
+        """``res``: the gateway's resources (its database, the upload extractor and folder), opened by
         its lifespan."""
         self.settings, self.accounts, self.res = settings, accounts, res
 
@@ -45,10 +46,10 @@ class References:
           401: {description: no, expired or revoked token}
         """
         scope = await self.accounts.reference_scope(request)
-        return JSONResponse(await self.res["db"].list_references(scope))
+        return JSONResponse(await self.res.db.list_references(scope))
 
     async def visible(self, scope: set | None, ref_id: str) -> bool:
-        exists, owner = await self.res["db"].reference_owner(ref_id)
+        exists, owner = await self.res.db.reference_owner(ref_id)
         return exists and (scope is None or owner in scope)
 
     async def get(self, request: Request):
@@ -65,7 +66,7 @@ class References:
           404: {description: unknown reference, or one the caller may not see}
         """
         scope = await self.accounts.reference_scope(request)
-        ref = await self.res["db"].get_reference(request.path_params["reference_id"])
+        ref = await self.res.db.get_reference(request.path_params["reference_id"])
         if ref is None or not await self.visible(scope, ref.id):
             return error(404, "unknown reference")
         out = {"id": ref.id, "name": ref.name, "fps": ref.fps, "width": ref.width, "height": ref.height,
@@ -77,7 +78,7 @@ class References:
         return JSONResponse(out)
 
     async def upload(self, request: Request) -> Path:
-        return await receive_video(request, self.settings.upload_max_bytes, Path(self.res["uploads"].name))
+        return await receive_video(request, self.settings.upload_max_bytes, Path(self.res.uploads.name))
 
     async def add(self, request: Request):
         """
@@ -112,7 +113,7 @@ class References:
         path = None
         try:
             path = await self.upload(request)
-            ref = await self.res["extractor"].reference(path, name, ref_id)
+            ref = await self.res.extractor.reference(path, name, ref_id)
         except UploadError as exc:
             return error(exc.status, str(exc))
         except ValueError as exc:  # nobody in the video, a name no id can be made from, ...
@@ -121,11 +122,11 @@ class References:
             if path is not None:
                 path.unlink(missing_ok=True)
         for key in (ref.id, ref.name):  # a clinician replaces their own guides only; an admin any
-            exists, owner = await self.res["db"].reference_owner(key)
+            exists, owner = await self.res.db.reference_owner(key)
             if exists and clinician is not None and owner != clinician:
                 return error(409, f"a guide named or numbered {key!r} belongs to someone else: choose another name")
         try:
-            await self.res["db"].save_reference(ref, clinician)
+            await self.res.db.save_reference(ref, clinician)
         except asyncmy.errors.IntegrityError:  # the name is another guide's (another id)
             return error(409, f"a guide named {ref.name!r} exists: choose another name, or its id to replace it")
         return JSONResponse({"reference_id": ref.id, "name": ref.name, "fps": ref.fps, "frames": len(ref.frames),
@@ -166,10 +167,10 @@ class References:
                 check_label(label)
         except ValueError as exc:
             return error(400, str(exc))
-        ref = await self.res["db"].get_reference(request.path_params["reference_id"])
+        ref = await self.res.db.get_reference(request.path_params["reference_id"])
         if ref is None or not await self.visible(None if clinician is None else {None, clinician}, ref.id):
             return error(404, "unknown reference")
-        _, owner = await self.res["db"].reference_owner(ref.id)
+        _, owner = await self.res.db.reference_owner(ref.id)
         if clinician is not None and owner != clinician:
             return error(409, f"the guide {ref.id!r} belongs to someone else: only they or an admin may change it")
         if len(ref.takes) >= MAX_TAKES:
@@ -177,7 +178,7 @@ class References:
         path = None
         try:
             path = await self.upload(request)
-            take = await self.res["extractor"].take(path, None if label is None else label.strip())
+            take = await self.res.extractor.take(path, None if label is None else label.strip())
         except UploadError as exc:
             return error(exc.status, str(exc))
         except ValueError as exc:
@@ -186,7 +187,7 @@ class References:
             if path is not None:
                 path.unlink(missing_ok=True)
         ref = dataclasses.replace(ref, takes=ref.takes + (take,))
-        await self.res["db"].save_reference(ref, owner)
+        await self.res.db.save_reference(ref, owner)
         return JSONResponse({"reference_id": ref.id, **ref.summary()}, status_code=201)
 
     async def score(self, request: Request):
@@ -214,13 +215,13 @@ class References:
         mirror = request.query_params.get("mirror", "auto")
         if mirror not in ("auto", "off"):
             return error(400, "mirror must be 'auto' or 'off'")
-        ref = await self.res["db"].get_reference(request.path_params["reference_id"])
+        ref = await self.res.db.get_reference(request.path_params["reference_id"])
         if ref is None or not await self.visible(None if clinician is None else {None, clinician}, ref.id):
             return error(404, "unknown reference")
         path = None
         try:
             path = await self.upload(request)
-            frames = await self.res["extractor"].frames(path)
+            frames = await self.res.extractor.frames(path)
         except UploadError as exc:
             return error(exc.status, str(exc))
         finally:

@@ -23,6 +23,7 @@ from gateway.limits import ConcurrencyLimit, RateLimit, client_of
 from gateway.offer import Offer, OfferError
 from gateway.peer import ChannelErrors, LiveSession, wire
 from gateway.references import References
+from gateway.resources import Resources
 from gateway.sessions import LiveSessions
 from gateway.streams import ScoreStreams
 from gateway.turn import IceServers, rtc_configuration
@@ -40,10 +41,10 @@ def resumed_seq(elapsed_s: float, clock_margin_s: float = 60.0) -> int:
 
 
 class SessionRoutes:
-    def __init__(self, settings: Settings, res: dict, sessions: LiveSessions, fanout: ScoreFanout,
+    def __init__(self, settings: Settings, res: Resources, sessions: LiveSessions, fanout: ScoreFanout,
                  signer: TokenSigner, accounts: Accounts, references: References, ice: IceServers,
                  streams: ScoreStreams):
-        """``res``: the gateway's resources (its database, producers, keypoint publisher), filled by its
+        """``res``: the gateway's resources (its database, producers, keypoint publisher), opened by its
         lifespan; ``sessions``: the live-session registry (``live``: session id -> LiveSession)."""
         self.settings, self.res, self.sessions, self.live = settings, res, sessions, sessions.live
         self.fanout, self.signer, self.accounts, self.references = fanout, signer, accounts, references
@@ -80,7 +81,7 @@ class SessionRoutes:
     async def session_access(self, conn, sid: str, send: bool) -> tuple[dict, Claims]:
         """The session row and the caller's claims; AuthError / LookupError otherwise."""
         claims = await self.accounts.authorize(conn)
-        row = await self.res["db"].get_session(sid)
+        row = await self.res.db.get_session(sid)
         if row is None:
             # a valid token for another session learns nothing about which ids exist
             if claims.role == "patient" and claims.session_id != sid:
@@ -163,13 +164,13 @@ class SessionRoutes:
         mode = MODE_ALIASES.get(mode, mode) if isinstance(mode, str) else mode
         if mode not in ("cloud", "device"):
             return error(422, "mode must be 'cloud' or 'device' (keypoints from the device; 'edge' is its older name)")
-        ref = await self.res["db"].get_reference(body["reference_id"])
+        ref = await self.res.db.get_reference(body["reference_id"])
         if ref is None or (claims is not None and
                            not await self.references.visible(await self.accounts.scope_of(claims), ref.id)):
             return error(404, f"unknown reference {body['reference_id']!r}")
         session_id = uuid.uuid4().hex
         ice_servers = self.ice.for_session(session_id)
-        await self.res["db"].create_session(session_id, patient, ref.id, mode)
+        await self.res.db.create_session(session_id, patient, ref.id, mode)
         token, expires = self.signer.issue("patient", patient, session_id,
                                       credential_id=None if claims is None else claims.credential_id)
         return JSONResponse({"session_id": session_id, "token": token, "expires_at": expires,
@@ -281,7 +282,7 @@ class SessionRoutes:
     async def connect_peer(self, sid: str, row: dict, offer: Offer, claims: Claims) -> JSONResponse:
         """Creates (or replaces) the session's peer connection for a checked offer; the answer."""
         try:
-            earlier, elapsed_s = await self.res["db"].connect_session(sid)
+            earlier, elapsed_s = await self.res.db.connect_session(sid)
         except LookupError:
             return error(404, "unknown session")
         first_seq = 0  # the session's frame numbers go on across connections, so no frame looks like a repeat
@@ -295,9 +296,9 @@ class SessionRoutes:
         s = self.settings
         on_device = row["mode"] == "device"
         if on_device:
-            ingest = DeviceIngest(sid, row["reference_id"], self.res["keypoints"], s.session_max_fps, first_seq)
+            ingest = DeviceIngest(sid, row["reference_id"], self.res.keypoints, s.session_max_fps, first_seq)
         else:
-            ingest = VideoIngest(sid, row["reference_id"], self.res["producer"], s.topics.frames,
+            ingest = VideoIngest(sid, row["reference_id"], self.res.producer, s.topics.frames,
                                  s.frame_max_side, s.jpeg_quality, s.session_max_fps, first_seq)
         session = LiveSession(sid, row["reference_id"], pc, ingest, row["patient_id"], claims.credential_id)
 

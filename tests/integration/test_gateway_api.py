@@ -88,7 +88,7 @@ def test_bad_uploads_get_clear_4xx(gw, guide):
     assert r.status_code == 400 and "name" in r.json()["error"]
     r = gw.post("/references/nope/score", content=b"x", headers=key)
     assert r.status_code == 404
-    assert not list(Path(gw.app.state.resources["uploads"].name).iterdir()), "refused uploads leave no file"
+    assert not list(Path(gw.app.state.resources.uploads.name).iterdir()), "refused uploads leave no file"
 
 
 def test_admin_operations_need_the_api_key(gw, data_dir):
@@ -467,4 +467,4 @@ def test_bad_takes_get_clear_4xx(gw, guide, clip_keypoints):
     assert r.status_code == 422 and "line 1" in r.json()["error"]
     assert gw.post("/references/guide/takes", content=body).status_code == 401
     assert gw.get("/references/guide").json()["correct_takes"] == 1, "refused takes are not stored"
-    assert not list(Path(gw.app.state.resources["uploads"].name).iterdir()), "refused uploads leave no file"
+    assert not list(Path(gw.app.state.resources.uploads.name).iterdir()), "refused uploads leave no file"
