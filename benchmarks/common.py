@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from rehab.reference import Reference
-from rehab.services import Services
+from rehab.stack.services import Services
 from rehab.settings import REPO_ROOT, Settings
-from rehab.kafka_admin import delete_topics, ensure_topics
-from rehab.storage.migrate import drop_database, migrate
-from rehab.storage.repository import Database
+from rehab.adapters.kafka_admin import delete_topics, ensure_topics
+from rehab.adapters.storage.migrate import drop_database, migrate
+from rehab.adapters.storage.repository import Database
 
 BENCH_SECRET = "benchmark-secret-not-for-production"
 

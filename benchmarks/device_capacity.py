@@ -33,8 +33,8 @@ from kafka import KafkaConsumer, TopicPartition  # noqa: E402
 
 from benchmarks.common import bench_stack, clip_frames, percentiles  # noqa: E402
 from rehab.records import now_ms  # noqa: E402
-from rehab.services import Services  # noqa: E402
-from rehab.kafka_clients import default_partition  # noqa: E402
+from rehab.stack.services import Services  # noqa: E402
+from rehab.adapters.kafka_clients import default_partition  # noqa: E402
 
 CLIP = "pose2sim_single_cam02.mp4"
 SAMPLE_PARTITION = 0
@@ -55,7 +55,7 @@ def clients(gateway: str, first: int, n: int, seconds: float, fps: float, ramp_s
             bootstrap: str, scores_topic: str, score_rate: float, out) -> None:
     from aiokafka import AIOKafkaProducer
 
-    from rehab.client import create_session, stream_keypoints
+    from rehab.cli.client import create_session, stream_keypoints
     from rehab.records import Score
 
     os.nice(nice)

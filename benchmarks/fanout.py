@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import BENCH_SECRET, bench_stack, percentiles  # noqa: E402
 from rehab.records import Score, now_ms  # noqa: E402
-from rehab.storage.repository import Database  # noqa: E402
+from rehab.adapters.storage.repository import Database  # noqa: E402
 
 WARM_UP_S = 3.0
 

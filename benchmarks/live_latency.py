@@ -31,7 +31,7 @@ CLIP = REPO_ROOT / "data" / "pose2sim_single_cam02.mp4"
 
 def client_process(gateway: str, n: int, mode: str, seconds: float, fps: float, max_side: int, out,
                    keypoints=None, preencoded: bool = False) -> None:
-    from rehab.client import create_session, stream_file, stream_keypoints
+    from rehab.cli.client import create_session, stream_file, stream_keypoints
 
     loops = int(seconds * 60 / 100) + 2  # the clip is 100 frames at 60 fps
 

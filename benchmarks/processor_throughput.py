@@ -30,7 +30,7 @@ from kafka import KafkaConsumer, KafkaProducer  # noqa: E402
 
 from benchmarks.common import bench_stack, clip_frames  # noqa: E402
 from rehab.records import Score  # noqa: E402
-from rehab.services import Services  # noqa: E402
+from rehab.stack.services import Services  # noqa: E402
 
 
 def main() -> None:

@@ -67,7 +67,7 @@ class Guides:
 
 def mysql_loader(settings) -> Callable[[str], Reference | None]:
     """Reads a reference from MySQL (one short-lived connection per load: a guide is loaded once)."""
-    from rehab.storage.repository import Database
+    from rehab.adapters.storage.repository import Database
 
     async def fetch(reference_id: str) -> Reference | None:
         async with Database.opened(settings, maxsize=1) as db:

@@ -25,9 +25,9 @@ import numpy as np
 from edge.backends.base import PoseBackend, publishable_box, publishable_keypoints
 from edge.guides import Guides, mysql_loader
 from edge.subject import SubjectSelector
-from rehab import metrics
+from rehab.adapters import metrics
 from rehab.records import GATEWAY_TO_INFERRED, DeadLetter, FrameRecord, KeypointFrame, MessageError, now_ms
-from rehab import kafka_clients
+from rehab.adapters import kafka_clients
 from rehab.topics import Topics, dead_letter_key, record_key
 
 log = logging.getLogger("rehab.edge.worker")
@@ -273,13 +273,11 @@ class PoseWorker:
 
 def build_worker(settings) -> PoseWorker:
     """The composition root for a worker process: Kafka clients and backend from settings."""
-    from kafka import KafkaConsumer
-
     from edge.backends import backend_from_settings
 
     topics = settings.topics
-    consumer = KafkaConsumer(
-        topics.frames, bootstrap_servers=settings.kafka_bootstrap, group_id=settings.worker_group,
+    consumer = kafka_clients.group_consumer(
+        topics.frames, settings.kafka_bootstrap, settings.worker_group,
         # (the broker answers a fetch as soon as a frame arrives; the wait only bounds how often an idle
         # worker asks: 20 ms cost ~0.06 of a core with no session)
         auto_offset_reset="latest", enable_auto_commit=True, fetch_max_wait_ms=500,
@@ -289,6 +287,7 @@ def build_worker(settings) -> PoseWorker:
         max_partition_fetch_bytes=8 * 1024 * 1024,
     )
     producer = kafka_clients.producer(settings.kafka_bootstrap, linger_ms=0, acks=1)
+
     def make():
         return backend_from_settings(settings)
 

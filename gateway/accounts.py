@@ -10,7 +10,7 @@
   POST   /patients/{id}/erase             [API key | their clinician's token] erases everything of theirs
 
 Who may do what, and how revocation reaches open WebSockets and live sessions: gateway/auth.py.
-The rows behind it: rehab/storage/identity.py.
+The rows behind it: rehab/adapters/storage/identity.py.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from gateway.http import error, read_json
 from gateway.offer import OfferError
 from rehab.reference import _ID as ID_PATTERN
 from rehab.settings import Settings
-from rehab.storage.identity import Conflict, Gone, Identity
+from rehab.adapters.storage.identity import Conflict, Gone, Identity
 
 MAX_SECRET_CHARS = 200  # credentials and invitation codes are far shorter: longer input is not one
 
@@ -302,7 +302,7 @@ class Accounts:
         """
         summary: Erase a patient (rows, their sessions' records in the topics, the processor's state).
         description: Needs the admin API key or the token of the clinician who enrolled them (a patient
-          known only from demo-mode sessions, the admin API key). Takes a few seconds (rehab/erasure.py
+          known only from demo-mode sessions, the admin API key). Takes a few seconds (rehab/ops/erasure.py
           QUIESCE_S) and cannot be undone; an audit log entry records it. Same as `rehab patient erase`.
         security: [{api_key: []}, {bearer: []}]
         parameters: [{name: patient_id, in: path, required: true, schema: {type: string}}]
@@ -312,7 +312,7 @@ class Accounts:
           403: {description: another clinician's patient}
           404: {description: nothing stored of this patient}
         """
-        from rehab.erasure import erase_patient
+        from rehab.ops.erasure import erase_patient
 
         try:
             actor, patient, _ = await self._patient_for_staff(request)

@@ -42,12 +42,12 @@ from starlette.routing import Mount, Route
 from starlette.schemas import SchemaGenerator
 from starlette.staticfiles import StaticFiles
 
-from gateway import sctp
+from rehab.adapters.webrtc import sctp
 from gateway.accounts import ACCOUNT_SCHEMAS, Accounts
 from gateway.auth import AuthError, TokenSigner
 from gateway.fanout import ScoreFanout
 from gateway.http import error
-from gateway.jitter import install as install_marker_jitter_buffer
+from rehab.adapters.webrtc.jitter import install as install_marker_jitter_buffer
 from gateway.limits import ErrorThrottle, RateLimit
 from gateway.offer import OfferError
 from gateway.references import References
@@ -57,11 +57,11 @@ from gateway.session_routes import SessionRoutes
 from gateway.sessions import LiveSessions
 from gateway.streams import ScoreStreams
 from gateway.turn import IceServers
-from rehab import metrics
-from rehab.kafka_clients import async_tail
+from rehab.adapters import metrics
+from rehab.adapters.kafka_clients import async_tail
 from rehab.reference import _ID as ID_PATTERN
 from rehab.settings import Settings
-from rehab.storage.identity import Identity
+from rehab.adapters.storage.identity import Identity
 
 log = logging.getLogger("rehab.gateway")
 install_marker_jitter_buffer()  # frames leave the jitter buffer on their last packet, not the next frame's first
@@ -98,7 +98,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
     """The gateway's one composition root: its parts built from ``settings``, its resources opened and
     closed by the lifespan. ``make_backend()`` builds the pose backend for uploads (default: the
     configured one)."""
-    sctp.install()  # delayed SACKs on data channels (gateway/sctp.py)
+    sctp.install()  # delayed SACKs on data channels (rehab/adapters/webrtc/sctp.py)
     res = Resources(settings, make_backend or (lambda: _default_backend(settings)))
     sessions = LiveSessions(settings.session_idle_s, lambda: res.db)
     # STUN/TURN from REHAB_ICE_SERVERS (and a TURN server with per-session credentials, REHAB_TURN_*), none

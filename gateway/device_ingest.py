@@ -24,7 +24,7 @@ from collections import Counter, deque
 import orjson
 from aiokafka.errors import KafkaTimeoutError
 
-from rehab import metrics
+from rehab.adapters import metrics
 from rehab.topics import record_key
 from rehab.records import (CAPTURE_TO_GATEWAY, MAX_INT, KeypointFrame, MessageError, check_client_ts, check_int,
                            now_ms)

@@ -15,7 +15,7 @@ from collections import defaultdict
 
 import orjson
 
-from rehab import metrics
+from rehab.adapters import metrics
 from rehab.records import SCORED_TO_PUSHED, now_ms
 from rehab.topics import session_of
 

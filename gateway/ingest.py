@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from rehab import metrics
+from rehab.adapters import metrics
 from rehab.records import CAPTURE_TO_GATEWAY, FrameRecord, MessageError, check_client_ts, now_ms
 
 log = logging.getLogger("rehab.gateway.ingest")

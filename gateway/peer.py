@@ -17,7 +17,7 @@ from gateway.device_ingest import DeviceIngest, DeviceMessageError
 from gateway.fanout import ScoreFanout
 from gateway.ingest import VideoIngest
 from gateway.limits import RateLimit
-from rehab import metrics
+from rehab.adapters import metrics
 from rehab.records import check_client_ts
 
 MAX_CHANNELS_PER_SESSION = 4  # data channels one peer connection may open (clients use 1: keypoints or control)

@@ -13,9 +13,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from gateway.device_ingest import KeypointPublisher
 from gateway.uploads import Extractor
-from rehab.kafka_clients import async_producer, async_tail
+from rehab.adapters.kafka_clients import async_producer, async_tail
 from rehab.settings import Settings
-from rehab.storage.repository import Database
+from rehab.adapters.storage.repository import Database
 
 # On-device keypoints wait up to 5 ms to share a produce request with other sessions' (Kafka 4.0 made 5 ms
 # the Java producer's default, KIP-1030): with 100 on-device sessions 0.56 -> 0.50 cores of gateway, capture ->

@@ -10,7 +10,7 @@ from typing import Callable
 
 from gateway.sessions import LiveSessions
 from gateway.streams import ScoreStreams
-from rehab import metrics
+from rehab.adapters import metrics
 
 log = logging.getLogger("rehab.gateway")
 REVOCATION_POLL_S = 2.0  # how often a gateway looks for revocations made elsewhere

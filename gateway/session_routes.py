@@ -27,7 +27,7 @@ from gateway.resources import Resources
 from gateway.sessions import LiveSessions
 from gateway.streams import ScoreStreams
 from gateway.turn import IceServers, rtc_configuration
-from rehab import metrics
+from rehab.adapters import metrics
 from rehab.reference import _ID as ID_PATTERN
 from rehab.settings import MAX_SESSION_FPS, Settings
 

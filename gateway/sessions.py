@@ -9,7 +9,7 @@ import time
 from typing import Callable
 
 from gateway.peer import LiveSession
-from rehab import metrics
+from rehab.adapters import metrics
 
 log = logging.getLogger("rehab.gateway")
 

@@ -222,7 +222,7 @@ class Correction:
 
 
 # The pipeline's hops, one vocabulary: a score's ``latency_ms`` keys and the metrics'
-# ``rehab_hop_latency_ms{hop}`` labels (rehab/metrics.py refuses any other name).
+# ``rehab_hop_latency_ms{hop}`` labels (rehab/adapters/metrics.py refuses any other name).
 CAPTURE_TO_GATEWAY = "capture_to_gateway"
 GATEWAY_TO_INFERRED = "gateway_to_inferred"
 INFERRED_TO_SCORED = "inferred_to_scored"

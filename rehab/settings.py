@@ -95,7 +95,7 @@ class Settings:
     retention_keypoints_ms: int = RETENTION_KEYPOINTS_MS
     retention_scores_ms: int = RETENTION_SCORES_MS
     retention_dead_letter_ms: int = RETENTION_DEAD_LETTER_MS
-    # an erased patient's records leave the broker's disks within this (rehab/erasure.py): the compacted
+    # an erased patient's records leave the broker's disks within this (rehab/ops/erasure.py): the compacted
     # topics roll and compact their segments at least this often (tests use 1 s; hours to a day in a clinic)
     erasure_deadline_ms: int = ERASURE_DEADLINE_MS
     # STUN/TURN servers for WebRTC, as a JSON list of RTCIceServer dictionaries, e.g.

@@ -16,7 +16,7 @@ RETENTION_FRAMES_MS = 3_600_000  # camera frames: only useful live
 RETENTION_KEYPOINTS_MS = -1  # replay and re-scoring read these
 RETENTION_SCORES_MS = -1
 RETENTION_DEAD_LETTER_MS = 30 * 86_400_000
-# how long an erased record may stay on the broker's disks (rehab/erasure.py): the compacted topics roll
+# how long an erased record may stay on the broker's disks (rehab/ops/erasure.py): the compacted topics roll
 # a segment at least this often and the cleaner compacts it within this time (max.compaction.lag.ms)
 ERASURE_DEADLINE_MS = 86_400_000
 
@@ -28,7 +28,7 @@ def changelog_topics(processor_app_id: str) -> list[str]:
 # Record keys. The keypoints, scores and dead-letter topics are compacted (so that erasure can remove a
 # patient's records: a tombstone per key), hence every record has a key of its own: the session id, "/",
 # then what makes the record unique (a frame's seq, a window's end). The session part alone picks the
-# partition (rehab/kafka_clients.py), so a session's records stay in one partition, in order. (Session
+# partition (rehab/adapters/kafka_clients.py), so a session's records stay in one partition, in order. (Session
 # ids never hold a "/": rehab.reference._ID.) Records keyed by the session id alone (older) still read right.
 def record_key(session_id: str, part) -> bytes:
     return f"{session_id}/{part}".encode()
@@ -49,7 +49,7 @@ class TopicSpec:
     name: str
     partitions: int
     retention_ms: int  # -1 keeps forever
-    compacted: bool = False  # a key per record; erasure tombstones them (rehab/erasure.py)
+    compacted: bool = False  # a key per record; erasure tombstones them (rehab/ops/erasure.py)
     erasure_ms: int = ERASURE_DEADLINE_MS
 
     @property

@@ -16,11 +16,11 @@ from pathlib import Path
 import faust
 from mode import Service
 
-from rehab import metrics
+from rehab.adapters import metrics
 from rehab.records import CAPTURE_TO_SCORED, INFERRED_TO_SCORED, DeadLetter, Score
 from rehab.scoring import kernels
 from rehab.settings import Settings, SettingsError
-from rehab.kafka_clients import session_partitioner
+from rehab.adapters.kafka_clients import session_partitioner
 from rehab.topics import changelog_topics, dead_letter_key, record_key, session_of
 from stream_processor.processor import ScoringState
 from stream_processor.quiet_stream import QuietStream
@@ -178,7 +178,7 @@ def check_partitions(settings: Settings) -> None:
     """The keypoints topic and the tables' changelogs must have REHAB_PARTITIONS partitions (Faust
     co-partitions them; a session's state is found by its key's partition): a clear error, not a
     processor that starts and scores sessions against the wrong state."""
-    from rehab.kafka_admin import partition_counts
+    from rehab.adapters.kafka_admin import partition_counts
 
     counts = partition_counts(settings.kafka_bootstrap,
                               [settings.topics.keypoints, *changelog_topics(settings.processor_app_id)])

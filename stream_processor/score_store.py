@@ -8,10 +8,10 @@ import logging
 
 import asyncmy
 
-from rehab import metrics
+from rehab.adapters import metrics
 from rehab.records import Score
 from rehab.settings import Settings
-from rehab.storage.repository import Database
+from rehab.adapters.storage.repository import Database
 
 log = logging.getLogger("rehab.stream_processor")
 OUTAGE = (OSError, asyncmy.errors.OperationalError, asyncio.TimeoutError)

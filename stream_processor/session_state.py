@@ -8,7 +8,7 @@
   mismatch).
 - Partitioning: a session's state lives in its keypoints partition (Faust co-partitions a table with
   the stream that writes it); the partition each session's frames came from is remembered, and the
-  producer's formula (``rehab.kafka_clients.default_partition``) is the fallback.
+  producer's formula (``rehab.adapters.kafka_clients.default_partition``) is the fallback.
 - Restore: ``ScoringState.scorer_for`` calls ``load_snapshot`` / ``load_window`` for a session this
   process has not seen (a restart, or partitions taken over on a rebalance).
 State is written per batch, outside one event's context, with ``send_changelog`` to the explicit
@@ -21,7 +21,7 @@ import json
 import faust
 import orjson
 
-from rehab.kafka_clients import default_partition
+from rehab.adapters.kafka_clients import default_partition
 from rehab.topics import PROCESSOR_TABLES
 
 WINDOW_SNAPSHOT_MS = 500  # the window's frames are larger: saved at most this often (capture time)

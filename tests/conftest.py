@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rehab import kafka_compat
+from rehab.adapters import kafka_compat
 from rehab.settings import REPO_ROOT, Settings
 
 kafka_compat.apply()  # this process's Kafka clients too (the services get it from the CLI)
@@ -34,7 +34,7 @@ async def in_process_gateway(settings, reference):
     import httpx
 
     from gateway.app import create_app
-    from rehab.storage.repository import Database
+    from rehab.adapters.storage.repository import Database
 
     async with Database.opened(settings) as db:
         await db.save_reference(reference)
@@ -99,8 +99,8 @@ def _base_settings() -> Settings:
 @contextlib.contextmanager
 def isolated(**extra):
     """Settings with a unique topic namespace and database, created on the real stack and removed after."""
-    from rehab.kafka_admin import delete_topics, ensure_topics
-    from rehab.storage.migrate import drop_database, migrate
+    from rehab.adapters.kafka_admin import delete_topics, ensure_topics
+    from rehab.adapters.storage.migrate import drop_database, migrate
 
     tag = f"t{uuid.uuid4().hex[:10]}"
     settings = _base_settings().with_(topic_namespace=tag, mysql_db=f"rehab_{tag}",

@@ -14,8 +14,8 @@ from kafka import KafkaProducer
 
 from rehab.records import Score, now_ms
 from rehab.scoring import LiveScorer, ReferenceModel, replay_scores
-from rehab.storage.repository import Database
-from rehab.kafka_clients import session_partitioner
+from rehab.adapters.storage.repository import Database
+from rehab.adapters.kafka_clients import session_partitioner
 from rehab.topics import record_key
 from tests.kafka_helpers import consume
 

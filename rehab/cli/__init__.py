@@ -20,7 +20,7 @@ import argparse
 import logging
 import sys
 
-from rehab import kafka_compat
+from rehab.adapters import kafka_compat
 from rehab.cli import live, offline, patients, stack
 
 

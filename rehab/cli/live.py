@@ -76,7 +76,7 @@ def _serve_worker(settings: Settings, ready_file: Path | None) -> None:
     while not worker.consumer.assignment() and time.monotonic() < deadline and not worker.stopping.is_set():
         worker.run_once(timeout_ms=200)  # joins the group
     worker.warm_up()  # the model's first call builds its graph: not on a patient's frame
-    from rehab import metrics
+    from rehab.adapters import metrics
 
     metrics.serve(settings.worker_metrics_port, "worker")
     metrics.watch_lag(settings.kafka_bootstrap, settings.worker_group, settings.topics.frames, "worker",
@@ -104,7 +104,7 @@ def _format(received, hint: bool = True) -> str:
 
 async def _stream(gateway: str, reference_id: str, video: str, loops: int, as_json: bool,
                   mode: str = "cloud", credential: str | None = None) -> tuple[str, list]:
-    from rehab.client import create_session, device_keypoints, stream_file, stream_keypoints
+    from rehab.cli.client import create_session, device_keypoints, stream_file, stream_keypoints
 
     mode = "device" if mode == "edge" else mode
     grant = await create_session(gateway, reference_id, mode=mode, credential=credential)
@@ -160,7 +160,7 @@ async def _demo_reference(settings: Settings, guide: Path) -> str:
 
     from rehab.recordings import file_sha256
     from rehab.cli.offline import reference_from_video
-    from rehab.storage.repository import Database
+    from rehab.adapters.storage.repository import Database
 
     async with Database.opened(settings) as db:
         existing = await db.get_reference("pose2sim-lunge")
@@ -178,7 +178,7 @@ async def _demo_reference(settings: Settings, guide: Path) -> str:
 
 async def _warm_up(gateway: str, reference_id: str, video: str, timeout_s: float = 120.0) -> float:
     """Streams ``video`` in a probe session until a score comes back; the seconds it took."""
-    from rehab.client import create_session, stream_file
+    from rehab.cli.client import create_session, stream_file
 
     t0 = time.monotonic()
 
@@ -200,14 +200,14 @@ async def _warm_up(gateway: str, reference_id: str, video: str, timeout_s: float
 
 
 async def _count_rows(settings: Settings, session_id: str, expected: int) -> int:
-    from rehab.storage.repository import Database
+    from rehab.adapters.storage.repository import Database
 
     async with Database.opened(settings) as db:
         return await db.wait_for_scores(session_id, expected)
 
 
 def run_demo(args) -> int:
-    from rehab.services import Services
+    from rehab.stack.services import Services
     from rehab.stack import local
 
     # the demo's own gateway, on this machine: sessions without enrolling a patient (gateway/auth.py)

@@ -196,7 +196,7 @@ def run_extract(args) -> int:
 
 
 async def _stored_reference(ref_id: str):
-    from rehab.storage.repository import Database
+    from rehab.adapters.storage.repository import Database
 
     async with Database.opened(Settings.from_env()) as db:
         return await db.get_reference(ref_id)
@@ -240,7 +240,7 @@ def run_score(args) -> int:
 
 
 def run_reference_add(args) -> int:
-    from rehab.storage.repository import Database
+    from rehab.adapters.storage.repository import Database
 
     ref = _guide(args.videos, args.mistake, args, name=args.name, ref_id=args.id)
 
@@ -256,7 +256,7 @@ def run_reference_add(args) -> int:
 
 
 def run_reference_list(args) -> int:
-    from rehab.storage.repository import Database
+    from rehab.adapters.storage.repository import Database
 
     async def listing():
         async with Database.opened(Settings.from_env()) as db:
@@ -268,7 +268,7 @@ def run_reference_list(args) -> int:
 
 
 def run_replay(args) -> int:
-    from rehab.replay import export, plot, read_session
+    from rehab.ops.replay import export, plot, read_session
     from rehab.scoring import LiveScorer, ReferenceModel, replay_scores, summarize
 
     settings = Settings.from_env()

@@ -40,8 +40,8 @@ def _check_id(value: str, what: str) -> str:
 
 
 async def _with_identity(settings: Settings, fn):
-    from rehab.storage.identity import Identity
-    from rehab.storage.repository import Database
+    from rehab.adapters.storage.identity import Identity
+    from rehab.adapters.storage.repository import Database
 
     async with Database.opened(settings) as db:
         return await fn(Identity(db))
@@ -64,7 +64,7 @@ def run_clinician(args) -> int:
 
 
 def run_patient(args) -> int:
-    from rehab.storage.identity import Conflict
+    from rehab.adapters.storage.identity import Conflict
 
     settings = Settings.from_env()
     patient = _check_id(args.patient_id, "patient_id")
@@ -94,7 +94,7 @@ def run_patient(args) -> int:
         if input(f"erase every record of patient {patient!r}? this cannot be undone [type the id]: ") != patient:
             print("not erased", file=sys.stderr)
             return 1
-    from rehab.erasure import erase_patient
+    from rehab.ops.erasure import erase_patient
 
     try:
         report = asyncio.run(erase_patient(settings, patient, _actor()))

@@ -40,7 +40,7 @@ def run_stack(args) -> int:
 
 
 def run_migrate(args) -> int:
-    from rehab.storage.migrate import migrate
+    from rehab.adapters.storage.migrate import migrate
 
     applied = asyncio.run(migrate(Settings.from_env()))
     print(f"applied migrations: {applied or 'none pending'}")
@@ -48,8 +48,8 @@ def run_migrate(args) -> int:
 
 
 def run_init(args) -> int:
-    from rehab.kafka_admin import prepare_topics, uncompacted_topics
-    from rehab.storage.migrate import migrate
+    from rehab.adapters.kafka_admin import prepare_topics, uncompacted_topics
+    from rehab.adapters.storage.migrate import migrate
 
     settings = Settings.from_env()
     created, grown = prepare_topics(settings, compact_existing=args.compact_existing)

@@ -87,7 +87,7 @@ class KafkaBroker:
                 "share.coordinator.state.topic.min.isr=1",
                 "group.initial.rebalance.delay.ms=0",
                 # the log cleaner looks for logs to compact every second, not 15 s: on this development
-                # broker the erasure test waits for it (rehab/erasure.py)
+                # broker the erasure test waits for it (rehab/ops/erasure.py)
                 "log.cleaner.backoff.ms=1000",
                 "auto.create.topics.enable=true",
                 "",

@@ -6,8 +6,8 @@ import asyncio
 from rehab.settings import Settings
 from rehab.stack.kafka import KafkaBroker
 from rehab.stack.mariadb import MariaDB
-from rehab.kafka_admin import prepare_topics
-from rehab.storage.migrate import migrate
+from rehab.adapters.kafka_admin import prepare_topics
+from rehab.adapters.storage.migrate import migrate
 
 
 def up(settings: Settings, log=print, only: str | None = None) -> None:

@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from rehab.services import Services
-from rehab.storage.repository import Database
+from rehab.stack.services import Services
+from rehab.adapters.storage.repository import Database
 from tests.conftest import free_port, isolated
 
 

@@ -98,7 +98,7 @@ def test_the_app_runs_over_https_with_a_self_signed_certificate(live_stack, fake
     the page is a secure context (the camera is granted there off localhost too), and scores arrive."""
     import httpx
 
-    from rehab.services import Services
+    from rehab.stack.services import Services
     from tests.conftest import free_port
 
     cert, key, spki = _self_signed(tmp_path)
@@ -143,7 +143,7 @@ def test_a_session_outlives_its_first_token_and_still_reconnects(live_stack, fak
     """Tokens live 12 s on this gateway: the page asks for a fresh one at 80 % of its life; the gateway
     closes the score stream when the token it was opened with expires and the page opens it again with
     the fresh one; once the first token has expired a reconnect (a new offer) still succeeds."""
-    from rehab.services import Services
+    from rehab.stack.services import Services
     from tests.conftest import free_port
 
     port = free_port()
@@ -180,7 +180,7 @@ def test_a_patient_joins_by_the_invitation_link_and_signs_out(live_stack, fake_c
     starts a session that is that patient's, and scores arrive; signing out revokes the credential."""
     import httpx
 
-    from rehab.services import Services
+    from rehab.stack.services import Services
     from tests.conftest import free_port
 
     port = free_port()

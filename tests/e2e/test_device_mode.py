@@ -6,7 +6,7 @@ import json
 import time
 import math
 
-from rehab.client import create_session, open_keypoint_channel, stream_keypoints
+from rehab.cli.client import create_session, open_keypoint_channel, stream_keypoints
 
 
 def _clip(clip_keypoints):

@@ -23,7 +23,7 @@ import pytest
 import websockets
 from kafka import KafkaProducer
 
-from rehab.client import create_session, open_keypoint_channel, stream_keypoints
+from rehab.cli.client import create_session, open_keypoint_channel, stream_keypoints
 from rehab.records import FRAME_META_HEADER, now_ms
 from tests.kafka_helpers import consume
 
@@ -364,7 +364,7 @@ def test_data_channel_clock_message_out_of_range_on_a_cloud_session(healthy_neig
     async def go():
         g = await create_session(live_stack.gateway_url, "guide", mode="cloud")
         replies: list = []
-        from rehab.client import negotiate
+        from rehab.cli.client import negotiate
 
         pc = g.peer_connection()
         ch = pc.createDataChannel("clock")

@@ -8,8 +8,8 @@ import httpx
 import pytest
 import websockets
 
-from rehab.client import create_session, stream_file
-from rehab.storage.repository import Database
+from rehab.cli.client import create_session, stream_file
+from rehab.adapters.storage.repository import Database
 from rehab.topics import session_of
 from tests.kafka_helpers import consume
 
@@ -111,7 +111,7 @@ def test_a_subscriber_asking_for_keypoints_gets_the_sessions_skeletons_as_well_a
 def test_the_python_client_streams_with_a_patients_credential_outside_demo_mode(live_stack, data_dir, tmp_path):
     """``rehab stream --credential``: the client trades the patient's credential for a token and starts
     the session as that patient; without one a gateway outside demo mode refuses it."""
-    from rehab.services import Services
+    from rehab.stack.services import Services
     from tests.conftest import free_port
 
     port = free_port()

@@ -4,7 +4,7 @@ import time
 
 import httpx
 
-from rehab.client import create_session, stream_file
+from rehab.cli.client import create_session, stream_file
 
 
 def _samples(text: str) -> dict[str, float]:

@@ -5,7 +5,7 @@ import time
 
 import httpx
 
-from rehab.client import FileCameraTrack, create_session, negotiate, stream_file
+from rehab.cli.client import FileCameraTrack, create_session, negotiate, stream_file
 
 
 async def _stream_then_drop(url, clip, seconds):
@@ -53,8 +53,8 @@ def test_a_session_goes_on_through_another_gateway_process(live_stack, data_dir,
     """A reconnect that reaches a gateway which never saw the session (the first one restarted, or a
     load balancer picked another): its frames are numbered past the first connection's, so the processor
     scores them instead of taking them for repeats of frames it has scored."""
-    from rehab.services import Services
-    from rehab.storage.repository import Database
+    from rehab.stack.services import Services
+    from rehab.adapters.storage.repository import Database
     from tests.conftest import free_port
 
     port = free_port()

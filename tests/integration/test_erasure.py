@@ -10,11 +10,11 @@ import time
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from rehab.erasure import erase_patient
-from rehab.replay import read_session
-from rehab.services import Services
-from rehab.storage.identity import Identity
-from rehab.kafka_clients import session_partitioner
+from rehab.ops.erasure import erase_patient
+from rehab.ops.replay import read_session
+from rehab.stack.services import Services
+from rehab.adapters.storage.identity import Identity
+from rehab.adapters.kafka_clients import session_partitioner
 from rehab.topics import changelog_topics, record_key, session_of
 from tests.conftest import isolated
 from tests.processor_helpers import Streams, attempt, db_call
@@ -48,7 +48,7 @@ def _values_by_session(settings, topics: list[str]) -> dict[str, dict[str, int]]
 def test_after_erasure_no_query_replay_or_consumer_finds_the_patient(clip_keypoints, guide_reference, tmp_path):
     with isolated(erasure_deadline_ms=1000, processor_coalesce_after=0) as s:
         async def prepare():
-            from rehab.storage.repository import Database
+            from rehab.adapters.storage.repository import Database
             async with Database.opened(s) as db:
                 await db.save_reference(guide_reference)
                 for sid in GONE:
@@ -76,7 +76,7 @@ def test_after_erasure_no_query_replay_or_consumer_finds_the_patient(clip_keypoi
 
         # queries: none of the patient's rows; the other patient's are untouched
         async def rows():
-            from rehab.storage.repository import Database
+            from rehab.adapters.storage.repository import Database
             async with Database.opened(s) as db:
                 counts = {}
                 for table, where, arg in (("scores", "session_id IN (%s, %s)", GONE),

@@ -24,7 +24,7 @@ import time
 from kafka import KafkaProducer
 
 from rehab.records import FrameRecord, KeypointFrame, now_ms
-from rehab.services import Services
+from rehab.stack.services import Services
 from tests.conftest import DATA
 from tests.kafka_helpers import consume
 from tests.processor_helpers import Streams, video_frames, attempt, check_session, max_gap_s, scores_by_session

@@ -423,7 +423,7 @@ def test_a_guide_from_keypoint_files_with_another_take_and_a_named_mistake(gw, c
     import asyncio
 
     from rehab.scoring import score_attempt
-    from rehab.storage.repository import Database
+    from rehab.adapters.storage.repository import Database
 
     key = {"X-API-Key": API_KEY}
     guide, other = clip_keypoints("pose2sim_single_cam01.mp4"), clip_keypoints("pose2sim_single_cam02.mp4")

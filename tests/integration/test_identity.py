@@ -14,8 +14,8 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from gateway.app import create_app
-from rehab.storage.identity import Identity
-from rehab.storage.repository import Database
+from rehab.adapters.storage.identity import Identity
+from rehab.adapters.storage.repository import Database
 from tests.conftest import isolated
 
 API_KEY = "test-admin-key-0123456789"

@@ -9,7 +9,7 @@ import time
 from kafka import KafkaProducer
 
 from rehab.records import Score, now_ms
-from rehab.services import Services
+from rehab.stack.services import Services
 from tests.processor_helpers import db_call, offline_scores
 from tests.kafka_helpers import consume
 

@@ -19,8 +19,8 @@ import pytest
 from kafka import KafkaProducer
 
 from rehab.records import FrameRecord, KeypointFrame, now_ms
-from rehab.services import Services
-from rehab.kafka_clients import default_partition
+from rehab.stack.services import Services
+from rehab.adapters.kafka_clients import default_partition
 from tests.conftest import DATA, free_port, isolated
 from tests.kafka_helpers import consume
 from tests.processor_helpers import Streams, attempt, check_session, db_call, scores_by_session, video_frames

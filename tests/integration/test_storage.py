@@ -5,8 +5,8 @@ import asyncmy
 
 from rehab.records import Score
 from rehab.reference import Reference
-from rehab.storage.migrate import migrate
-from rehab.storage.repository import Database
+from rehab.adapters.storage.migrate import migrate
+from rehab.adapters.storage.repository import Database
 
 KPS = [[10.0 + i, 20.0 + i, 0.9] for i in range(17)]
 

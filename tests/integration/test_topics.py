@@ -8,7 +8,7 @@ import pytest
 from kafka.admin import NewTopic
 
 from rehab.settings import Settings, SettingsError
-from rehab.kafka_admin import (admin, delete_topics, ensure_topics, grow_topics, partition_counts, topic_configs,
+from rehab.adapters.kafka_admin import (admin, delete_topics, ensure_topics, grow_topics, partition_counts, topic_configs,
                                 uncompacted_topics)
 from rehab.topics import Topics, changelog_topics
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from rehab.client import Grant
+from rehab.cli.client import Grant
 from gateway.turn import turn_credentials
 from tests.conftest import in_process_gateway, isolated
 

@@ -69,7 +69,7 @@ def _rtp(seq: int, ts: int, marker: bool, data: bytes):
 def test_marker_jitter_buffer_releases_a_frame_on_its_last_packet():
     from aiortc.jitterbuffer import JitterBuffer
 
-    from gateway.jitter import MarkerJitterBuffer
+    from rehab.adapters.webrtc.jitter import MarkerJitterBuffer
 
     packets = [_rtp(1, 3000, False, b"a"), _rtp(2, 3000, True, b"b"), _rtp(3, 6000, False, b"c")]
     ours, theirs = MarkerJitterBuffer(capacity=128, is_video=True), JitterBuffer(capacity=128, is_video=True)
@@ -104,7 +104,7 @@ def test_a_preencoded_camera_sends_h264_packets_at_its_pace_and_loops_from_a_key
     import asyncio
     import time
 
-    from rehab.client import VIDEO_CLOCK, EncodedCameraTrack
+    from rehab.cli.client import VIDEO_CLOCK, EncodedCameraTrack
 
     track = EncodedCameraTrack(str(data_dir / "pose2sim_single_cam02.mp4"), max_side=240, loops=2, fps=30.0)
     n = len(track.packets)
@@ -169,7 +169,7 @@ async def test_the_keypoints_topic_is_read_only_while_someone_subscribed_to_keyp
 async def _connected_peers():
     """Two aiortc peers in this process, with the gateway's SCTP patches installed, joined by an open
     data channel: (sender, receiver, the sender's channel, the messages the receiver got)."""
-    from gateway import sctp
+    from rehab.adapters.webrtc import sctp
     from tests.conftest import local_peer
 
     sctp.install()
@@ -190,7 +190,7 @@ async def _connected_peers():
 async def test_delayed_sacks_acknowledge_every_second_packet_and_lose_nothing():
     from aiortc.rtcsctptransport import SackChunk
 
-    from gateway import sctp
+    from rehab.adapters.webrtc import sctp
 
     a, b, channel, got = await _connected_peers()
     receiver = b.sctp
@@ -281,7 +281,7 @@ async def test_a_peer_that_sends_a_message_larger_than_any_allowed_is_cut_off():
     """aiortc reassembles fragments without a bound; the gateway aborts an association whose stream holds
     more than MAX_REASSEMBLY_BYTES waiting for the rest of a message (a real aiortc sender, its own
     64 KiB check lifted, sends 1 MB), and a normal message still arrives."""
-    from gateway import sctp
+    from rehab.adapters.webrtc import sctp
 
     a, b, channel, got = await _connected_peers()
     try:

@@ -1,4 +1,4 @@
-"""rehab.kafka_compat: a failed Kafka connection attempt closes its socket (kafka-python leaves it to
+"""rehab.adapters.kafka_compat: a failed Kafka connection attempt closes its socket (kafka-python leaves it to
 the garbage collector: one open descriptor per retry while a broker is down)."""
 import asyncio
 import socket
@@ -7,7 +7,7 @@ import pytest
 from kafka import errors
 from kafka.net.inet import KafkaNetSocket
 
-from rehab import kafka_compat
+from rehab.adapters import kafka_compat
 
 
 def _attempt(fail: bool, made: list[socket.socket]) -> None:

@@ -1,4 +1,4 @@
-"""Record keys and the producers' partitioner (rehab/topics.py, rehab/kafka_clients.py): every record
+"""Record keys and the producers' partitioner (rehab/topics.py, rehab/adapters/kafka_clients.py): every record
 has a key of its own (the compacted topics keep each one and erasure can tombstone each one), while a
 session's records all land in the partition its id alone would get."""
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rehab.kafka_clients import session_partitioner
-from rehab.kafka_clients import default_partition
+from rehab.adapters.kafka_clients import session_partitioner
+from rehab.adapters.kafka_clients import default_partition
 from rehab.topics import dead_letter_key, record_key, session_of
 
 SESSION_IDS = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,40}", fullmatch=True)

@@ -104,7 +104,7 @@ def test_dead_letter_keeps_reason_and_a_preview():
 
 def test_one_hop_vocabulary_for_scores_and_metrics():
     """A score's latency_ms keys are metrics hop labels, and the metrics take no other name."""
-    from rehab import metrics
+    from rehab.adapters import metrics
     from rehab.records import HOPS
 
     assert set(json.loads(score().to_json())["latency_ms"]) <= set(HOPS)

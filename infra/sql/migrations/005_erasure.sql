@@ -1,4 +1,4 @@
--- Sessions whose patient was erased (rehab/erasure.py): their ids only (random, nothing personal). The
+-- Sessions whose patient was erased (rehab/ops/erasure.py): their ids only (random, nothing personal). The
 -- score writer drops rows of these sessions (a score in flight at the erasure must not bring a row
 -- back).
 CREATE TABLE IF NOT EXISTS erased_sessions (

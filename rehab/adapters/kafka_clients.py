@@ -54,6 +54,20 @@ def reader(bootstrap: str):
     return KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
 
 
+def group_consumer(topic: str, bootstrap: str, group: str, **options):
+    """A kafka-python consumer in consumer group ``group`` (the pose workers')."""
+    from kafka import KafkaConsumer
+
+    return KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, **options)
+
+
+def admin(bootstrap: str, client_id: str, **options):
+    """A kafka-python admin client (topics, group offsets)."""
+    from kafka import KafkaAdminClient
+
+    return KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id, **options)
+
+
 def async_producer(bootstrap: str, **options):
     """An aiokafka producer with the same partitioner (the gateway's; start it before use)."""
     from aiokafka import AIOKafkaProducer

@@ -160,7 +160,7 @@ class Database:
     # -- scores ----------------------------------------------------------------------------
     async def upsert_scores(self, scores: list[Score]) -> None:
         """Inserts or replaces the windows' rows; rows of erased sessions (a score in flight when its
-        patient was erased, rehab/erasure.py) are dropped."""
+        patient was erased, rehab/ops/erasure.py) are dropped."""
         if not scores:
             return
         sids = sorted({s.session_id for s in scores})

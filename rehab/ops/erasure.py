@@ -10,7 +10,7 @@ The order makes it complete:
    value), as do the sessions' keys in the processor's changelogs. These topics are compacted
    (``rehab.topics.TopicSpec``) with a key per record, so compaction removes exactly those records,
    and the tombstones themselves after ``REHAB_ERASURE_DEADLINE_MS``; the broker does it within that
-   deadline (``max.compaction.lag.ms``). Replay applies tombstones at once (``rehab.replay``).
+   deadline (``max.compaction.lag.ms``). Replay applies tombstones at once (``rehab.ops.replay``).
 3. Their rows go: scores, sessions, invitations, credentials, the patient. The audit log keeps one
    entry: who erased which patient id, when, and how many sessions and records.
 
@@ -23,10 +23,10 @@ import asyncio
 from dataclasses import dataclass, field
 
 from rehab.settings import Settings
-from rehab.kafka_admin import uncompacted_topics
-from rehab.storage.identity import Identity
-from rehab.storage.repository import Database
-from rehab.kafka_clients import default_partition
+from rehab.adapters.kafka_admin import uncompacted_topics
+from rehab.adapters.storage.identity import Identity
+from rehab.adapters.storage.repository import Database
+from rehab.adapters.kafka_clients import default_partition
 from rehab.topics import changelog_topics, session_of
 
 QUIESCE_S = 5.0  # the pipeline's frames in flight are scored (or dropped as too old) well within this
@@ -75,7 +75,7 @@ def tombstone_sessions(settings: Settings, session_ids: list[str]) -> dict[str, 
     the sessions' keys in the processor's changelogs; topic -> tombstones written."""
     from kafka import TopicPartition
 
-    from rehab.kafka_clients import producer as kafka_producer, reader
+    from rehab.adapters.kafka_clients import producer as kafka_producer, reader
 
     wanted = set(session_ids)
     out: dict[str, int] = {}
@@ -89,7 +89,7 @@ def tombstone_sessions(settings: Settings, session_ids: list[str]) -> dict[str, 
             n_parts = len(consumer.partitions_for_topic(topic) or ())
             if not n_parts:
                 continue
-            # every partition: a session's records are in its own (rehab.kafka_clients.session_partitioner), but
+            # every partition: a session's records are in its own (rehab.adapters.kafka_clients.session_partitioner), but
             # a record some other producer keyed differently is found too; erasure is rare, a scan is fine
             keys = _live_keys(consumer, [TopicPartition(topic, p) for p in range(n_parts)], wanted)
             for (partition, key) in keys:
@@ -134,7 +134,7 @@ def set_compaction(settings: Settings, topics: list[str]) -> None:
     """The processor's changelogs get the erasure deadline of the other compacted topics."""
     from kafka.admin import ConfigResource, ConfigResourceType
 
-    from rehab.kafka_admin import admin
+    from rehab.adapters.kafka_admin import admin
     from rehab.topics import compaction_configs
 
     if not topics:

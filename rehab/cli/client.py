@@ -18,7 +18,7 @@ from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription, Video
 from aiortc.mediastreams import MediaStreamError
 
 from edge.video import frames as video_frames, probe
-from gateway import sctp
+from rehab.adapters.webrtc import sctp
 from gateway.turn import rtc_configuration
 from rehab.records import Score, now_ms
 
@@ -160,7 +160,7 @@ async def create_session(gateway: str, reference_id: str, patient_id: str | None
 async def negotiate(pc: RTCPeerConnection, gateway: str, grant: Grant) -> None:
     """Offer ``pc``'s tracks and channels to the granted session and apply the gateway's answer
     (also what a reconnect does: a new offer for the same session)."""
-    sctp.install()  # delayed SACKs on the data channel, as browsers do (gateway/sctp.py)
+    sctp.install()  # delayed SACKs on the data channel, as browsers do (rehab/adapters/webrtc/sctp.py)
     await pc.setLocalDescription(await pc.createOffer())
     async with httpx.AsyncClient(base_url=gateway, timeout=30) as http:
         r = await http.post(f"/sessions/{grant.session_id}/offer", headers=grant.headers,

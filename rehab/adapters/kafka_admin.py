@@ -8,6 +8,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from rehab.adapters import kafka_clients
 from rehab.settings import Settings
 from rehab.topics import Topics, changelog_topics
 
@@ -16,7 +17,7 @@ def admin(bootstrap: str, timeout: float = 60.0) -> KafkaAdminClient:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="rehab-admin", request_timeout_ms=15000)
+            return kafka_clients.admin(bootstrap, "rehab-admin", request_timeout_ms=15000)
         except KafkaError:
             if time.monotonic() > deadline:
                 raise

@@ -12,7 +12,7 @@ import hmac
 import json
 import secrets
 
-from rehab.storage.repository import Database
+from rehab.adapters.storage.repository import Database
 
 
 class Conflict(Exception):
@@ -160,7 +160,7 @@ class Identity:
         return [{"session_id": r[0], "reference_id": r[1], "mode": r[2], "started_at": str(r[3]),
                  "ended_at": None if r[4] is None else str(r[4])} for r in rows]
 
-    # -- erasure (rehab/erasure.py) ---------------------------------------------------------
+    # -- erasure (rehab/ops/erasure.py) ---------------------------------------------------------
     async def mark_erased(self, session_ids: list[str]) -> None:
         if session_ids:
             await self.db.execute_many("INSERT INTO erased_sessions (session_id) VALUES (%s) "

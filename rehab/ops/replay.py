@@ -2,7 +2,7 @@
 
 Reads with a consumer in no group, from the start of the topic to its end as it is now, so live
 consumers are not disturbed; keeps only the session's frames (its key), in capture order. A tombstone
-(an erasure's, rehab/erasure.py) removes the frame it names, before the broker's compaction does.
+(an erasure's, rehab/ops/erasure.py) removes the frame it names, before the broker's compaction does.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from kafka import TopicPartition
 
 from rehab.coco import NAMES
-from rehab.kafka_clients import reader
+from rehab.adapters.kafka_clients import reader
 from rehab.records import KeypointFrame, MessageError, Score
 from rehab.topics import session_of
 

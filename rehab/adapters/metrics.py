@@ -20,7 +20,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from rehab.records import HOPS
 
-log = logging.getLogger("rehab.metrics")
+log = logging.getLogger("rehab.adapters.metrics")
 
 LATENCY_BUCKETS_MS = (2, 5, 10, 20, 35, 50, 75, 100, 150, 200, 300, 500, 1000, 2000, 5000)
 
@@ -64,13 +64,13 @@ def serve(port: int, service: str) -> bool:
 def group_lag(bootstrap: str, group: str, topic: str, clients: dict | None = None) -> int | None:
     """The consumer group's lag on ``topic`` (sum over partitions), or None when unknown. ``clients``
     keeps the admin client and consumer between calls (made on first use)."""
-    from kafka import KafkaAdminClient, TopicPartition
+    from kafka import TopicPartition
 
-    from rehab.kafka_clients import reader
+    from rehab.adapters.kafka_clients import admin, reader
 
     clients = {} if clients is None else clients
     if "admin" not in clients:
-        clients["admin"] = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"{group}-lag")
+        clients["admin"] = admin(bootstrap, f"{group}-lag")
         clients["consumer"] = reader(bootstrap)
     consumer, admin = clients["consumer"], clients["admin"]
     parts = consumer.partitions_for_topic(topic) or set()
