@@ -66,7 +66,8 @@ def reference_matcher(model) -> Matcher:
     """How well a stretch of someone's movement matches a guide (``rehab.scoring.ReferenceModel``):
     the scorer's own window similarity, so "the patient" means what the score means."""
     from rehab.scoring.pose import resample
-    from rehab.scoring.scorer import RATE_HZ, Rows, score_windows
+    from rehab.scoring.model import RATE_HZ
+    from rehab.scoring.scorer import Rows, score_windows
 
     def match(ts: np.ndarray, kps: np.ndarray) -> float:
         rows = Rows.compute(resample(ts, kps.astype(np.float64), RATE_HZ, ts[0], ts[-1]), model)

@@ -11,61 +11,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rehab.records import KeypointFrame, Score, now_ms
-from rehab.reference import Reference
 from rehab.scoring.form import NEUTRAL, UNSEEN, FormResult, N_FEATURES, encode
 from rehab.scoring.pose import nearest
+from rehab.scoring.reps import RepCounter
+from rehab.scoring.model import RATE_HZ, ReferenceModel
 from rehab.scoring.scorer import (
-    EMPTY, GOOD, MIN_WINDOW_FRACTION, calibrate, PHASE_ANCHOR_MIN, RATE_HZ, SCORER_VERSION, ReferenceModel, Rows, WindowResult,
-    phase_prior, score_windows,
+    EMPTY, MIN_WINDOW_FRACTION, PHASE_ANCHOR_MIN, SCORER_VERSION, Rows, WindowResult, calibrate, phase_prior,
+    score_windows,
 )
 
 RATE = int(RATE_HZ)  # grid rows per second
 _NOBODY = np.zeros((17, 3))  # a frame without anybody: zero confidence everywhere (as ``to_array``)
 FORM_HINT_BELOW = 0.8  # the form's hints lead the corrections when it costs more than 20 %
-
-
-class RepCounter:
-    """Counts repetitions from the phase reached: armed once the movement passes its middle, counted
-    near its end. Hysteresis means jitter around a threshold never counts twice, and half a movement
-    never counts. A forward jump over the middle (frames dropped, a processor restarted) still arms."""
-
-    MAX_JUMP = 0.75  # a forward phase step larger than this is a different position, not progress
-
-    def __init__(self, arm: tuple[float, float] = (0.35, 0.65), done: float = 0.75, min_similarity: float = 0.55,
-                 min_mean: float = 0.6, min_reach: float = 0.6):
-        self.arm, self.done, self.min_similarity, self.min_mean = arm, done, min_similarity, min_mean
-        self.min_reach = min_reach
-        self.count = 0
-        self.armed = False
-        self.prev_phase: float | None = None
-        self.sim_sum, self.sim_n = 0.0, 0  # since the last count: a poor movement overall never counts
-        self.reach = 0.0  # since the last count, the furthest the patient's range reached the guide's
-
-    def _counted(self) -> None:
-        if self.sim_n and self.sim_sum / self.sim_n >= self.min_mean and self.reach >= self.min_reach:
-            self.count += 1
-        self.armed = False
-        self.sim_sum, self.sim_n = 0.0, 0
-        self.reach = 0.0
-
-    def update(self, phase: float, similarity: float, reach: float = 1.0) -> int:
-        """``reach``: how far the patient's range of motion reaches the guide's now (``FormResult.reach``):
-        a movement at half the guide's amplitude follows its phase, but is not a repetition."""
-        self.sim_sum += similarity
-        self.sim_n += 1
-        self.reach = max(self.reach, reach)
-        if similarity < self.min_similarity:
-            return self.count
-        prev, self.prev_phase = self.prev_phase, phase
-        step = None if prev is None else (phase - prev) % 1.0
-        forward = step is not None and step < self.MAX_JUMP
-        over_middle = forward and prev < 0.5 <= prev + step
-        over_end = forward and prev + step >= 1.0  # wrapped past the end into the next repetition
-        if (self.armed or over_middle) and (phase >= self.done or over_end):
-            self._counted()  # (over_middle: the middle and the end in one step)
-        elif self.arm[0] <= phase <= self.arm[1] or over_middle:
-            self.armed = True
-        return self.count
 
 
 @dataclass
@@ -320,56 +277,3 @@ def score_jobs(jobs: list[WindowJob], score_ts_ms: int | None = None) -> list[Sc
         for i, result in zip(idx, results):
             scores[i] = jobs[i].scorer._complete(jobs[i], result, score_ts_ms)
     return scores
-
-
-def replay_scores(scorer: LiveScorer, frames: list[KeypointFrame]) -> list[Score]:
-    """Every score the live scorer gives for these frames, the final pending one flushed."""
-    scores = [s for f in frames if (s := scorer.update(f, score_ts_ms=0)) is not None]
-    last = scorer.flush(score_ts_ms=0)
-    return scores + ([last] if last is not None else [])
-
-
-NOT_THE_EXERCISE = 0.35  # below this the movement is not the guide's (frozen, walking, nobody: docs/scoring.md)
-
-
-def verdict(similarity: float) -> str:
-    """``good`` (>= GOOD: a physiotherapist would accept it, as calibrated in docs/scoring.md),
-    ``not the exercise`` (< NOT_THE_EXERCISE) or ``needs work``."""
-    if similarity >= GOOD:
-        return "good"
-    return "not the exercise" if similarity < NOT_THE_EXERCISE else "needs work"
-
-
-def summarize(scores: list[Score], reference_id: str, frames: list[KeypointFrame]) -> dict:
-    last = scores[-1] if scores else None
-    phases = {round(s.phase, 1) for s in scores if s.similarity > 0}
-    joints: dict[str, list[float]] = {}
-    for s in scores:
-        for k, v in s.joints.items():
-            joints.setdefault(k, []).append(v)
-    similarity = last.session_similarity if last else 0.0
-    return {
-        "similarity": similarity,
-        "verdict": verdict(similarity),
-        "thresholds": {"good": GOOD, "not_the_exercise": NOT_THE_EXERCISE},
-        "reps": last.reps if last else 0,
-        "windows": len(scores),
-        "phase_coverage": round(len(phases) / 11, 3),
-        "joints": {k: round(float(np.mean(v)), 4) for k, v in joints.items()},
-        "corrections": last.corrections if last else EMPTY.corrections,
-        "mistake": next((c["mistake"] for c in (last.corrections if last else []) if "mistake" in c), None),
-        "scorer_version": SCORER_VERSION,
-        "reference_id": reference_id,
-        "frames": len(frames),
-        "frames_with_subject": sum(f.keypoints is not None for f in frames),
-    }
-
-
-def score_attempt(ref: Reference, frames: list[KeypointFrame], mirror_mode: str = "auto",
-                  min_interval_ms: int = 0, model: ReferenceModel | None = None) -> dict:
-    """Offline: the live scorer run over a whole recording. ``similarity`` is the session similarity
-    (the mean of the window scores), which is what the live pipeline reports last for the same frames.
-    ``model``: ``ReferenceModel.build(ref)`` when the caller has it (scoring many attempts)."""
-    scorer = LiveScorer(model or ReferenceModel.build(ref), frames[0].session_id if frames else "offline",
-                        mirror_mode=mirror_mode, min_interval_ms=min_interval_ms)
-    return summarize(replay_scores(scorer, frames), ref.id, frames)

@@ -19,14 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from rehab.coco import LIMB_INDEX, LIMBS, MIRROR
-from rehab.reference import Reference
 from rehab.scoring.align import backtrack, best_ends
-from rehab.scoring.form import FormModel, angle_features
+from rehab.scoring.form import angle_features
 from rehab.scoring.kernels import similarity4
-from rehab.scoring.pose import limb_directions, normalize, resample, to_array
+from rehab.scoring.model import Poses, ReferenceModel, movement_steps
+from rehab.scoring.pose import limb_directions, normalize
 
 SCORER_VERSION = "limbdtw-3.1.0"  # 3.1: takes and named mistakes (single-take scores as 3.0.0)
-RATE_HZ = 30.0
 COS_FLOOR = 0.0  # limb cosine at or below this counts as 0 similarity, 1.0 as 1
 MIN_VALID_FRACTION = 0.5
 MOVE_TAU = 0.7
@@ -34,7 +33,6 @@ VEL_OFFSET, VEL_GAIN = 0.5, 1.0
 PHASE_SLACK, PHASE_PENALTY = 6.0, 0.2
 PHASE_ANCHOR_MIN = 0.6
 LABEL_TOLERANT = True
-JITTER_PER_STEP = 0.008  # torso lengths per joint and 1/RATE_HZ step: what a still person's joints wobble
 MIN_WINDOW_FRACTION = 0.3  # the first score comes once 30% of a window has been seen
 # Calibration (docs/scoring.md): the raw window similarity (movement match x form) is mapped piecewise
 # linearly through (0, 0), (CALIBRATION_KNEE, GOOD) and (1, 1), so that GOOD means the same everywhere:
@@ -52,81 +50,6 @@ def calibrate(raw: float) -> float:
 
 
 LIMB_NAMES = tuple(f"{b}" if a.split("_")[0] == b.split("_")[0] else f"{a}-{b}" for a, b in LIMBS)
-
-
-@dataclass(frozen=True)
-class Poses:
-    """Resampled, normalised poses and their limb directions."""
-
-    norm: np.ndarray  # (T, 17, 2)
-    w: np.ndarray  # (T, 17)
-    dirs: np.ndarray  # (T, L, 2)
-    lw: np.ndarray  # (T, L)
-
-    @classmethod
-    def of(cls, norm: np.ndarray, w: np.ndarray) -> "Poses":
-        dirs, lw = limb_directions(norm, w)
-        return cls(norm, w, dirs, lw)
-
-
-def movement_steps(norm: np.ndarray, w: np.ndarray, prev_norm: np.ndarray, prev_w: np.ndarray) -> np.ndarray:
-    """Movement of the visible joints from each previous pose to each pose (N,), in torso lengths
-    (mean over the joints seen in both).
-
-    Each joint's step counts above ``JITTER_PER_STEP`` only, so a still person's keypoint jitter adds
-    up to little however long the window, while a slow single-limb movement still counts. A frame
-    whose left and right labels are swapped against the previous one is not movement: each step is the
-    smaller of the step as labelled and the step with the labels swapped (so the steps are the same for
-    every labelling and for the mirror image)."""
-    def steps(cur, cur_w):
-        both = (cur_w > 0) & (prev_w > 0)
-        step = np.maximum(np.linalg.norm(cur - prev_norm, axis=2) - JITTER_PER_STEP, 0.0)
-        return (step * both).sum(axis=1) / np.maximum(both.sum(axis=1), 1)
-
-    idx = list(MIRROR)
-    return np.minimum(steps(norm, w), steps(norm[:, idx], w[:, idx]))
-
-
-def _on_grid(frames: list, fps: float) -> np.ndarray:
-    """A recording's keypoints (frames at ``fps``) resampled to RATE_HZ, (T, 17, 3)."""
-    kps = to_array(frames)
-    ts = np.arange(len(kps)) * 1000.0 / fps
-    return resample(ts, kps, RATE_HZ, 0.0, ts[-1])
-
-
-@dataclass(frozen=True)
-class ReferenceModel:
-    reference_id: str
-    poses: Poses  # one repetition, resampled
-    cyclic: Poses  # two repetitions back to back
-    cyclic_travel: np.ndarray  # movement from the cyclic reference's start to each sample (2L,)
-    form: FormModel  # the guide's range of motion per joint angle (rehab/scoring/form.py)
-
-    @classmethod
-    def build(cls, ref: Reference) -> "ReferenceModel":
-        """The first take is what windows are aligned with; every take and recorded mistake shapes the
-        form model (rehab/scoring/form.py)."""
-        kps = _on_grid(ref.frames, ref.fps)
-        poses = Poses.of(*normalize(kps))
-        double = Poses.of(np.concatenate([poses.norm] * 2), np.concatenate([poses.w] * 2))
-        steps = movement_steps(double.norm[1:], double.w[1:], double.norm[:-1], double.w[:-1])
-        form = FormModel.of(angle_features(kps), [angle_features(_on_grid(t.frames, t.fps)) for t in ref.more_takes],
-                            [(t.label, angle_features(_on_grid(t.frames, t.fps))) for t in ref.mistakes])
-        return cls(ref.id, poses, double, np.concatenate([[0.0], np.cumsum(steps)]), form)
-
-    @property
-    def length(self) -> int:
-        return len(self.poses.norm)
-
-    @property
-    def sample_dirs(self) -> np.ndarray:
-        """The limbs of one repetition (R, L, 2), as the cyclic reference has them (taken from it: numpy's
-        vectorised square root may round a last bit differently for an array of another length)."""
-        return self.cyclic.dirs[: self.length]
-
-    @property
-    def sample_lw(self) -> np.ndarray:
-        return self.cyclic.lw[: self.length]
 
 
 # The four ways a patient frame is compared: as labelled, with left/right labels swapped in place (a

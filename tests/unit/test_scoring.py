@@ -162,7 +162,8 @@ def test_reference_needs_a_visible_person(bad):
 
 def test_velocity_agreement_tells_the_direction_of_movement():
     from rehab.scoring.pose import normalize as norm_fn
-    from rehab.scoring.scorer import Poses, velocity_agreement
+    from rehab.scoring.model import Poses
+    from rehab.scoring.scorer import velocity_agreement
 
     seq = Poses.of(*norm_fn(to_array([pose_at(i / 60) for i in range(30)])))
     backwards = Poses.of(*norm_fn(to_array([pose_at(i / 60) for i in range(29, -1, -1)])))
