@@ -1,4 +1,4 @@
-"""A session's live peer connection (gateway/app.py creates it for a checked offer): its video track
+"""A session's live peer connection (``PeerConnector`` creates it for a checked offer): its video track
 (cloud mode), its keypoints data channel (on-device mode) with the scores sent back on it, the control
 channel's messages, and the connection's state for the reaper. Also the record the gateway keeps of a
 connected session (``LiveSession``)."""
@@ -11,14 +11,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from aiortc import RTCPeerConnection
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from starlette.responses import JSONResponse
 
 from gateway.device_ingest import DeviceIngest, DeviceMessageError
 from gateway.fanout import ScoreFanout
 from gateway.ingest import VideoIngest
+from gateway.auth import Claims
+from gateway.http import error
 from gateway.limits import RateLimit
+from gateway.offer import Offer
+from gateway.resources import Resources
+from gateway.turn import IceServers, rtc_configuration
 from rehab.adapters import metrics
 from rehab.records import check_client_ts
+from rehab.settings import MAX_SESSION_FPS, Settings
 
 MAX_CHANNELS_PER_SESSION = 4  # data channels one peer connection may open (clients use 1: keypoints or control)
 
@@ -141,3 +148,66 @@ def wire(session: LiveSession, on_device: bool, fanout: ScoreFanout, reply_error
         elif pc.connectionState == "connected":
             session.disconnected_at = None
 
+
+
+def resumed_seq(elapsed_s: float, clock_margin_s: float = 60.0) -> int:
+    """The first frame number for a session that earlier connections (in another gateway process) fed:
+    above any they can have used, as no session gets more than MAX_SESSION_FPS frames a second (plus a
+    burst) from any gateway. (A device's own numbers are added to it: one that skips numbers
+    ahead of its frame rate can still overlap its earlier frames after a gateway restart.)"""
+    return int((elapsed_s + clock_margin_s) * MAX_SESSION_FPS) + 1
+
+
+class PeerConnector:
+    """Creates (or replaces) a session's peer connection for a checked offer and answers it: the ingest
+    for its mode, the wiring above, the session registered in ``live`` once the answer is made."""
+
+    def __init__(self, settings: Settings, res: Resources, live: dict, fanout: ScoreFanout, ice: IceServers):
+        self.settings, self.res, self.live, self.fanout, self.ice = settings, res, live, fanout, ice
+        self.reply_error = ChannelErrors()
+        self.offer_locks: dict[str, list] = {}
+
+    async def connect(self, sid: str, row: dict, offer: Offer, claims: Claims) -> JSONResponse:
+        # one offer at a time per session: two concurrent offers each made a peer connection, and the one
+        # replaced in ``live`` before it was registered was never closed (a leak per race)
+        entry = self.offer_locks.setdefault(sid, [asyncio.Lock(), 0])  # [lock, offers using it]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                return await self._connect(sid, row, offer, claims)
+        finally:
+            entry[1] -= 1
+            if not entry[1]:
+                self.offer_locks.pop(sid, None)
+
+    async def _connect(self, sid: str, row: dict, offer: Offer, claims: Claims) -> JSONResponse:
+        try:
+            earlier, elapsed_s = await self.res.db.connect_session(sid)
+        except LookupError:
+            return error(404, "unknown session")
+        first_seq = 0  # the session's frame numbers go on across connections, so no frame looks like a repeat
+        if sid in self.live:  # a reconnecting client (or an ICE restart) replaces its old peer connection
+            old = self.live.pop(sid)
+            first_seq = old.ingest.next_seq + 1
+            await old.close()
+        elif earlier:  # connected before, through a gateway that restarted since or another one
+            first_seq = resumed_seq(elapsed_s)
+        pc = RTCPeerConnection(rtc_configuration(self.ice.for_session(sid)))
+        s = self.settings
+        on_device = row["mode"] == "device"
+        if on_device:
+            ingest = DeviceIngest(sid, row["reference_id"], self.res.keypoints, s.session_max_fps, first_seq)
+        else:
+            ingest = VideoIngest(sid, row["reference_id"], self.res.producer, s.topics.frames,
+                                 s.frame_max_side, s.jpeg_quality, s.session_max_fps, first_seq)
+        session = LiveSession(sid, row["reference_id"], pc, ingest, row["patient_id"], claims.credential_id)
+
+        wire(session, on_device, self.fanout, self.reply_error, is_current=lambda: self.live.get(sid) is session)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type=offer.type))
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:  # aiortc raises ValueError & co. on SDP it cannot use
+            await pc.close()
+            return error(400, f"bad offer: the SDP could not be used ({type(exc).__name__}: {exc})")
+        self.live[sid] = session
+        return JSONResponse({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})

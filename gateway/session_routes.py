@@ -4,10 +4,8 @@ do what: gateway/auth.py and ``Accounts``). Per-client limits (gateway/limits.py
 ones: session creation, offers, open WebSockets."""
 from __future__ import annotations
 
-import asyncio
 import uuid
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
@@ -15,29 +13,20 @@ from starlette.websockets import WebSocket
 
 from gateway.accounts import Accounts
 from gateway.auth import AuthError, Claims, TokenSigner, bearer
-from gateway.device_ingest import MODE_ALIASES, DeviceIngest
+from gateway.device_ingest import MODE_ALIASES
 from gateway.fanout import ScoreFanout
 from gateway.http import error, read_json
-from gateway.ingest import VideoIngest
 from gateway.limits import ConcurrencyLimit, RateLimit, client_of
 from gateway.offer import Offer, OfferError
-from gateway.peer import ChannelErrors, LiveSession, wire
+from gateway.peer import PeerConnector
 from gateway.references import References
 from gateway.resources import Resources
 from gateway.sessions import LiveSessions
 from gateway.streams import ScoreStreams
-from gateway.turn import IceServers, rtc_configuration
+from gateway.turn import IceServers
 from rehab.adapters import metrics
 from rehab.reference import _ID as ID_PATTERN
-from rehab.settings import MAX_SESSION_FPS, Settings
-
-
-def resumed_seq(elapsed_s: float, clock_margin_s: float = 60.0) -> int:
-    """The first frame number for a session that earlier connections (in another gateway process) fed:
-    above any they can have used, as no session gets more than MAX_SESSION_FPS frames a second (plus a
-    burst) from any gateway. (A device's own numbers are added to it: one that skips numbers
-    ahead of its frame rate can still overlap its earlier frames after a gateway restart.)"""
-    return int((elapsed_s + clock_margin_s) * MAX_SESSION_FPS) + 1
+from rehab.settings import Settings
 
 
 class SessionRoutes:
@@ -52,8 +41,7 @@ class SessionRoutes:
         self.session_limit = RateLimit(settings.client_sessions_per_min)
         self.offer_limit = RateLimit(settings.client_offers_per_min)
         self.ws_limit = ConcurrencyLimit(settings.client_max_websockets)
-        self.reply_error = ChannelErrors()
-        self.offer_locks: dict[str, list] = {}
+        self.peers = PeerConnector(settings, res, sessions.live, fanout, ice)
 
     def routes(self) -> list:
         return [
@@ -267,50 +255,7 @@ class SessionRoutes:
             return error(exc.status, f"bad offer: {exc}")
         if row["ended_at"] is not None:
             return error(409, "session has ended")
-        # one offer at a time per session: two concurrent offers each made a peer connection, and the one
-        # replaced in ``live`` before it was registered was never closed (a leak per race)
-        entry = self.offer_locks.setdefault(sid, [asyncio.Lock(), 0])  # [lock, offers using it]
-        entry[1] += 1
-        try:
-            async with entry[0]:
-                return await self.connect_peer(sid, row, offer, claims)
-        finally:
-            entry[1] -= 1
-            if not entry[1]:
-                self.offer_locks.pop(sid, None)
-
-    async def connect_peer(self, sid: str, row: dict, offer: Offer, claims: Claims) -> JSONResponse:
-        """Creates (or replaces) the session's peer connection for a checked offer; the answer."""
-        try:
-            earlier, elapsed_s = await self.res.db.connect_session(sid)
-        except LookupError:
-            return error(404, "unknown session")
-        first_seq = 0  # the session's frame numbers go on across connections, so no frame looks like a repeat
-        if sid in self.live:  # a reconnecting client (or an ICE restart) replaces its old peer connection
-            old = self.live.pop(sid)
-            first_seq = old.ingest.next_seq + 1
-            await old.close()
-        elif earlier:  # connected before, through a gateway that restarted since or another one
-            first_seq = resumed_seq(elapsed_s)
-        pc = RTCPeerConnection(rtc_configuration(self.ice.for_session(sid)))
-        s = self.settings
-        on_device = row["mode"] == "device"
-        if on_device:
-            ingest = DeviceIngest(sid, row["reference_id"], self.res.keypoints, s.session_max_fps, first_seq)
-        else:
-            ingest = VideoIngest(sid, row["reference_id"], self.res.producer, s.topics.frames,
-                                 s.frame_max_side, s.jpeg_quality, s.session_max_fps, first_seq)
-        session = LiveSession(sid, row["reference_id"], pc, ingest, row["patient_id"], claims.credential_id)
-
-        wire(session, on_device, self.fanout, self.reply_error, is_current=lambda: self.live.get(sid) is session)
-        try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type=offer.type))
-            await pc.setLocalDescription(await pc.createAnswer())
-        except Exception as exc:  # aiortc raises ValueError & co. on SDP it cannot use
-            await pc.close()
-            return error(400, f"bad offer: the SDP could not be used ({type(exc).__name__}: {exc})")
-        self.live[sid] = session
-        return JSONResponse({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
+        return await self.peers.connect(sid, row, offer, claims)
 
     async def scores_ws(self, ws: WebSocket):
         sid = ws.path_params["session_id"]

@@ -5,7 +5,8 @@ import time
 
 import httpx
 
-from rehab.cli.client import FileCameraTrack, create_session, negotiate, stream_file
+from rehab.cli.camera import FileCameraTrack
+from rehab.cli.client import create_session, negotiate, stream_file
 
 
 async def _stream_then_drop(url, clip, seconds):

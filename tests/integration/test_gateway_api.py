@@ -265,7 +265,7 @@ def test_two_concurrent_offers_for_one_session_leave_one_peer_connection(guide_r
 
     from aiortc import RTCPeerConnection
 
-    import gateway.session_routes as gateway_app
+    import gateway.peer as gateway_app
 
     made = []
 
@@ -351,7 +351,7 @@ def test_peer_connections_use_the_configured_ice_servers_and_no_public_default(g
     import asyncio
     import json
 
-    import gateway.session_routes as gateway_app
+    import gateway.peer as gateway_app
 
     made = []
     original = gateway_app.RTCPeerConnection

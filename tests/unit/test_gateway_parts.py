@@ -104,7 +104,7 @@ def test_a_preencoded_camera_sends_h264_packets_at_its_pace_and_loops_from_a_key
     import asyncio
     import time
 
-    from rehab.cli.client import VIDEO_CLOCK, EncodedCameraTrack
+    from rehab.cli.camera import VIDEO_CLOCK, EncodedCameraTrack
 
     track = EncodedCameraTrack(str(data_dir / "pose2sim_single_cam02.mp4"), max_side=240, loops=2, fps=30.0)
     n = len(track.packets)
