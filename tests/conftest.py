@@ -45,6 +45,16 @@ async def in_process_gateway(settings, reference):
             yield http
 
 
+async def eventually(condition, timeout_s: float = 5.0, what: str = "") -> None:
+    """Waits (yielding to the event loop) until ``condition()`` holds; fails after ``timeout_s``. For
+    background tasks' effects, instead of a fixed sleep that is too short on a busy machine."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not within {timeout_s} s: {what or condition}")
+        await asyncio.sleep(0.005)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,6 +8,7 @@ import pytest
 from gateway.fanout import ScoreFanout
 from gateway.ingest import LatestSlot, Pending, encode_jpeg
 from gateway.offer import Offer, OfferError
+from tests.conftest import eventually
 
 GOOD_SDP = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
 
@@ -147,21 +148,18 @@ async def test_the_keypoints_topic_is_read_only_while_someone_subscribed_to_keyp
 
     fan = ScoreFanout(open_keypoints=open_keypoints, keypoints_linger_s=0.05)
     scores_only = fan.subscribe("a")
-    await asyncio.sleep(0.05)
-    assert not opened, "no keypoint subscriber: the topic is not read"
+    assert fan.keypoint_feed is None, "no keypoint subscriber: the topic is not read"
     drawing = fan.subscribe("a", keypoints=True)
-    await asyncio.sleep(0.05)
-    assert len(opened) == 1
+    await eventually(lambda: len(opened) == 1, what="the keypoints topic opened")
     opened[0].records = [SimpleNamespace(key=b"a", value=b'{"seq": 1}'), SimpleNamespace(key=b"b", value=b"{}")]
-    await asyncio.sleep(0.05)
+    await eventually(lambda: not opened[0].records and not drawing.empty(), what="the records delivered")
+    await asyncio.sleep(0.02)  # (a frame of another session, wrongly delivered, would be there by now)
     assert drawing.get_nowait() == '{"seq": 1}' and drawing.empty(), "its own session's frames only"
     assert scores_only.empty(), "a scores-only subscriber gets no keypoints"
     fan.unsubscribe("a", drawing)
-    await asyncio.sleep(0.2)
-    assert opened[0].stopped and fan.keypoint_feed.done(), "stopped once nobody wants keypoints"
+    await eventually(lambda: opened[0].stopped and fan.keypoint_feed.done(), what="stopped once nobody wants keypoints")
     fan.subscribe("a", keypoints=True)
-    await asyncio.sleep(0.05)
-    assert len(opened) == 2, "a new keypoint subscriber starts it again"
+    await eventually(lambda: len(opened) == 2, what="a new keypoint subscriber starts it again")
     await fan.close()
     assert opened[1].stopped
 
@@ -206,14 +204,15 @@ async def test_delayed_sacks_acknowledge_every_second_packet_and_lose_nothing():
     try:
         for i in range(10):
             channel.send(f"frame {i}")
-            await asyncio.sleep(0.03)  # one packet at a time, as a 30 fps edge device sends
-        await asyncio.sleep(0.05)
-        assert got[-10:] == [f"frame {i}" for i in range(10)]
+            await asyncio.sleep(0.03)  # one packet at a time, as a 30 fps edge device sends (a pace, not a wait)
+        await eventually(lambda: got[-10:] == [f"frame {i}" for i in range(10)], what="all 10 delivered")
+        await eventually(lambda: a.sctp._flight_size == 0, what="everything acknowledged")
         assert 4 <= len(sent_sacks) <= 6, f"{len(sent_sacks)} SACKs for 10 packets (aiortc alone: 10)"
         sent_sacks.clear()
         channel.send("alone")
-        await asyncio.sleep(sctp.SACK_DELAY_S + 0.15)
-        assert got[-1] == "alone" and len(sent_sacks) == 1, "a lone packet is acknowledged by the timer"
+        await eventually(lambda: got[-1] == "alone", what="the lone packet delivered")
+        assert not sent_sacks, "not acknowledged at once: the timer does it"
+        await eventually(lambda: len(sent_sacks) == 1, sctp.SACK_DELAY_S + 5, "the timer's SACK")
         assert a.sctp._flight_size == 0, "the sender holds nothing unacknowledged"
     finally:
         await a.close()
@@ -286,18 +285,12 @@ async def test_a_peer_that_sends_a_message_larger_than_any_allowed_is_cut_off():
     a, b, channel, got = await _connected_peers()
     try:
         channel.send("x" * 8000)  # a normal message: delivered
-        for _ in range(50):
-            if got:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: got, what="the normal message")
         assert got == ["x" * 8000]
         a.sctp._remote_max_message_size = 1 << 30  # a sender that ignores the limit
         channel.send(b"y" * (1 << 20))
-        for _ in range(100):
-            if getattr(b.sctp, "_rehab_aborted_oversized", False):
-                break
-            await asyncio.sleep(0.05)
-        assert getattr(b.sctp, "_rehab_aborted_oversized", False), "the receiver gave up on the oversized message"
+        await eventually(lambda: getattr(b.sctp, "_rehab_aborted_oversized", False),
+                         what="the receiver gave up on the oversized message")
         assert len(got) == 1, "the oversized message was never delivered"
         assert sum(len(c.user_data) for s in b.sctp._inbound_streams.values() for c in s.reassembly) \
             <= sctp.MAX_REASSEMBLY_BYTES

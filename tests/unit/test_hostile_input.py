@@ -16,6 +16,7 @@ from gateway.ingest import downscaled_size
 from edge.backends.base import publishable_box, publishable_keypoints
 from rehab.records import MAX_INT, KeypointFrame, MessageError, Score, check_client_ts, now_ms
 from stream_processor.processor import ScoringState
+from tests.conftest import eventually
 from tests.unit.test_records import keypoint_frame
 
 KPS = [[100.0 + i, 50.0 + 5 * i, 0.9] for i in range(17)]
@@ -216,9 +217,10 @@ class _FlakyProducer:
     """Kafka away for the first ``fail`` sends (aiokafka raises), then back."""
 
     def __init__(self, fail):
-        self.fail, self.sent = fail, []
+        self.fail, self.sent, self.attempts = fail, [], 0
 
     async def send_and_wait(self, topic, value, key, headers):
+        self.attempts += 1
         if self.fail:
             self.fail -= 1
             from aiokafka.errors import KafkaTimeoutError
@@ -238,7 +240,8 @@ def test_a_cloud_sessions_publisher_outlives_a_kafka_outage_and_never_converts_f
             frame = _FakeFrame(7680, 4320)  # an 8k track
             frames.append(frame)
             ingest.slot.put(Pending(frame, i, now_ms() + i * 10))
-            await asyncio.sleep(0.3)
+            # each frame is tried before the next (the slot keeps only the latest)
+            await eventually(lambda: producer.attempts == i + 1, what=f"frame {i} tried")
         task.cancel()
         return producer, ingest, frames
 
