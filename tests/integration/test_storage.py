@@ -55,9 +55,9 @@ def test_a_guide_with_takes_and_mistakes_is_registered_from_keypoint_files_and_r
     import json
 
     from rehab.cli import main
-    from tests.unit.test_form import swaying
-    from tests.unit.test_recordings import clip, write_jsonl
-    from tests.unit.test_scoring import frames, pose_at
+    from tests.unit.rehab.scoring.test_form import swaying
+    from tests.unit.rehab.test_recordings import clip, write_jsonl
+    from tests.unit.rehab.scoring.test_scoring import frames, pose_at
 
     for name, value in isolated_settings.as_env().items():
         monkeypatch.setenv(name, value)

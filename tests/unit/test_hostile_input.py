@@ -17,7 +17,7 @@ from edge.backends.base import publishable_box, publishable_keypoints
 from rehab.records import MAX_INT, KeypointFrame, MessageError, Score, check_client_ts, now_ms
 from stream_processor.processor import ScoringState
 from tests.conftest import eventually
-from tests.unit.test_records import keypoint_frame
+from tests.unit.rehab.test_records import keypoint_frame
 
 KPS = [[100.0 + i, 50.0 + 5 * i, 0.9] for i in range(17)]
 
@@ -128,7 +128,7 @@ def test_keypoints_far_outside_the_image_are_published_with_no_confidence():
 
 
 def test_one_sessions_failure_does_not_stop_the_others(monkeypatch):
-    from tests.unit.test_scoring import reference  # the synthetic guide the scoring tests use
+    from tests.unit.rehab.scoring.test_scoring import reference  # the synthetic guide the scoring tests use
 
     ref = reference()
 

@@ -9,7 +9,7 @@ import pytest
 from rehab.scoring import LiveScorer, ReferenceModel, replay_scores, score_attempt
 from rehab.scoring.form import FEATURES, FormModel, angle_features, decode, encode
 from rehab.scoring.scorer import CALIBRATION_KNEE, GOOD, calibrate
-from tests.unit.test_scoring import STAND, frames, pose_at, reference
+from tests.unit.rehab.scoring.test_scoring import STAND, frames, pose_at, reference
 
 TRUNK = FEATURES.index("trunk")
 

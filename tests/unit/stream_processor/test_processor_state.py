@@ -3,7 +3,7 @@ Faust or Kafka: pacing of due windows, late sessions, the quiet-session timer, g
 scoring maths itself is tests/unit/test_scoring.py."""
 import dataclasses
 
-from tests.unit.test_scoring import frames, pose_at, reference
+from tests.unit.rehab.scoring.test_scoring import frames, pose_at, reference
 
 
 def _state():

@@ -9,8 +9,8 @@ import pytest
 from rehab.cli import main
 from rehab.recordings import KeypointFileError, is_keypoint_file, read_keypoints, reference_from_keypoints
 from rehab.scoring import score_attempt
-from tests.unit.test_form import swaying
-from tests.unit.test_scoring import frames, pose_at, reference
+from tests.unit.rehab.scoring.test_form import swaying
+from tests.unit.rehab.scoring.test_scoring import frames, pose_at, reference
 
 
 def write_jsonl(path, fs, people=False):

@@ -11,7 +11,7 @@ from rehab.scoring import kernels
 from rehab.scoring.align import accumulate
 from rehab.scoring.form import _STEP, PCT, UNSEEN, FormModel, angle_features, decode, encode, jitter, ranges
 from rehab.scoring.scorer import SWAP_LIMB, SWAP_SIGN, _FLIP_X
-from tests.unit.test_scoring import pose_at
+from tests.unit.rehab.scoring.test_scoring import pose_at
 
 
 def _similarity_reference(dirs, lw, r_dirs, r_lw):
