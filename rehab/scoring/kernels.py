@@ -6,7 +6,7 @@ Written as numpy they make temporaries of (rows x samples x limbs) elements for 
 passes over memory for what is one pass of arithmetic), and the DTW's row loop runs in Python; here
 each is one pass (``docs/benchmarks.md``: the processor's time per score). The arithmetic is the same,
 operation for operation and in the same order, as the numpy it replaced, so scores do not change
-(``tests/unit/test_kernels.py`` checks equality to the bit).
+(``tests/unit/rehab/scoring/test_kernels.py`` checks equality to the bit).
 
 Compiled on first use (~2 s) and cached next to this file (``cache=True``), or in ``NUMBA_CACHE_DIR``
 when set (the image sets it: its package folder is not the services' to write); a service compiles or

@@ -8,7 +8,7 @@ that every service still answers).
 
 Cases that need a limit lower than the live stack's (per-client rates, error throttling, channel count,
 SDP and body sizes on the in-process app) are in tests/integration/test_gateway_api.py; pure record
-bounds are property-tested in tests/unit/test_records_properties.py."""
+bounds are property-tested in tests/unit/rehab/test_records_properties.py."""
 from __future__ import annotations
 
 import asyncio

@@ -1,6 +1,6 @@
 """The stream processor's session handling (stream_processor/processor.py, ``ScoringState``), without
 Faust or Kafka: pacing of due windows, late sessions, the quiet-session timer, guide reloads. The
-scoring maths itself is tests/unit/test_scoring.py."""
+scoring maths itself is tests/unit/rehab/scoring/test_scoring.py."""
 import dataclasses
 
 from tests.unit.rehab.scoring.test_scoring import frames, pose_at, reference
