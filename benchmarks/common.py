@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import tempfile
 import uuid
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from rehab.reference import Reference
+from rehab.stack.proc import free_port
 from rehab.stack.services import Services
 from rehab.settings import REPO_ROOT, Settings
 from rehab.adapters.kafka_admin import delete_topics, ensure_topics
@@ -19,12 +19,6 @@ from rehab.adapters.storage.migrate import drop_database, migrate
 from rehab.adapters.storage.repository import Database
 
 BENCH_SECRET = "benchmark-secret-not-for-production"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def clip_frames(name: str) -> list:

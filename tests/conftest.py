@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import uuid
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from rehab.adapters import kafka_compat
 from rehab.settings import REPO_ROOT, Settings
+from rehab.stack import proc
 
 kafka_compat.apply()  # this process's Kafka clients too (the services get it from the CLI)
 
@@ -45,6 +45,9 @@ async def in_process_gateway(settings, reference):
             yield http
 
 
+free_port = proc.free_port  # (tests import it from here)
+
+
 async def eventually(condition, timeout_s: float = 5.0, what: str = "") -> None:
     """Waits (yielding to the event loop) until ``condition()`` holds; fails after ``timeout_s``. For
     background tasks' effects, instead of a fixed sleep that is too short on a busy machine."""
@@ -53,12 +56,6 @@ async def eventually(condition, timeout_s: float = 5.0, what: str = "") -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"not within {timeout_s} s: {what or condition}")
         await asyncio.sleep(0.005)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,13 @@ def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
         return False
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now (the OS's choice), for a service started next."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def read_pid(pid_file: Path) -> int | None:
     try:
         pid = int(pid_file.read_text().strip())
