@@ -156,8 +156,6 @@ class References:
           415: {description: neither a video container nor a keypoint file}
           422: {description: unreadable video or keypoint file, or nobody in it}
         """
-        import dataclasses
-
         from rehab.reference import MAX_TAKES, check_label
 
         _, clinician = await self.accounts.staff(request)
@@ -186,8 +184,13 @@ class References:
         finally:
             if path is not None:
                 path.unlink(missing_ok=True)
-        ref = dataclasses.replace(ref, takes=ref.takes + (take,))
-        await self.res.db.save_reference(ref, owner)
+        try:
+            added = await self.res.db.add_take(ref.id, take, MAX_TAKES)
+        except LookupError:  # removed meanwhile
+            return error(404, "unknown reference")
+        if added is None:  # others were added meanwhile
+            return error(400, f"a guide holds at most {MAX_TAKES} takes and mistakes besides the first take")
+        ref = await self.res.db.get_reference(ref.id)
         return JSONResponse({"reference_id": ref.id, **ref.summary()}, status_code=201)
 
     async def score(self, request: Request):

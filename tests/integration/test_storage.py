@@ -90,3 +90,25 @@ def test_a_guide_with_takes_and_mistakes_is_registered_from_keypoint_files_and_r
     capsys.readouterr()
     ref, _ = asyncio.run(stored())
     assert ref.takes == (), "a guide registered again is replaced whole, takes too"
+
+
+def test_takes_added_at_once_are_all_kept_in_order_up_to_the_limit(isolated_settings):
+    """Concurrent uploads of takes to one guide (two clinicians' tabs, a retrying client) each get their
+    own position; none overwrites another (the route used to read the guide and write it back whole),
+    and the limit holds however they interleave."""
+    from rehab.reference import Take
+
+    async def run():
+        async with Database.opened(isolated_settings, maxsize=12) as db:
+            await db.save_reference(Reference("ref", "Ref", 30.0, 640, 480, "m", "v", "0" * 64, [KPS, KPS]))
+            takes = [Take(30.0, 640, 480, [KPS] * (i + 2), f"mistake {i}") for i in range(12)]
+            added = await asyncio.gather(*(db.add_take("ref", t, max_takes=10) for t in takes))
+            return added, await db.get_reference("ref")
+
+    added, ref = asyncio.run(run())
+    assert sorted(a for a in added if a is not None) == list(range(1, 11)), added
+    assert added.count(None) == 2, "two refused at the limit"
+    assert len(ref.takes) == 10 and len({t.label for t in ref.takes}) == 10
+    kept = {t.label for t in ref.takes}
+    refused = {f"mistake {i}" for i, a in enumerate(added) if a is None}
+    assert kept.isdisjoint(refused) and len(kept | refused) == 12

@@ -85,6 +85,34 @@ class Database:
                 await conn.rollback()
                 raise
 
+    async def add_take(self, ref_id: str, take, max_takes: int) -> int | None:
+        """Appends a take (or a recorded mistake) to a stored guide; the guide's takes after it, or None
+        when it already holds ``max_takes``. The guide's row is locked for the append, so concurrent
+        uploads each get their own position and none is lost (a read, then a whole rewrite, lost one)."""
+        async with self.pool.acquire() as conn:
+            await conn.begin()
+            try:
+                async with conn.cursor() as cur:
+                    await cur.execute("SELECT id FROM reference_recordings WHERE id=%s FOR UPDATE", (ref_id,))
+                    if await cur.fetchone() is None:
+                        raise LookupError(f"unknown reference {ref_id!r}")
+                    await cur.execute("SELECT COUNT(*), COALESCE(MAX(position) + 1, 0) FROM reference_takes "
+                                      "WHERE reference_id=%s", (ref_id,))
+                    count, position = await cur.fetchone()
+                    if count >= max_takes:
+                        await conn.rollback()
+                        return None
+                    await cur.execute(
+                        "INSERT INTO reference_takes (reference_id, position, label, fps, width, height, n_frames, "
+                        "keypoints) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                        (ref_id, position, take.label, take.fps, take.width, take.height, len(take.frames),
+                         json.dumps(take.frames, separators=(",", ":"))))
+                await conn.commit()
+                return count + 1
+            except BaseException:
+                await conn.rollback()
+                raise
+
     async def reference_owner(self, ref_id: str) -> tuple[bool, str | None]:
         """(whether a reference with this id or name exists, the clinician who registered it)."""
         row = await self.execute("SELECT clinician_id FROM reference_recordings WHERE id=%s OR name=%s LIMIT 1",
