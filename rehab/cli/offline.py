@@ -139,17 +139,21 @@ def _reference_file(path: str, name: str, args, ref_id: str | None):
     return reference_from_video(path, name, args, ref_id=ref_id)
 
 
-def _frames(path: str, args, progress: bool = True, matcher=None):
+def _frames(path: str, args, progress: bool = True, matcher=None, backend=None):
+    """A video's keypoints; ``backend``: one the caller keeps for several videos (each video is its own
+    stream for it, as sessions are for a worker), else one made and closed here."""
     from edge.extract import extract, progress_bar
     from edge.video import probe
 
     info = probe(path)
-    backend = _backend(args)
+    own = backend is None
+    backend = _backend(args) if own else backend
     try:
         return info, list(extract(path, backend, args.max_side, matcher=matcher,
                                   on_progress=progress_bar(info.frame_count) if progress else None))
     finally:
-        backend.close()
+        if own:
+            backend.close()
 
 
 def reference_from_video(path: str, name: str, args, ref_id: str | None = None):
@@ -205,38 +209,52 @@ async def _stored_reference(ref_id: str):
 def run_score(args) -> int:
     """Each attempt in order; one that cannot be read gets an error line (JSON: ``{"attempt", "error"}``)
     and the others are still scored; the exit status is 1 when any failed."""
-    from rehab.recordings import is_keypoint_file, read_keypoints
-    from rehab.scoring import ReferenceModel, score_attempt
+    from rehab.scoring import ReferenceModel
 
     ref = _guide(args.reference, args.mistake, args)
     model = ReferenceModel.build(ref)
     failed = 0
-    for path in args.attempts:
-        try:
-            if not Path(path).is_file():
-                raise ValueError("no such file")
-            if is_keypoint_file(path):
-                frames, _ = read_keypoints(path)
-            else:  # the guide also picks the patient among several people
-                _, frames = _frames(path, args, matcher=_matcher(ref, model))
-            result = {"attempt": path, **score_attempt(ref, frames, mirror_mode=args.mirror, model=model)}
-        except (ValueError, OSError) as exc:
-            failed += 1
-            msg = str(exc) if str(exc).startswith(path) else f"{path}: {exc}"
-            if args.json:
-                print(json.dumps({"attempt": path, "error": msg}), flush=True)
-            else:
-                print(f"error: {msg}", file=sys.stderr, flush=True)
-            continue
-        if args.json:
-            print(json.dumps(result), flush=True)
-        else:
-            named = f"  looks like: {result['mistake']}" if result["mistake"] else ""
-            print(f"{path}: similarity {result['similarity']:.3f} ({result['verdict']})  repetitions {result['reps']}  "
-                  f"phase coverage {result['phase_coverage']:.2f}{named}", flush=True)
-            for c in result["corrections"]:
-                print(f"  hint: {c['message']}")
+    backend = []  # the pose model, loaded for the first video attempt and kept for the others
+    try:
+        for path in args.attempts:
+            failed += not _score_one(path, ref, model, args, backend)
+    finally:
+        for b in backend:
+            b.close()
     return 1 if failed else 0
+
+
+def _score_one(path: str, ref, model, args, backend: list) -> bool:
+    """Prints one attempt's result (or its error line); whether it was scored."""
+    from rehab.recordings import is_keypoint_file, read_keypoints
+    from rehab.scoring import score_attempt
+
+    try:
+        if not Path(path).is_file():
+            raise ValueError("no such file")
+        if is_keypoint_file(path):
+            frames, _ = read_keypoints(path)
+        else:  # the guide also picks the patient among several people
+            if not backend:
+                backend.append(_backend(args))
+            _, frames = _frames(path, args, matcher=_matcher(ref, model), backend=backend[0])
+        result = {"attempt": path, **score_attempt(ref, frames, mirror_mode=args.mirror, model=model)}
+    except (ValueError, OSError) as exc:
+        msg = str(exc) if str(exc).startswith(path) else f"{path}: {exc}"
+        if args.json:
+            print(json.dumps({"attempt": path, "error": msg}), flush=True)
+        else:
+            print(f"error: {msg}", file=sys.stderr, flush=True)
+        return False
+    if args.json:
+        print(json.dumps(result), flush=True)
+    else:
+        named = f"  looks like: {result['mistake']}" if result["mistake"] else ""
+        print(f"{path}: similarity {result['similarity']:.3f} ({result['verdict']})  repetitions {result['reps']}  "
+              f"phase coverage {result['phase_coverage']:.2f}{named}", flush=True)
+        for c in result["corrections"]:
+            print(f"  hint: {c['message']}")
+    return True
 
 
 def run_reference_add(args) -> int:

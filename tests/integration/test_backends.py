@@ -119,3 +119,35 @@ def test_blazepose_lite_and_heavy_run_offline(complexity, data_dir):
 
 def y_order(k: np.ndarray) -> bool:
     return k[INDEX["nose"], 1] < k[INDEX["left_hip"], 1] < k[INDEX["left_ankle"], 1]
+
+
+def test_rehab_score_loads_the_pose_model_once_for_many_video_attempts(clip_keypoints, tmp_path, capsys,
+                                                                       monkeypatch, data_dir):
+    """Batch scoring of videos (analysts score dozens): one pose model for all of them, and an attempt
+    scored after another gives what it gives alone (each video is its own stream for the model)."""
+    import json
+
+    from rehab.cli import main, offline
+    from tests.unit.rehab.test_recordings import write_jsonl
+
+    guide = write_jsonl(tmp_path / "guide.jsonl", clip_keypoints("pose2sim_single_cam02.mp4"))
+    made, closed = [], []
+    real = offline._backend
+
+    def counting(args):
+        backend = real(args)
+        made.append(backend)
+        close = backend.close
+        backend.close = lambda: (closed.append(backend), close())[1]
+        return backend
+
+    monkeypatch.setattr(offline, "_backend", counting)
+    cam01, cam02 = str(data_dir / "pose2sim_single_cam01.mp4"), str(data_dir / "pose2sim_single_cam02.mp4")
+    assert main(["score", "--reference", str(guide), cam02, cam01, "--json"]) == 0
+    batch = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(made) == 1 and closed == made, "one model for both videos, closed at the end"
+    assert [r["attempt"] for r in batch] == [cam02, cam01]
+    assert main(["score", "--reference", str(guide), cam01, "--json"]) == 0
+    alone = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")][0]
+    assert alone["similarity"] == pytest.approx(batch[1]["similarity"], abs=1e-3)
+    assert alone["reps"] == batch[1]["reps"] and alone["windows"] == batch[1]["windows"]
