@@ -46,7 +46,7 @@ from rehab.adapters.webrtc import sctp
 from gateway.accounts import ACCOUNT_SCHEMAS, Accounts
 from gateway.auth import AuthError, TokenSigner
 from gateway.fanout import ScoreFanout
-from gateway.http import error
+from gateway.http import NotFound, error
 from rehab.adapters.webrtc.jitter import install as install_marker_jitter_buffer
 from gateway.limits import ErrorThrottle, RateLimit
 from gateway.offer import OfferError
@@ -140,7 +140,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
     throttle = Middleware(ErrorThrottle, limit=RateLimit(settings.client_errors_per_min),  # per client
                           on_throttled=lambda: metrics.DROPPED.labels("gateway", "limit_errors").inc())
     app = Starlette(routes=routes, lifespan=lifespan, middleware=[throttle],
-                    exception_handlers={AuthError: _refusal, OfferError: _refusal})
+                    exception_handlers={AuthError: _refusal, OfferError: _refusal, NotFound: _refusal})
     app.state.live = sessions.live
     app.state.fanout = fanout
     app.state.signer = signer
@@ -149,8 +149,9 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
     return app
 
 
-async def _refusal(request, exc: AuthError | OfferError) -> JSONResponse:
-    """Every refusal a route raises (auth: 401/403/503; a bad body: 400/413/422) as ``{"error": ...}``."""
+async def _refusal(request, exc: AuthError | OfferError | NotFound) -> JSONResponse:
+    """Every refusal a route raises (auth: 401/403/503; a bad body: 400/413/422; unknown: 404) as
+    ``{"error": ...}``."""
     return error(exc.status, str(exc))
 
 

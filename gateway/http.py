@@ -17,6 +17,13 @@ def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+class NotFound(LookupError):
+    """What the route names does not exist (or the caller may not learn that it does): a 404 that the
+    app's refusal handler answers, so routes raise it instead of each catching and replying."""
+
+    status = 404
+
+
 class BodyTooLarge(OfferError):
     """A JSON body over ``MAX_BODY``: found while reading (never read whole first)."""
 

@@ -15,7 +15,7 @@ from gateway.accounts import Accounts
 from gateway.auth import AuthError, Claims, TokenSigner, bearer
 from gateway.device_ingest import MODE_ALIASES
 from gateway.fanout import ScoreFanout
-from gateway.http import error, read_json
+from gateway.http import NotFound, error, read_json
 from gateway.limits import ConcurrencyLimit, RateLimit, client_of
 from gateway.offer import Offer, OfferError
 from gateway.peer import PeerConnector
@@ -67,14 +67,15 @@ class SessionRoutes:
         return await read_json(request)
 
     async def session_access(self, conn, sid: str, send: bool) -> tuple[dict, Claims]:
-        """The session row and the caller's claims; AuthError / LookupError otherwise."""
+        """The session row and the caller's claims; AuthError / NotFound otherwise (refusals the app
+        answers: 401/403/404)."""
         claims = await self.accounts.authorize(conn)
         row = await self.res.db.get_session(sid)
         if row is None:
             # a valid token for another session learns nothing about which ids exist
             if claims.role == "patient" and claims.session_id != sid:
                 raise AuthError(403, "this token is not for this session")
-            raise LookupError("unknown session")
+            raise NotFound("unknown session")
         allowed = claims.may_send(sid) if send else await self.accounts.may_watch(claims, sid, row["patient_id"])
         if not allowed:
             raise AuthError(403, "this token is not for this session" if claims.role == "patient"
@@ -181,10 +182,7 @@ class SessionRoutes:
           409: {description: the session has ended}
         """
         sid = request.path_params["session_id"]
-        try:
-            row, claims = await self.session_access(request, sid, send=True)
-        except LookupError:
-            return error(404, "unknown session")
+        row, claims = await self.session_access(request, sid, send=True)
         if row["ended_at"] is not None:
             return error(409, "session has ended")
         token, expires = self.signer.issue("patient", row["patient_id"], sid, credential_id=claims.credential_id)
@@ -202,10 +200,7 @@ class SessionRoutes:
           403: {description: token for another session}
           404: {description: unknown session}
         """
-        try:
-            row, _ = await self.session_access(request, request.path_params["session_id"], send=False)
-        except LookupError:
-            return error(404, "unknown session")
+        row, _ = await self.session_access(request, request.path_params["session_id"], send=False)
         return JSONResponse({k: (str(v) if v is not None and k.endswith("_at") else v) for k, v in row.items()})
 
     async def end_session(self, request: Request):
@@ -220,10 +215,7 @@ class SessionRoutes:
           404: {description: unknown session}
         """
         sid = request.path_params["session_id"]
-        try:
-            await self.session_access(request, sid, send=True)
-        except LookupError:
-            return error(404, "unknown session")
+        await self.session_access(request, sid, send=True)
         summary = await self.sessions.finish(sid, "client")
         return JSONResponse({"session_id": sid, "ended": True, "ingest": summary})
 
@@ -246,11 +238,9 @@ class SessionRoutes:
         sid = request.path_params["session_id"]
         if not self.offer_limit.allow(client_of(request)):
             return self.too_many(self.offer_limit, request, "offers")
+        row, claims = await self.session_access(request, sid, send=True)
         try:
-            row, claims = await self.session_access(request, sid, send=True)
             offer = Offer.from_json(await read_json(request))
-        except LookupError:
-            return error(404, "unknown session")
         except OfferError as exc:
             return error(exc.status, f"bad offer: {exc}")
         if row["ended_at"] is not None:
@@ -265,7 +255,7 @@ class SessionRoutes:
         except AuthError as exc:
             await ws.close(code=exc.ws_code, reason=str(exc)[:120])
             return
-        except LookupError:
+        except NotFound:
             await ws.close(code=4404, reason="unknown session")
             return
         client = client_of(ws)
