@@ -5,17 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 from rehab.reference import Reference
 from rehab.stack.proc import free_port
+from rehab.stack.isolation import isolated_deployment
 from rehab.stack.services import Services
 from rehab.settings import REPO_ROOT, Settings
-from rehab.adapters.kafka_admin import delete_topics, ensure_topics
-from rehab.adapters.storage.migrate import drop_database, migrate
 from rehab.adapters.storage.repository import Database
 
 BENCH_SECRET = "benchmark-secret-not-for-production"
@@ -43,34 +41,27 @@ RUNNING: list = []  # the Services of the bench_stack in use (a benchmark may re
 
 @contextlib.contextmanager
 def bench_stack(services: tuple[str, ...] = ("processor", "worker", "gateway"), **overrides):
-    tag = f"bench{uuid.uuid4().hex[:8]}"
     port = free_port()
-    settings = Settings.from_env().with_(
-        topic_namespace=tag, mysql_db=f"rehab_{tag}", processor_app_id=f"{tag}-processor",
-        worker_group=f"{tag}-workers", gateway_port=port, gateway_url=f"http://127.0.0.1:{port}",
-        auth_secret=BENCH_SECRET, worker_metrics_port=0, processor_metrics_port=0,
-        demo_mode=True,  # the load generator starts sessions without enrolling patients
-        **{"client_sessions_per_min": 0, "client_offers_per_min": 0, "client_max_websockets": 0,  # one client: the
-           **overrides})  # load generator on this machine
-    ensure_topics(settings.kafka_bootstrap, settings.topics)
-    ref = guide_reference()
+    base = Settings.from_env()
+    overrides = {"gateway_port": port, "gateway_url": f"http://127.0.0.1:{port}", "auth_secret": BENCH_SECRET,
+                 "worker_metrics_port": 0, "processor_metrics_port": 0,
+                 "demo_mode": True,  # the load generator starts sessions without enrolling patients
+                 # one client: the load generator on this machine
+                 "client_sessions_per_min": 0, "client_offers_per_min": 0, "client_max_websockets": 0, **overrides}
+    with isolated_deployment(base, "bench", **overrides) as settings:
+        ref = guide_reference()
 
-    async def prepare():
-        await migrate(settings)
-        async with Database.opened(settings) as db:
-            await db.save_reference(ref)
+        async def save():
+            async with Database.opened(settings) as db:
+                await db.save_reference(ref)
 
-    asyncio.run(prepare())
-    try:
+        asyncio.run(save())
         with tempfile.TemporaryDirectory() as logs, Services(settings, Path(logs), names=services) as running:
             RUNNING.append(running)
             try:
                 yield settings
             finally:
                 RUNNING.remove(running)
-    finally:
-        delete_topics(settings.kafka_bootstrap, [s.name for s in settings.topics.specs()])
-        asyncio.run(drop_database(settings))
 
 
 def percentiles(values, qs=(50, 95, 99)) -> dict:

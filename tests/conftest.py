@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import uuid
 from pathlib import Path
 
 import pytest
@@ -106,20 +105,11 @@ def _base_settings() -> Settings:
 @contextlib.contextmanager
 def isolated(**extra):
     """Settings with a unique topic namespace and database, created on the real stack and removed after."""
-    from rehab.adapters.kafka_admin import delete_topics, ensure_topics
-    from rehab.adapters.storage.migrate import drop_database, migrate
+    from rehab.stack.isolation import isolated_deployment
 
-    tag = f"t{uuid.uuid4().hex[:10]}"
-    settings = _base_settings().with_(topic_namespace=tag, mysql_db=f"rehab_{tag}",
-                                      worker_group=f"{tag}-workers", processor_app_id=f"{tag}-processor",
-                                      state_dir=_base_settings().state_dir, **extra)
-    ensure_topics(settings.kafka_bootstrap, settings.topics)
-    asyncio.run(migrate(settings))
-    try:
+    base = _base_settings()
+    with isolated_deployment(base, "t", state_dir=base.state_dir, **extra) as settings:
         yield settings
-    finally:
-        delete_topics(settings.kafka_bootstrap, [s.name for s in settings.topics.specs()])
-        asyncio.run(drop_database(settings))
 
 
 @pytest.fixture
