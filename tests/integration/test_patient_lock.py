@@ -104,3 +104,24 @@ def test_rehab_extract_all_people_prints_everyone_beside_the_patient(data_dir, c
         if line["keypoints"] is not None:  # (the patient's keypoints are reported filtered, the box as found)
             assert line["box"] in [p["box"] for p in line["people"]], "the patient is one of them"
     assert sum(len(line["people"]) >= 2 for line in lines[:30]) >= 27, "both people, frame after frame"
+
+
+@pytest.mark.parametrize("guide_fps", [30.0, 45.0])
+def test_cam03_a_guide_at_another_pace_still_locks_the_patient_not_the_bystander(blazepose, data_dir, clip_keypoints,
+                                                                               guide_fps):
+    """The other single-person clip as the guide, registered as if filmed at 30 or 45 fps (it is 60): the
+    patient moves 1.3-2x faster than the guide. The bystander moving her arms then matches the guide about
+    as well as he does, and she used to be locked the first frame he was missing from (frame ~53): the
+    rest of the clip was hers. Now the person shown so far keeps the lead unless someone else matches
+    clearly better, and nobody is locked on a frame the shown person is missing from."""
+    from rehab.reference import Reference
+
+    g = clip_keypoints("pose2sim_single_cam02.mp4")
+    ref = Reference("pace", "pace", guide_fps, g[0].width, g[0].height, "blazepose", "v", "0" * 64,
+                    [f.keypoints for f in g])
+    frames = list(extract(data_dir / "pose2sim_multi_cam03.mp4", blazepose,
+                          matcher=reference_matcher(ReferenceModel.build(ref))))
+    wrong = [f.seq for f in frames[:78] if f.keypoints is not None and _hips(f)[0] < 120]
+    assert wrong == [], f"the bystander's keypoints reported on frames {wrong}"
+    on = [f.keypoints is not None and _hips(f)[0] >= 120 for f in frames[:78]]
+    assert np.mean(on) >= 0.9, f"frames before the crossing not on the patient: {[i for i in range(78) if not on[i]]}"
