@@ -184,15 +184,15 @@ class SubjectSelector:
         present = [t for t in self.tracks if t.last_ts == ts_ms and not t.bystander]
         if not present:
             return None
+        if any(t.id == self.shown and t.last_ts != ts_ms for t in self.tracks):
+            return None  # the one reported so far is missing from this frame: nobody (and no lock), not someone else
+        shown = next((t for t in present if t.id == self.shown), None)
         tallest = max(t.height() for t in present)
         matched = [t for t in present if t.good_match(tallest)]
         done = ts_ms - self.acquire_since >= self.acquire_ms
         if matched:
-            if any(t.id == self.shown and t.last_ts != ts_ms for t in self.tracks):
-                return None  # the one reported so far is missing from this frame: nobody, and no lock
             leader = max(matched, key=lambda t: t.match)
-            shown = next((t for t in matched if t.id == self.shown), None)
-            if shown is not None and shown.match > leader.match - MATCH_MARGIN:
+            if shown is not None and shown.good_match(tallest) and shown.match > leader.match - MATCH_MARGIN:
                 leader = shown  # no flip-flop: someone else must match the guide clearly better
             rivals = [t.match for t in present if t is not leader and t.match is not None]
             clear = all(m <= leader.match - MATCH_MARGIN for m in rivals) and \
@@ -203,9 +203,6 @@ class SubjectSelector:
             return self._smooth(leader, ts_ms)
         movers = self._movers(present, tallest)
         leader = max(present, key=lambda t: (t in movers, t.motion if t in movers else 0.0, t.prominence))
-        if any(t.id == self.shown and t.last_ts != ts_ms for t in self.tracks):
-            return None  # the one reported so far is missing from this frame: nobody, not someone else
-        shown = next((t for t in present if t.id == self.shown), None)
         if shown is not None and leader is not shown and (
                 leader not in movers or (shown in movers and leader.motion < 1.5 * shown.motion)):
             leader = shown  # no flip-flop: someone else must move, and clearly more

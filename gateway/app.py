@@ -51,14 +51,13 @@ from rehab.adapters.webrtc.jitter import install as install_marker_jitter_buffer
 from gateway.limits import ErrorThrottle, RateLimit
 from gateway.offer import OfferError
 from gateway.references import References
-from gateway.resources import IDLE_FETCH_WAIT_MS, Resources
+from gateway.resources import Resources
 from gateway.revocations import Revocations
 from gateway.session_routes import SessionRoutes
 from gateway.sessions import LiveSessions
 from gateway.streams import ScoreStreams
 from gateway.turn import IceServers
 from rehab.adapters import metrics
-from rehab.adapters.kafka_clients import async_tail
 from rehab.reference import _ID as ID_PATTERN
 from rehab.settings import Settings
 from rehab.adapters.storage.identity import Identity
@@ -105,7 +104,7 @@ def create_app(settings: Settings, make_backend=None) -> Starlette:
     # by default: aiortc would otherwise ask Google's public STUN server on every offer (a public server
     # contacted, and a delay where it cannot be reached)
     ice = IceServers(settings.ice_server_list, settings.turn_url_list, settings.turn_secret, settings.turn_ttl_s)
-    fanout = ScoreFanout(open_keypoints=lambda: _tail(settings, settings.topics.keypoints))
+    fanout = ScoreFanout(open_keypoints=lambda: res.tail(settings.topics.keypoints))
     signer = TokenSigner(settings.auth_secret, ttl_s=settings.token_ttl_s)
     _warn_about(settings)
     streams = ScoreStreams(fanout, signer.clock)
@@ -159,12 +158,6 @@ def _default_backend(settings: Settings):
     from edge.backends import backend_from_settings
 
     return backend_from_settings(settings)
-
-
-async def _tail(settings: Settings, topic: str):
-    consumer = async_tail(topic, settings.kafka_bootstrap, fetch_max_wait_ms=IDLE_FETCH_WAIT_MS)
-    await consumer.start()
-    return consumer
 
 
 def _warn_about(settings: Settings) -> None:

@@ -18,7 +18,7 @@ from gateway.device_ingest import DeviceIngest, DeviceMessageError
 from gateway.fanout import ScoreFanout
 from gateway.ingest import VideoIngest
 from gateway.auth import Claims
-from gateway.http import error
+from gateway.http import NotFound, error
 from gateway.limits import RateLimit
 from gateway.offer import Offer
 from gateway.resources import Resources
@@ -149,7 +149,6 @@ def wire(session: LiveSession, on_device: bool, fanout: ScoreFanout, reply_error
             session.disconnected_at = None
 
 
-
 def resumed_seq(elapsed_s: float, clock_margin_s: float = 60.0) -> int:
     """The first frame number for a session that earlier connections (in another gateway process) fed:
     above any they can have used, as no session gets more than MAX_SESSION_FPS frames a second (plus a
@@ -184,7 +183,7 @@ class PeerConnector:
         try:
             earlier, elapsed_s = await self.res.db.connect_session(sid)
         except LookupError:
-            return error(404, "unknown session")
+            raise NotFound("unknown session") from None
         first_seq = 0  # the session's frame numbers go on across connections, so no frame looks like a repeat
         if sid in self.live:  # a reconnecting client (or an ICE restart) replaces its old peer connection
             old = self.live.pop(sid)

@@ -56,11 +56,17 @@ class Resources:
                                                 max_batch_size=KEYPOINTS_BATCH_BYTES)
         await self.keypoint_producer.start()
         self.keypoints = KeypointPublisher(self.keypoint_producer, s.topics.keypoints)
-        self.scores = async_tail(s.topics.scores, s.kafka_bootstrap, fetch_max_wait_ms=IDLE_FETCH_WAIT_MS)
-        await self.scores.start()
+        self.scores = await self.tail(s.topics.scores)
         self.extractor = Extractor(self._make_backend, s.frame_max_side)
         self.uploads = tempfile.TemporaryDirectory(prefix="rehab-uploads-")
         self._publishing = asyncio.create_task(self.keypoints.run())
+
+    async def tail(self, topic: str) -> AIOKafkaConsumer:
+        """A started consumer of what arrives on ``topic`` from now on (the scores; the keypoints while
+        someone draws them)."""
+        consumer = async_tail(topic, self._settings.kafka_bootstrap, fetch_max_wait_ms=IDLE_FETCH_WAIT_MS)
+        await consumer.start()
+        return consumer
 
     async def close(self) -> None:
         """After the sessions and streams that use them are closed: frames accepted from devices reach

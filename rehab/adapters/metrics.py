@@ -20,7 +20,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from rehab.records import HOPS
 
-log = logging.getLogger("rehab.adapters.metrics")
+log = logging.getLogger("rehab.metrics")
 
 LATENCY_BUCKETS_MS = (2, 5, 10, 20, 35, 50, 75, 100, 150, 200, 300, 500, 1000, 2000, 5000)
 

@@ -12,6 +12,13 @@ from rehab.reference import Reference, Take
 from rehab.settings import Settings
 
 _REF_COLUMNS = "id, name, exercise_id, fps, width, height, model, model_version, source_sha256, keypoints"
+_INSERT_TAKE = ("INSERT INTO reference_takes (reference_id, position, label, fps, width, height, n_frames, keypoints) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)")
+
+
+def _take_row(ref_id: str, position: int, take: Take) -> tuple:
+    return (ref_id, position, take.label, take.fps, take.width, take.height, len(take.frames),
+            json.dumps(take.frames, separators=(",", ":")))
 
 
 class Database:
@@ -75,17 +82,13 @@ class Database:
                     )
                     await cur.execute("DELETE FROM reference_takes WHERE reference_id=%s", (ref.id,))
                     if ref.takes:
-                        await cur.executemany(
-                            "INSERT INTO reference_takes (reference_id, position, label, fps, width, height, n_frames, "
-                            "keypoints) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                            [(ref.id, i, t.label, t.fps, t.width, t.height, len(t.frames),
-                              json.dumps(t.frames, separators=(",", ":"))) for i, t in enumerate(ref.takes)])
+                        await cur.executemany(_INSERT_TAKE, [_take_row(ref.id, i, t) for i, t in enumerate(ref.takes)])
                 await conn.commit()
             except BaseException:
                 await conn.rollback()
                 raise
 
-    async def add_take(self, ref_id: str, take, max_takes: int) -> int | None:
+    async def add_take(self, ref_id: str, take: Take, max_takes: int) -> int | None:
         """Appends a take (or a recorded mistake) to a stored guide; the guide's takes after it, or None
         when it already holds ``max_takes``. The guide's row is locked for the append, so concurrent
         uploads each get their own position and none is lost (a read, then a whole rewrite, lost one)."""
@@ -102,11 +105,7 @@ class Database:
                     if count >= max_takes:
                         await conn.rollback()
                         return None
-                    await cur.execute(
-                        "INSERT INTO reference_takes (reference_id, position, label, fps, width, height, n_frames, "
-                        "keypoints) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                        (ref_id, position, take.label, take.fps, take.width, take.height, len(take.frames),
-                         json.dumps(take.frames, separators=(",", ":"))))
+                    await cur.execute(_INSERT_TAKE, _take_row(ref_id, position, take))
                 await conn.commit()
                 return count + 1
             except BaseException:
