@@ -54,6 +54,8 @@ def main() -> None:
     ap.add_argument("--py-spy", type=int, default=0, metavar="SECONDS",
                     help="sample the (first) processor with py-spy for this long once it scores, and add where "
                          "its main thread's time goes to the JSON (by stage: see PROFILE_STAGES)")
+    ap.add_argument("--py-spy-raw", type=Path, default=None, metavar="FILE",
+                    help="also keep py-spy's raw samples (one stack a line) in FILE, to read beyond the stages")
     args = ap.parse_args()
     attempt = clip_frames("pose2sim_single_cam02.mp4")
     # the services start after the topic is filled, so the clock starts with the processor
@@ -94,9 +96,12 @@ def main() -> None:
                         if sc.window_end_seq == n - 1:
                             done.add(sc.session_id)
             elapsed = time.monotonic() - t0
+            peak_rss_mb = [peak_rss(p.procs["processor"].pid) for p in procs]
             # the processors' own clock: a processor may score before the others are ready
             steady = (max(stamps) - min(stamps)) / 1000 if len(stamps) > 1 else elapsed
             profile = {} if spy is None else {"where_the_time_goes": py_spy_stages(*spy)}
+            if spy is not None and args.py_spy_raw and spy[1].exists():
+                args.py_spy_raw.write_text(spy[1].read_text())
         consumer.close()
     both = {} if ceiling is None else {
         "decode_only_keypoint_frames_per_s": ceiling["keypoint_frames_per_s"],
@@ -112,7 +117,19 @@ def main() -> None:
         "note": "per second from the first score to the last, by the scores' score_ts_ms (start-up: Faust "
                 "rebalance, first MySQL connection, is in seconds_with_startup)",
         "target_keypoint_frames_per_s": 20000,
+        "processor_peak_rss_mb": peak_rss_mb,
     } | both | profile, indent=2))
+
+
+def peak_rss(pid: int) -> float | None:
+    """A process's peak resident memory (VmHWM), MB; None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
 
 
 # Where a processor's main thread spends its time, by the first rule whose function name is in the
