@@ -9,7 +9,6 @@ REHAB_PROCESSOR_APP_ID, REHAB_PROCESSOR_WINDOW_MS, REHAB_PROCESSOR_MIN_INTERVAL_
 """
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 from pathlib import Path
@@ -23,6 +22,7 @@ from rehab.scoring import kernels
 from rehab.settings import Settings, SettingsError
 from rehab.adapters.kafka_clients import session_partitioner
 from rehab.topics import changelog_topics, dead_letter_key, record_key, session_of
+from stream_processor.outbox import Outbox, faust_producer
 from stream_processor.processor import ScoringState
 from stream_processor.quiet_stream import QuietStream
 from stream_processor.score_store import ScoreStore
@@ -67,26 +67,35 @@ class ScorePublisher:
     makes a crash lose nothing: the state (which says which frames are scored) moves on only after the
     scores are in Kafka (acknowledged; ``write_scores`` puts them in MySQL from there, so MySQL being away
     never holds live scores back), and the agent's events are acked (their offsets committed) only after
-    ``emit`` returns. A crash in between re-reads the frames and re-scores them into the same rows."""
+    ``emit`` returns. A crash in between re-reads the frames and re-scores them into the same rows.
+    Both go out as one record batch per partition (``Outbox``)."""
 
-    def __init__(self, scores_topic, tables: SessionTables, state: ScoringState):
-        self.topic, self.tables, self.state = scores_topic, tables, state
+    def __init__(self, producer, scores_topic: str, tables: SessionTables, state: ScoringState):
+        self.producer, self.topic, self.tables, self.state = producer, scores_topic, tables, state
 
     async def emit(self, results: list[tuple]) -> None:
         if not results:
             return
-        sent = []
+        scores = Outbox(self.producer)
         for _, score in results:
-            sent.append(await self.topic.send(key=record_key(score.session_id, score.window_end_seq),
-                                              value=score.to_json()))
+            scores.add_keyed(self.topic, record_key(score.session_id, score.window_end_seq), score.to_json())
             metrics.observe_hop(INFERRED_TO_SCORED, score.score_ts_ms - score.infer_ts_ms)
             metrics.observe_hop(CAPTURE_TO_SCORED, score.score_ts_ms - score.window_end_ts_ms)
         metrics.MESSAGES.labels("processor", "scores").inc(len(results))
         metrics.SESSIONS.labels("processor").set(len(self.state.scorers))
-        await asyncio.gather(*sent)
+        await scores.deliver()
         latest = {score.session_id: (scorer, score) for scorer, score in results}
+        saved = Outbox(self.producer)
         for scorer, score in latest.values():
-            self.tables.save(scorer, score.window_end_ts_ms)
+            self.tables.save(scorer, score.window_end_ts_ms, saved)
+        await saved.send_unawaited()
+
+    async def forget(self, sessions: list[str]) -> None:
+        """Sessions evicted by the state: their saved state released (tombstones)."""
+        gone = Outbox(self.producer)
+        while sessions:
+            self.tables.forget(sessions.pop(), gone)
+        await gone.send_unawaited()
 
 
 async def dead_letter(topic, source: str, event, reason: str) -> None:
@@ -107,7 +116,7 @@ def create_app(settings: Settings, ready_file: Path | None = None, store: ScoreS
                          window_ms=settings.processor_window_ms, idle_evict_s=settings.processor_idle_evict_s,
                          min_interval_ms=settings.processor_min_interval_ms)
     letters = app.topic(topics.dead_letter, key_type=bytes, value_type=bytes)
-    publisher = ScorePublisher(app.topic(topics.scores, key_type=bytes, value_type=bytes), tables, state)
+    publisher = ScorePublisher(faust_producer(app), topics.scores, tables, state)
 
     @app.service
     class Storage(Service):
@@ -153,8 +162,7 @@ def create_app(settings: Settings, ready_file: Path | None = None, store: ScoreS
         """Frames that arrived within the minimum interval are scored once the session goes quiet;
         sessions idle past ``idle_evict_s`` are forgotten."""
         await publisher.emit(state.flush_due(quiet_s=settings.processor_min_interval_ms / 1000.0))
-        while state.evicted:
-            tables.forget(state.evicted.pop())
+        await publisher.forget(state.evicted)
 
     app.on_partitions_assigned.connect(_on_assigned(settings, ready_file))
     return app

@@ -11,8 +11,9 @@
   producer's formula (``rehab.adapters.kafka_clients.default_partition``) is the fallback.
 - Restore: ``ScoringState.scorer_for`` calls ``load_snapshot`` / ``load_window`` for a session this
   process has not seen (a restart, or partitions taken over on a rebalance).
-State is written per batch, outside one event's context, with ``send_changelog`` to the explicit
-partition: no partitioner has to look up a changelog topic's metadata (that raced topic creation).
+State is written per batch, outside one event's context, into an ``Outbox`` (one record batch per
+changelog partition) to the explicit partition: no partitioner has to look up a changelog topic's
+metadata (that raced topic creation).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import orjson
 
 from rehab.adapters.kafka_clients import default_partition
 from rehab.topics import PROCESSOR_TABLES
+from stream_processor.outbox import Outbox
 
 WINDOW_SNAPSHOT_MS = 500  # the window's frames are larger: saved at most this often (capture time)
 
@@ -46,17 +48,21 @@ class SessionTables:
         # not seen in this process (cannot happen for a scored session): the producer's own rule
         return default_partition(sid, self.partitions) if partition is None else partition
 
-    def _put(self, table, sid: str, value: bytes) -> None:
+    def _put(self, outbox: Outbox, table, sid: str, value: bytes | None) -> None:
         key = sid.encode()
-        table.send_changelog(self._partition(sid), key, value)
-        table.data[key] = value
+        outbox.add(table.changelog_topic.get_topic_name(), self._partition(sid), key, value)
+        if value is None:
+            table.data.pop(key, None)
+        else:
+            table.data[key] = value
 
-    def save(self, scorer, window_end_ts_ms: int) -> None:
-        """A session's counters after a score; its window too when the last one saved is old enough."""
+    def save(self, scorer, window_end_ts_ms: int, outbox: Outbox) -> None:
+        """A session's counters after a score; its window too when the last one saved is old enough
+        (into ``outbox``: the caller sends it)."""
         sid = scorer.session_id
-        self._put(self.state, sid, orjson.dumps(scorer.snapshot()))
+        self._put(outbox, self.state, sid, orjson.dumps(scorer.snapshot()))
         if window_end_ts_ms - self.window_saved_at.get(sid, 0) >= WINDOW_SNAPSHOT_MS:
-            self._put(self.window, sid, orjson.dumps(scorer.window_snapshot()))
+            self._put(outbox, self.window, sid, orjson.dumps(scorer.window_snapshot()))
             self.window_saved_at[sid] = window_end_ts_ms
 
     def load_snapshot(self, session_id: str) -> dict | None:
@@ -67,13 +73,11 @@ class SessionTables:
         raw = self.window.get(session_id.encode())
         return None if raw is None else json.loads(raw)
 
-    def forget(self, sid: str) -> None:
-        """Releases an evicted session everywhere: tombstones in both tables' changelogs (compaction then
-        drops its state for good), and this process's maps."""
-        key = sid.encode()
-        partition = self._partition(sid)
-        self.partition_of.pop(sid, None)
+    def forget(self, sid: str, outbox: Outbox) -> None:
+        """Releases an evicted session everywhere: tombstones in both tables' changelogs (into
+        ``outbox``; compaction then drops its state for good), and this process's maps."""
         for table in (self.state, self.window):
-            if table.data.pop(key, None) is not None:
-                table.send_changelog(partition, key, None)
+            if sid.encode() in table.data:
+                self._put(outbox, table, sid, None)
+        self.partition_of.pop(sid, None)
         self.window_saved_at.pop(sid, None)
