@@ -96,45 +96,112 @@ def _quantile(s, n, q):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def _two_ranks(hist, first, last, k1, k2):  # pragma: no cover - compiled
+    """The bins holding the ``k1``-th and ``k2``-th smallest (from 0, k1 <= k2) of the values counted in
+    ``hist`` (all in bins ``first``..``last``), and the rank of each among its bin's values."""
+    acc = 0
+    b1, r1 = last, 0
+    found = False
+    for b in range(first, last + 1):
+        n = hist[b]
+        if not found and acc + n > k1:
+            b1, r1, found = b, k1 - acc, True
+        if acc + n > k2:
+            return b1, r1, b, k2 - acc
+        acc += n
+    return b1, r1, last, 0
+
+
+@njit(cache=True, nogil=True)
 def form_stats(codes, unseen, step, q_lo, q_hi, lo, hi, jit):  # pragma: no cover - compiled
     """For the form's history of joint angles as one-byte codes (H, F) (``unseen`` where an angle was
     not seen; a code times ``step`` is radians), over the rows where any angle was seen: the ``q_lo``
     and ``q_hi`` quantiles of each angle (NaN where seen in fewer than 2 rows) into ``lo`` and ``hi``,
     and each angle's jitter (the median distance of a row from the midpoint of its neighbours; 0
     where none) into ``jit``. Returns how many rows were seen. (``form.ranges`` and ``form.jitter``
-    of the decoded angles, to the bit.)"""
+    of the decoded angles, to the bit.)
+
+    Order statistics by counting, not sorting: an angle's value is its code times ``step``, so its
+    k-th smallest is read from a histogram of the codes; a jitter value is ``step`` times |2b - a - c|
+    / 2 for the codes a, b, c of three consecutive rows, so the values sort by that integer, and only
+    the rows with the integer of the wanted rank are computed and sorted (floats with the same integer
+    can differ in the last bit)."""
     h, f = codes.shape
-    rows = np.empty(h, np.int64)
+    seen = np.empty((h, f), np.int64)  # the rows where any angle was seen, in order
     n_seen = 0
     for i in range(h):
         for k in range(f):
             if codes[i, k] != unseen:
-                rows[n_seen] = i
+                for j in range(f):
+                    seen[n_seen, j] = codes[i, j]
                 n_seen += 1
                 break
+    hist = np.zeros((f, 256), np.int64)
+    dhist = np.zeros((f, 512), np.int64)
+    count, dcount = np.zeros(f, np.int64), np.zeros(f, np.int64)
+    first, last = np.full(f, 255, np.int64), np.zeros(f, np.int64)
+    dlast = np.zeros(f, np.int64)
+    for r in range(n_seen):
+        for k in range(f):
+            c = seen[r, k]
+            if c == unseen:
+                continue
+            hist[k, c] += 1
+            count[k] += 1
+            first[k] = min(first[k], c)
+            last[k] = max(last[k], c)
+            if 0 < r < n_seen - 1:
+                a, b = seen[r - 1, k], seen[r + 1, k]
+                if a != unseen and b != unseen:
+                    d = abs(2 * c - a - b)
+                    dhist[k, d] += 1
+                    dcount[k] += 1
+                    dlast[k] = max(dlast[k], d)
     vals = np.empty(max(n_seen, 1))
     for k in range(f):
-        n = 0
-        for r in range(n_seen):
-            c = codes[rows[r], k]
-            if c != unseen:
-                vals[n] = c * step
-                n += 1
+        n = count[k]
         if n < 2:
             lo[k] = np.nan
             hi[k] = np.nan
         else:
-            s = np.sort(vals[:n])
-            lo[k] = _quantile(s, n, q_lo)
-            hi[k] = _quantile(s, n, q_hi)
-        n = 0
-        for r in range(1, n_seen - 1):
-            a, b, c = codes[rows[r - 1], k], codes[rows[r], k], codes[rows[r + 1], k]
-            if a != unseen and b != unseen and c != unseen:
-                vals[n] = abs(b * step - (a * step + c * step) / 2)
-                n += 1
-        jit[k] = _quantile(np.sort(vals[:n]), n, 0.5) if n else 0.0
+            lo[k] = _quantile_counted(hist[k], first[k], last[k], n, q_lo, step)
+            hi[k] = _quantile_counted(hist[k], first[k], last[k], n, q_hi, step)
+        n = dcount[k]
+        if n == 0:
+            jit[k] = 0.0
+            continue
+        pos = (n - 1) * 0.5
+        i_lo = int(np.floor(pos))
+        i_hi = min(i_lo + 1, n - 1)
+        frac = pos - i_lo
+        d_lo, r_lo, d_hi, r_hi = _two_ranks(dhist[k], 0, dlast[k], i_lo, i_hi)
+        v_lo = _jitter_ranked(seen, n_seen, k, unseen, step, d_lo, r_lo, vals)
+        v_hi = v_lo if (d_hi == d_lo and r_hi == r_lo) else _jitter_ranked(seen, n_seen, k, unseen, step, d_hi, r_hi, vals)
+        jit[k] = v_lo * (1.0 - frac) + v_hi * frac
     return n_seen
+
+
+@njit(cache=True, nogil=True)
+def _quantile_counted(hist, first, last, n, q, step):  # pragma: no cover - compiled
+    """``_quantile`` of the n sorted values code * ``step`` counted in ``hist``."""
+    pos = (n - 1) * q
+    i_lo = int(np.floor(pos))
+    i_hi = min(i_lo + 1, n - 1)
+    frac = pos - i_lo
+    c_lo, _, c_hi, _ = _two_ranks(hist, first, last, i_lo, i_hi)
+    return (c_lo * step) * (1.0 - frac) + (c_hi * step) * frac
+
+
+@njit(cache=True, nogil=True)
+def _jitter_ranked(seen, n_seen, k, unseen, step, key, rank, vals):  # pragma: no cover - compiled
+    """The ``rank``-th smallest of angle ``k``'s jitter values whose |2b - a - c| is ``key``."""
+    m = 0
+    for r in range(1, n_seen - 1):
+        a, b, c = seen[r - 1, k], seen[r, k], seen[r + 1, k]
+        if a != unseen and b != unseen and c != unseen and abs(2 * b - a - c) == key:
+            vals[m] = abs(np.uint8(b) * step - (np.uint8(a) * step + np.uint8(c) * step) / 2)
+            m += 1
+    return np.sort(vals[:m])[rank]
 
 
 def warm_up() -> None:
