@@ -86,16 +86,6 @@ def accumulate(cost, move):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _quantile(s, n, q):  # pragma: no cover - compiled
-    """The ``q`` quantile of the sorted ``s[:n]`` with linear interpolation (numpy's default)."""
-    pos = (max(n, 1) - 1) * q
-    lo = int(np.floor(pos))
-    hi = min(lo + 1, max(n - 1, 0))
-    frac = pos - lo
-    return s[lo] * (1.0 - frac) + s[hi] * frac
-
-
-@njit(cache=True, nogil=True)
 def _two_ranks(hist, first, last, k1, k2):  # pragma: no cover - compiled
     """The bins holding the ``k1``-th and ``k2``-th smallest (from 0, k1 <= k2) of the values counted in
     ``hist`` (all in bins ``first``..``last``), and the rank of each among its bin's values."""
@@ -183,7 +173,8 @@ def form_stats(codes, unseen, step, q_lo, q_hi, lo, hi, jit):  # pragma: no cove
 
 @njit(cache=True, nogil=True)
 def _quantile_counted(hist, first, last, n, q, step):  # pragma: no cover - compiled
-    """``_quantile`` of the n sorted values code * ``step`` counted in ``hist``."""
+    """The ``q`` quantile, with linear interpolation (numpy's default), of the n values code * ``step``
+    counted in ``hist`` (codes ``first``..``last``)."""
     pos = (n - 1) * q
     i_lo = int(np.floor(pos))
     i_hi = min(i_lo + 1, n - 1)
