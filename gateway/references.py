@@ -156,7 +156,7 @@ class References:
           415: {description: neither a video container nor a keypoint file}
           422: {description: unreadable video or keypoint file, or nobody in it}
         """
-        from rehab.reference import MAX_TAKES, check_label
+        from rehab.reference import MAX_TAKES, TOO_MANY_TAKES, check_label
 
         _, clinician = await self.accounts.staff(request)
         label = request.query_params.get("label")
@@ -171,8 +171,8 @@ class References:
         _, owner = await self.res.db.reference_owner(ref.id)
         if clinician is not None and owner != clinician:
             return error(409, f"the guide {ref.id!r} belongs to someone else: only they or an admin may change it")
-        if len(ref.takes) >= MAX_TAKES:
-            return error(400, f"a guide holds at most {MAX_TAKES} takes and mistakes besides the first take")
+        if len(ref.takes) >= MAX_TAKES:  # refused before the upload is read and its keypoints extracted
+            return error(400, TOO_MANY_TAKES)
         path = None
         try:
             path = await self.upload(request)
@@ -189,8 +189,10 @@ class References:
         except LookupError:  # removed meanwhile
             return error(404, "unknown reference")
         if added is None:  # others were added meanwhile
-            return error(400, f"a guide holds at most {MAX_TAKES} takes and mistakes besides the first take")
+            return error(400, TOO_MANY_TAKES)
         ref = await self.res.db.get_reference(ref.id)
+        if ref is None:  # removed right after
+            return error(404, "unknown reference")
         return JSONResponse({"reference_id": ref.id, **ref.summary()}, status_code=201)
 
     async def score(self, request: Request):

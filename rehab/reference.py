@@ -33,6 +33,7 @@ def _check_frames(frames: list, width: int, height: int, what: str) -> None:
 
 MAX_LABEL = 128
 MAX_TAKES = 16  # correct takes and mistakes together, besides the first take
+TOO_MANY_TAKES = f"a guide holds at most {MAX_TAKES} takes and mistakes besides the first take"
 
 
 def check_label(label: str) -> None:
@@ -84,7 +85,7 @@ class Reference:
             raise ValueError("reference fps must be positive")
         _check_frames(self.frames, self.width, self.height, "the reference video")
         if len(self.takes) > MAX_TAKES:
-            raise ValueError(f"a guide holds at most {MAX_TAKES} takes and mistakes besides the first take")
+            raise ValueError(TOO_MANY_TAKES)
 
     @property
     def more_takes(self) -> list[Take]:

@@ -190,7 +190,7 @@ def _jitter_ranked(seen, n_seen, k, unseen, step, key, rank, vals):  # pragma: n
     for r in range(1, n_seen - 1):
         a, b, c = seen[r - 1, k], seen[r, k], seen[r + 1, k]
         if a != unseen and b != unseen and c != unseen and abs(2 * b - a - c) == key:
-            vals[m] = abs(np.uint8(b) * step - (np.uint8(a) * step + np.uint8(c) * step) / 2)
+            vals[m] = abs(b * step - (a * step + c * step) / 2)  # (the codes' values are exact as floats)
             m += 1
     return np.sort(vals[:m])[rank]
 
