@@ -4,8 +4,8 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from kafka import KafkaAdminClient
-from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic
+from kafka import KafkaAdminClient, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic, OffsetSpec
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from rehab.adapters import kafka_clients
@@ -132,12 +132,46 @@ def topic_configs(bootstrap: str, name: str) -> dict[str, str]:
         client.close()
 
 
-def delete_topics(bootstrap: str, names: list[str]) -> None:
+def delete_topics(bootstrap: str, names: list[str] = (), prefixes: tuple[str, ...] = ()) -> None:
+    """Deletes the topics ``names`` and every topic whose name starts with one of ``prefixes`` (those
+    that do not exist are left alone)."""
     client = admin(bootstrap)
     try:
         existing = set(client.list_topics())
-        doomed = [n for n in names if n in existing]
+        doomed = [n for n in existing if n in names or n.startswith(tuple(prefixes))]
         if doomed:
             client.delete_topics(doomed)
     finally:
         client.close()
+
+
+def wait_serving(bootstrap: str, topics: list[str], group: str, timeout: float = 90.0) -> float:
+    """Blocks until the broker serves: every partition of ``topics`` has a leader that answers (a
+    ListOffsets request) and the coordinator of consumer group ``group`` answers. A broker accepts
+    connections before that: after a restart it still takes over its partitions and loads the groups'
+    offsets, seconds on a busy machine, and clients see "not leader" and "coordinator not available"
+    meanwhile. Returns the seconds waited; raises ``TimeoutError``."""
+    start = time.monotonic()
+    deadline = start + timeout
+    client = admin(bootstrap, timeout)
+
+    def leaders_answer():
+        client.wait_for_topics(topics, timeout_ms=5000)  # in the metadata, each partition with a leader
+        counts = _partition_counts(client, topics)
+        client.list_partition_offsets({TopicPartition(name, p): OffsetSpec.LATEST
+                                       for name, count in counts.items() for p in range(count)}, timeout_ms=5000)
+
+    try:
+        for check in (leaders_answer, lambda: client.describe_groups([group])):
+            while True:
+                try:
+                    check()
+                    break
+                except KafkaError as exc:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"the Kafka broker at {bootstrap} did not serve {topics} and group "
+                                           f"{group!r} within {timeout:.0f} s: {exc!r}") from exc
+                    time.sleep(0.2)
+    finally:
+        client.close()
+    return time.monotonic() - start

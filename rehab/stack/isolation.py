@@ -22,5 +22,6 @@ def isolated_deployment(base: Settings, prefix: str = "t", **overrides):
     try:
         yield settings
     finally:
-        delete_topics(settings.kafka_bootstrap, [s.name for s in settings.topics.specs()])
+        # its topics and those the processor's Faust app made (changelogs, the assignor's): "TAG." / "TAG-"
+        delete_topics(settings.kafka_bootstrap, prefixes=(f"{tag}.", f"{tag}-"))
         asyncio.run(drop_database(settings))

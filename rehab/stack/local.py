@@ -6,13 +6,13 @@ import asyncio
 from rehab.settings import Settings
 from rehab.stack.kafka import KafkaBroker
 from rehab.stack.mariadb import MariaDB
-from rehab.adapters.kafka_admin import prepare_topics
+from rehab.adapters.kafka_admin import prepare_topics, wait_serving
 from rehab.adapters.storage.migrate import migrate
 
 
 def up(settings: Settings, log=print, only: str | None = None) -> None:
     """Starts what is not running (both, or ``only`` "kafka" / "mariadb"); then the topics on the broker
-    and the schema in the database."""
+    and the schema in the database. Returns once both serve (not only accept connections)."""
     if only in (None, "mariadb"):
         log(MariaDB(settings).up())
     if only in (None, "kafka"):
@@ -20,6 +20,10 @@ def up(settings: Settings, log=print, only: str | None = None) -> None:
         created, grown = prepare_topics(settings)
         log(f"topics ready ({len(created)} created, {len(grown)} grown to {settings.partitions} partitions): "
             f"{', '.join(s.name for s in settings.topics.specs())}")
+        waited = wait_serving(settings.kafka_bootstrap, [s.name for s in settings.topics.specs()],
+                              settings.processor_app_id)
+        if waited >= 0.5:  # a broker that has just (re)started: its partitions and groups take a while
+            log(f"Kafka serving (partition leaders and the group coordinator answer) after {waited:.1f} s")
     if only in (None, "mariadb"):
         applied = asyncio.run(migrate(settings))
         log(f"database `{settings.mysql_db}` ready ({len(applied)} migrations applied)")

@@ -111,3 +111,41 @@ def test_partitions_come_from_the_settings_and_grow_with_the_changelogs():
             grow_topics(bootstrap, settings.topics, changelogs)
     finally:
         delete_topics(bootstrap, [spec.name for spec in topics.specs()] + changelogs)
+
+
+def test_an_isolated_deployment_leaves_no_topic_behind():
+    """The tests' and benchmarks' deployments delete on exit every topic they made, also those the
+    processor's Faust app creates itself (its changelogs and the assignor's): left behind, they piled
+    up to thousands of partitions on a development broker, which then took seconds longer to serve
+    after a restart. A neighbouring deployment's topics stay."""
+    from rehab.stack.isolation import isolated_deployment
+
+    base = Settings.from_env()
+    with isolated_deployment(base) as neighbour:
+        with isolated_deployment(base) as s:
+            faust_made = [*changelog_topics(s.processor_app_id), f"{s.processor_app_id}-__assignor-__leader"]
+            client = admin(s.kafka_bootstrap)
+            try:
+                client.create_topics([NewTopic(name, 1, 1) for name in faust_made])
+            finally:
+                client.close()
+            mine = [spec.name for spec in s.topics.specs()] + faust_made
+            assert set(partition_counts(s.kafka_bootstrap, mine)) == set(mine)
+        assert _eventually(lambda: partition_counts(s.kafka_bootstrap, mine) == {}), \
+            f"left behind: {partition_counts(s.kafka_bootstrap, mine)}"
+        theirs = [spec.name for spec in neighbour.topics.specs()]
+        assert set(partition_counts(s.kafka_bootstrap, theirs)) == set(theirs)
+
+
+def test_waiting_for_the_broker_to_serve(isolated_settings):
+    """``wait_serving`` (``rehab stack up`` ends with it) returns at once on a broker that serves the
+    topics, and names what it waited for when it gives up (a topic that does not exist never has a
+    leader)."""
+    from rehab.adapters.kafka_admin import wait_serving
+
+    s = isolated_settings
+    waited = wait_serving(s.kafka_bootstrap, [spec.name for spec in s.topics.specs()], s.processor_app_id)
+    assert waited >= 0  # (it returned: no TimeoutError)
+    missing = f"{s.topic_namespace}.no-such-topic"
+    with pytest.raises(TimeoutError, match="did not serve.*no-such-topic"):
+        wait_serving(s.kafka_bootstrap, [missing], s.processor_app_id, timeout=2)
