@@ -23,6 +23,8 @@ repetition, the attempts are the other subjects'.
 """
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,8 +114,9 @@ UNSEEN = 255
 
 def encode(feats: np.ndarray) -> np.ndarray:
     """(T, F) radians (NaN = not seen) -> (T, F) uint8."""
-    codes = np.clip(np.round(np.nan_to_num(feats, nan=0.0) / _STEP), 0, 254).astype(np.uint8)
-    codes[np.isnan(feats)] = UNSEEN
+    unseen = np.isnan(feats)
+    codes = np.clip(np.round(np.where(unseen, 0.0, feats) / _STEP), 0, 254).astype(np.uint8)
+    codes[unseen] = UNSEEN
     return codes
 
 
@@ -218,6 +221,11 @@ class FormModel:
     takes: tuple = ()
     mistakes: tuple = ()
 
+    @functools.cached_property
+    def _guide_range(self) -> np.ndarray:
+        """The range an attempt is held to per angle (NaN where the guide never saw it: masked out)."""
+        return self.hi - self.lo if self.rom is None else np.nan_to_num(self.rom, nan=0.0)
+
     @classmethod
     def of(cls, feats: np.ndarray, more_takes: list[np.ndarray] = (),
            mistakes: list[tuple[str, np.ndarray]] = ()) -> "FormModel":
@@ -262,13 +270,14 @@ class FormModel:
         """The patient's angle ranges (``lo``, ``hi``; NaN where unknown) and jitter over ``n_seen`` rows
         against the guide's."""
         both = ~np.isnan(lo) & ~np.isnan(self.lo)
-        g = np.where(both, self.hi - self.lo if self.rom is None else np.nan_to_num(self.rom, nan=0.0), 0.0)
+        g = np.where(both, self._guide_range, 0.0)
         # range the detector's own jitter explains is not movement (a clean sensor: ~0; a phone camera's
-        # BlazePose: ~0.1 rad on the elbows)
-        slack = np.nan_to_num(NOISE_SLACK * jit, nan=0.0)
+        # BlazePose: ~0.1 rad on the elbows); jit is finite or NaN (an angle not seen)
+        slack = NOISE_SLACK * jit
+        slack[np.isnan(slack)] = 0.0
         # a range is short only once (nearly) a whole repetition has been seen, and by more than a camera
         # at another angle foreshortens it
-        coverage = np.clip((n_seen / max(self.length, 1) - 0.5) / 0.5, 0.0, 1.0)
+        coverage = min(max((n_seen / max(self.length, 1) - 0.5) / 0.5, 0.0), 1.0)
         a = np.where(both, hi - lo, 0.0)
         excess, deficit = _range_errors(a, g, self.moving, slack)
         deficit = deficit * coverage

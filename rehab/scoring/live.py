@@ -4,19 +4,18 @@ repetitions, and the running session similarity. The live processor and the offl
 from __future__ import annotations
 
 import base64
-import dataclasses
 from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from rehab.records import KeypointFrame, Score, now_ms
-from rehab.scoring.form import NEUTRAL, UNSEEN, FormResult, N_FEATURES, encode
+from rehab.scoring.form import NEUTRAL, UNSEEN, FormResult, N_FEATURES
 from rehab.scoring.pose import nearest
 from rehab.scoring.reps import RepCounter
 from rehab.scoring.model import RATE_HZ, ReferenceModel
 from rehab.scoring.scorer import (
-    EMPTY, MIN_WINDOW_FRACTION, PHASE_ANCHOR_MIN, SCORER_VERSION, Rows, WindowResult, calibrate, phase_prior,
+    EMPTY, MIN_WINDOW_FRACTION, PHASE_ANCHOR_MIN, SCORER_VERSION, Rows, WindowResult, calibrate,
     score_windows,
 )
 
@@ -181,7 +180,7 @@ class LiveScorer:
         prior = None
         if self.last_ts_ms is not None:
             advanced = (f.capture_ts_ms - self.last_ts_ms) * RATE_HZ / 1000.0
-            prior = phase_prior(self.ref.length, self.last_phase_idx, advanced)
+            prior = (self.last_phase_idx, advanced)  # (phase_prior's, computed for the whole group)
         return WindowJob(self, f, first, k_first, k_last, keep, kps, prev, prior)
 
     def _attach(self, job: "WindowJob", new: Rows | None) -> Rows:
@@ -193,7 +192,7 @@ class LiveScorer:
             k0 = job.k_last - len(new) + 1
             keep_from = max(self.angles_k_last + 1 - k0, 0)
             gap = min(max(k0 - self.angles_k_last - 1, 0), self.ref.form.history_rows)  # rows nobody filled
-            parts = [self.angles, np.full((gap, N_FEATURES), UNSEEN, np.uint8), encode(new.angles[keep_from:])]
+            parts = [self.angles, np.full((gap, N_FEATURES), UNSEEN, np.uint8), new.angle_codes[keep_from:]]
             self.angles = np.concatenate(parts)[-self.ref.form.history_rows:]
             self.angles_k_last = max(self.angles_k_last, job.k_last)
         return rows[: job.k_last - job.k_first + 1]
@@ -215,8 +214,8 @@ class LiveScorer:
         reps = self.reps.update(result.phase, calibrate(result.similarity), form.reach)
         if result is not EMPTY:
             hints = form.corrections() if form.factor < FORM_HINT_BELOW or form.mistake else []
-            result = dataclasses.replace(result, similarity=round(calibrate(result.similarity * form.factor), 4),
-                                         corrections=(hints + result.corrections)[:4])
+            result = WindowResult(**{**result.__dict__, "similarity": round(calibrate(result.similarity * form.factor), 4),
+                                     "corrections": (hints + result.corrections)[:4]})
         if result is not EMPTY or self.n_scores:  # the session starts when the patient is first in view:
             self.total += result.similarity  # nobody in the windows before that is no score against them
             self.n_scores += 1
@@ -245,7 +244,7 @@ class WindowJob:
     keep: int | None  # the scorer's cached rows from this index on are the window's first rows
     kps: np.ndarray  # (n, 17, 3) the window's new resampled rows, not yet computed
     prev: tuple | None  # the pose of the row before the new ones
-    prior: np.ndarray | None
+    prior: tuple[int, float] | None  # the last anchored phase and the samples advanced since
 
 
 def score_jobs(jobs: list[WindowJob], score_ts_ms: int | None = None) -> list[Score]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from rehab.coco import LIMB_INDEX, LIMBS, MIRROR
 from rehab.scoring.align import backtrack, best_ends
-from rehab.scoring.form import angle_features
+from rehab.scoring.form import angle_features, encode
 from rehab.scoring.kernels import similarity4
 from rehab.scoring.model import Poses, ReferenceModel, movement_steps
 from rehab.scoring.pose import limb_directions, normalize
@@ -77,37 +77,51 @@ def _swapped_limbs() -> tuple[list[int], np.ndarray]:
 SWAP_LIMB, SWAP_SIGN = _swapped_limbs()
 
 
+# Candidate c's two labellings as a permutation of the seen joints (limbs) and signs: variant v's joints
+# are the seen ones at JOINT_PERM[v] with x times JOINT_FLIP[v]; its limbs the seen ones at LIMB_PERM[v]
+# times LIMB_SIGN[v] (and the x flip). Negations and permutations are exact, so a variant made from the
+# seen pose when it is needed is the same to the bit as one made and kept for every row.
+_IDENTITY_J, _IDENTITY_L = np.arange(len(MIRROR)), np.arange(len(LIMB_INDEX))
+JOINT_PERM = np.stack([_IDENTITY_J, list(MIRROR), list(MIRROR), _IDENTITY_J])
+JOINT_FLIP = np.stack([np.ones(2), np.ones(2), _FLIP_X, _FLIP_X])
+LIMB_PERM = np.stack([_IDENTITY_L, SWAP_LIMB, SWAP_LIMB, _IDENTITY_L])
+LIMB_SIGN = np.stack([np.ones(len(LIMB_INDEX)), SWAP_SIGN, SWAP_SIGN, np.ones(len(LIMB_INDEX))])
+
+
 @dataclass(frozen=True)
 class Rows:
     """Resampled patient frames, everything the scorer needs about each of them, computed once."""
 
-    norm: np.ndarray  # (4, T, 17, 2) the four variants' normalised joints
-    w: np.ndarray  # (4, T, 17)
-    dirs: np.ndarray  # (4, T, L, 2)
-    lw: np.ndarray  # (4, T, L)
-    sim: np.ndarray  # (4, T, R) similarity to every sample of one repetition of the reference, in [0, 1]
-    # (the cyclic reference is that repetition twice: column j of it is column j % R here)
+    norm: np.ndarray  # (T, 17, 2) normalised joints as seen (the other labellings: JOINT_PERM, JOINT_FLIP)
+    w: np.ndarray  # (T, 17)
+    dirs: np.ndarray  # (T, L, 2) limb directions as seen (the others: LIMB_PERM, LIMB_SIGN, JOINT_FLIP)
+    lw: np.ndarray  # (T, L)
+    # Per candidate c (as seen / mirrored) and sample j of the cyclic reference (one repetition twice:
+    # column j is sample j % R): the alignment's cost, 1 - the similarity of c's better labelling, 0
+    # where nobody was seen, (2, T, 2R); and whether that labelling is c's second one, (2, T, R).
+    cost: np.ndarray
+    pick: np.ndarray
     step: np.ndarray  # (T,) movement from the previous frame (0 for the first one seen)
     valid: np.ndarray  # (T,) somebody was seen
-    angles: np.ndarray  # (T, F) joint angles for the form assessment (form.angle_features)
+    angle_codes: np.ndarray  # (T, F) uint8 joint angles for the form assessment (form.angle_features, encoded)
 
     def __len__(self) -> int:
         return self.step.shape[0]
 
     def __getitem__(self, sl: slice) -> "Rows":
-        return Rows(self.norm[:, sl], self.w[:, sl], self.dirs[:, sl], self.lw[:, sl], self.sim[:, sl],
-                    self.step[sl], self.valid[sl], self.angles[sl])
+        return Rows(self.norm[sl], self.w[sl], self.dirs[sl], self.lw[sl], self.cost[:, sl], self.pick[:, sl],
+                    self.step[sl], self.valid[sl], self.angle_codes[sl])
 
     def last(self) -> tuple[np.ndarray, np.ndarray]:
         """The newest row's pose as seen (what the next row's movement is measured from)."""
-        return self.norm[AS_SEEN, -1], self.w[AS_SEEN, -1]
+        return self.norm[-1], self.w[-1]
 
     @staticmethod
     def concat(parts: list["Rows"]) -> "Rows":
         if len(parts) == 1:
             return parts[0]
-        return Rows(*(np.concatenate([getattr(p, f) for p in parts], axis=0 if f in ("step", "valid", "angles") else 1)
-                      for f in ("norm", "w", "dirs", "lw", "sim", "step", "valid", "angles")))
+        return Rows(*(np.concatenate([getattr(p, f) for p in parts], axis=1 if f in ("cost", "pick") else 0)
+                      for f in ("norm", "w", "dirs", "lw", "cost", "pick", "step", "valid", "angle_codes")))
 
     @classmethod
     def compute(cls, kps: np.ndarray, ref: ReferenceModel, starts: list[int] | None = None,
@@ -118,27 +132,25 @@ class Rows:
         own session's previous frame."""
         n = len(kps)
         norm, w = normalize(kps)
-        idx = list(MIRROR)
-        sn, sw = norm[:, idx], w[:, idx]
-        norm4 = np.stack([norm, sn, sn * _FLIP_X, norm * _FLIP_X])
-        w4 = np.stack([w, sw, sw, w])
         dirs, lw = limb_directions(norm, w)
         # The other three labellings' limbs are the seen ones exactly (IEEE negation and a permutation
         # are exact): swapping the labels makes limb l the seen limb SWAP_LIMB[l] (reversed for the
-        # limbs across the body), flipping x negates the x component.
+        # limbs across the body), flipping x negates the x component, which a cosine with the guide's
+        # limbs shares with the variant it was flipped from (similarity4 scores the four from two).
         sdirs = dirs[:, SWAP_LIMB] * SWAP_SIGN[:, None]
         slw = lw[:, SWAP_LIMB]
-        dirs4 = np.stack([dirs, sdirs, sdirs * _FLIP_X, dirs * _FLIP_X])
-        lw4 = np.stack([lw, slw, slw, lw])
         sim = np.empty((4, n, ref.length))
         c = np.ascontiguousarray  # (the kernel is compiled for C-ordered arrays: one signature, cached)
         similarity4(c(dirs), c(lw), c(sdirs), c(slw), c(ref.sample_dirs), c(ref.sample_lw), sim)
+        valid = lw.sum(axis=1) > 0
+        cost = np.where(valid[None, :, None], 1.0 - np.maximum(sim[0::2], sim[1::2]), 0.0)
         prev_n, prev_w = np.zeros_like(norm), np.zeros_like(w)
         prev_n[1:], prev_w[1:] = norm[:-1], w[:-1]
         for s, prev in zip(starts or [0], start_prev or [None]):
             prev_n[s], prev_w[s] = prev if prev is not None else (0.0, 0.0)
         step = movement_steps(norm, w, prev_n, prev_w)
-        return cls(norm4, w4, dirs4, lw4, sim, step, lw.sum(axis=1) > 0, angle_features(kps))
+        return cls(norm, w, dirs, lw, np.concatenate([cost, cost], axis=2), sim[1::2] > sim[0::2], step, valid,
+                   encode(angle_features(kps)))
 
 
 def _velocity_agreement(pn: np.ndarray, pw: np.ndarray, rn: np.ndarray, rw: np.ndarray, chunk: int = 5) -> np.ndarray:
@@ -181,11 +193,12 @@ EMPTY = WindowResult(0.0, 0.0, 0.0, {}, [{"joint": "body", "direction": "visible
                                          "message": "step into view of the camera"}], 0.0, False, (0, 0))
 
 
-def _corrections(limbs: dict[str, float], dx: np.ndarray, dy: np.ndarray) -> list[dict]:
+def _corrections(limbs: dict[str, float], dx, dy) -> list[dict]:
     """The (up to) three worst limbs below 0.8, with the direction the guide's limb points away from
     the patient's (``dx``, ``dy`` per limb: weighted mean of guide minus patient direction)."""
     out = []
-    for li in np.argsort([limbs.get(n, 1.0) for n in LIMB_NAMES], kind="stable")[:3]:
+    worst = [limbs.get(n, 1.0) for n in LIMB_NAMES]
+    for li in sorted(range(len(LIMB_NAMES)), key=worst.__getitem__)[:3]:  # (a stable sort: ties by limb order)
         name = LIMB_NAMES[li]
         if name not in limbs or limbs[name] >= 0.8:
             continue
@@ -199,13 +212,15 @@ def _corrections(limbs: dict[str, float], dx: np.ndarray, dy: np.ndarray) -> lis
     return out
 
 
-def phase_prior(ref_len: int, prev_phase_idx: int | None, advanced: float) -> np.ndarray | None:
+def phase_prior(ref_len: int, prev_phase_idx, advanced) -> np.ndarray | None:
     """End penalty over the doubled reference's columns: after ``advanced`` samples at 0.5x-2x speed
-    the phase should have moved on by 0.5*advanced .. 2*advanced (+ slack) from the last window's."""
+    the phase should have moved on by 0.5*advanced .. 2*advanced (+ slack) from the last window's.
+    Scalars give (2R,); arrays of B windows' phases and advances give (B, 2R) in one pass."""
     if prev_phase_idx is None:
         return None
     cols = np.arange(2 * ref_len)
-    ahead = (cols - prev_phase_idx) % ref_len
+    prev, advanced = np.asarray(prev_phase_idx)[..., None], np.asarray(advanced, dtype=np.float64)[..., None]
+    ahead = (cols - prev) % ref_len
     lo, hi = 0.5 * advanced - PHASE_SLACK, 2.0 * advanced + PHASE_SLACK
     outside = np.where(ahead < lo, np.minimum(lo - ahead, ref_len - ahead + lo), np.maximum(ahead - hi, 0))
     outside = np.minimum(outside, ref_len - outside)
@@ -215,7 +230,8 @@ def phase_prior(ref_len: int, prev_phase_idx: int | None, advanced: float) -> np
 def score_windows(ref: ReferenceModel, windows: list[Rows], priors: list[np.ndarray | None],
                   mirror_mode: str = "auto") -> list[WindowResult]:
     """Scores windows of patient rows against the cyclic reference, many at once (windows with the
-    same number of rows share every numpy call). ``priors``: each window's phase prior or None."""
+    same number of rows share every numpy call). ``priors``: for each window, None or the last anchored
+    phase and the reference samples advanced since (``phase_prior``'s arguments)."""
     out: list[WindowResult] = [EMPTY] * len(windows)
     groups: dict[int, list[int]] = {}
     for i, rows in enumerate(windows):
@@ -230,15 +246,15 @@ def score_windows(ref: ReferenceModel, windows: list[Rows], priors: list[np.ndar
 def _score_group(ref: ReferenceModel, ws: list[Rows], priors: list, mirror_mode: str) -> list[WindowResult]:
     b, t = len(ws), len(ws[0])
     n_cand = 2 if mirror_mode == "auto" else 1
-    sim = np.stack([w.sim for w in ws])  # (B, 4, T, R): one repetition
     valid = np.stack([w.valid for w in ws])  # (B, T)
     # per frame the better labelling; frames where nobody was seen cost 0 and are not counted in the mean
-    both = np.maximum(sim[:, 0:2 * n_cand:2], sim[:, 1:2 * n_cand:2])  # (B, n_cand, T, R)
-    cost = np.where(valid[:, None, :, None], 1.0 - both, 0.0).reshape(b * n_cand, t, -1)
-    cost = np.concatenate([cost, cost], axis=2)  # against the cyclic reference (the repetition twice)
+    cost = np.stack([w.cost[:n_cand] for w in ws]).reshape(b * n_cand, t, -1)  # against the cyclic reference
     penalty = None
-    if any(p is not None for p in priors):
-        penalty = np.repeat(np.stack([np.zeros(cost.shape[2]) if p is None else p for p in priors]), n_cand, axis=0)
+    have = [i for i, p in enumerate(priors) if p is not None]
+    if have:
+        penalty = np.zeros((b, cost.shape[2]))
+        penalty[have] = phase_prior(ref.length, [priors[i][0] for i in have], [priors[i][1] for i in have])
+        penalty = np.repeat(penalty, n_cand, axis=0)
     total, end, move = best_ends(cost, penalty)
     totals = total.reshape(b, n_cand)
     k = np.argmin(totals, axis=1)  # the candidate (as seen / mirrored) with the lower cost
@@ -247,13 +263,15 @@ def _score_group(ref: ReferenceModel, ws: list[Rows], priors: list, mirror_mode:
     finite = np.isfinite(totals[np.arange(b), k])
     path[~finite] = 0
     bb, tt = np.arange(b)[:, None], np.arange(t)[None, :]
-    base = 2 * k[:, None]
     col = path % ref.length
-    var = base + (sim[bb, base + 1, tt, col] > sim[bb, base, tt, col])  # per frame, the labelling used
-    norm = np.stack([w.norm for w in ws])[bb, var, tt]  # (B, T, 17, 2)
-    jw = np.stack([w.w for w in ws])[bb, var, tt]
-    dirs = np.stack([w.dirs for w in ws])[bb, var, tt]  # (B, T, L, 2)
-    lw_p = np.stack([w.lw for w in ws])[bb, var, tt]
+    var = 2 * k[:, None] + np.stack([w.pick for w in ws])[bb, k[:, None], tt, col]  # per frame, the labelling used
+    b3, t3 = bb[..., None], tt[..., None]
+    joints, limbs = JOINT_PERM[var], LIMB_PERM[var]  # (B, T, 17), (B, T, L)
+    flip = JOINT_FLIP[var][:, :, None, :]
+    norm = np.stack([w.norm for w in ws])[b3, t3, joints] * flip  # (B, T, 17, 2)
+    jw = np.stack([w.w for w in ws])[b3, t3, joints]
+    dirs = np.stack([w.dirs for w in ws])[b3, t3, limbs] * (LIMB_SIGN[var][..., None] * flip)  # (B, T, L, 2)
+    lw_p = np.stack([w.lw for w in ws])[b3, t3, limbs]
     cost_mean = totals[np.arange(b), k] * t / valid.sum(axis=1)
     pose_sim = np.clip(1.0 - cost_mean, 0.0, 1.0)
     j0, j1 = path[:, 0], path[:, -1]
@@ -273,8 +291,9 @@ def _score_group(ref: ReferenceModel, ws: list[Rows], priors: list, mirror_mode:
     agreement = _velocity_agreement(norm, jw, r.norm[path], r.w[path])
     similarity = pose_sim * movement * np.clip(VEL_OFFSET + VEL_GAIN * agreement, 0.0, 1.0)
     results = []
+    limb_rows, seen_rows, dx, dy = limb_sim.tolist(), (lw_sum > 0).tolist(), dx.tolist(), dy.tolist()
     for i in range(b):
-        limbs = {LIMB_NAMES[li]: round(float(limb_sim[i, li]), 4) for li in range(len(LIMB_NAMES)) if lw_sum[i, li] > 0}
+        limbs = {name: round(v, 4) for name, v, seen in zip(LIMB_NAMES, limb_rows[i], seen_rows[i]) if seen}
         corrections = _corrections(limbs, dx[i], dy[i])
         if movement[i] < 0.5:
             corrections.insert(0, {"joint": "body", "direction": "move", "message": "follow the guide's movement"})

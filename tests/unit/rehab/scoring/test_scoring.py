@@ -311,8 +311,30 @@ def test_rows_do_not_depend_on_how_many_are_computed_together():
     whole = Rows.compute(kps, model)
     first = Rows.compute(kps[:17], model)
     rest = Rows.compute(kps[17:], model, [0], [first.last()])
-    for name in ("norm", "w", "dirs", "lw", "sim", "step", "valid"):
+    for name in ("norm", "w", "dirs", "lw", "cost", "pick", "step", "valid", "angle_codes"):
         np.testing.assert_array_equal(getattr(whole, name), getattr(Rows.concat([first, rest]), name), err_msg=name)
+
+
+def test_the_four_labellings_are_made_from_the_seen_pose_exactly():
+    """Rows keep the pose as seen; the scorer makes the other three labellings (labels swapped,
+    mirrored, x flipped only) from it with JOINT_PERM / JOINT_FLIP and LIMB_PERM / LIMB_SIGN. They must
+    be the poses those labellings are, to the bit: the limbs of the relabelled joints."""
+    from rehab.coco import MIRROR
+    from rehab.scoring.pose import limb_directions
+    from rehab.scoring.scorer import JOINT_FLIP, JOINT_PERM, LIMB_PERM, LIMB_SIGN
+
+    norm, w = normalize(to_array([pose_at(i / 13) for i in range(13)]))
+    dirs, lw = limb_directions(norm, w)
+    flip_x = np.array([-1.0, 1.0])
+    as_defined = [(norm, w), (norm[:, list(MIRROR)], w[:, list(MIRROR)]),
+                  (norm[:, list(MIRROR)] * flip_x, w[:, list(MIRROR)]), (norm * flip_x, w)]
+    for v, (vn, vw) in enumerate(as_defined):
+        np.testing.assert_array_equal(norm[:, JOINT_PERM[v]] * JOINT_FLIP[v], vn, err_msg=f"joints {v}")
+        np.testing.assert_array_equal(w[:, JOINT_PERM[v]], vw, err_msg=f"weights {v}")
+        vdirs, vlw = limb_directions(vn, vw)
+        np.testing.assert_array_equal(dirs[:, LIMB_PERM[v]] * (LIMB_SIGN[v][:, None] * JOINT_FLIP[v]), vdirs,
+                                      err_msg=f"limbs {v}")
+        np.testing.assert_array_equal(lw[:, LIMB_PERM[v]], vlw, err_msg=f"limb weights {v}")
 
 
 def test_a_recording_scores_the_same_whatever_its_clock_origin():
