@@ -11,15 +11,18 @@ from rehab.scoring import kernels
 START, DIAG, SKIP_REF, REPEAT_REF = 0, 1, 2, 3
 
 
-def accumulate(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def accumulate(cost: np.ndarray, cyclic: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Accumulated cost of the last row (B, m) and the move into every cell (B, n, m).
 
     Steps: (1,1) same speed; (1,2) the patient is faster (one reference sample skipped); (2,1) the
     patient is slower (two patient samples on one reference sample). Each patient sample is charged
     once, so ``total / n`` is the mean cost. Open begin on the reference (row 0 starts anywhere).
-    Ties go to the first of diagonal, skip, repeat. (The loop is compiled: ``kernels.accumulate``.)"""
+    Ties go to the first of diagonal, skip, repeat. (The loop is compiled: ``kernels.accumulate``.)
+    ``cyclic``: against the guide's columns played twice, (B, n, 2m) out, as ``np.concatenate([cost,
+    cost], axis=2)`` would give, without making it."""
     cost = np.ascontiguousarray(cost, dtype=np.float64)
-    move = np.zeros(cost.shape, dtype=np.int8)
+    b, n, m = cost.shape
+    move = np.zeros((b, n, 2 * m if cyclic else m), dtype=np.int8)
     return kernels.accumulate(cost, move), move
 
 
@@ -42,12 +45,14 @@ def backtrack(move: np.ndarray, end: np.ndarray) -> np.ndarray:
     return path
 
 
-def best_ends(cost: np.ndarray, end_penalty: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def best_ends(cost: np.ndarray, end_penalty: np.ndarray | None = None,
+              cyclic: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For B cost matrices (B, n, m): the mean cost of the best alignment (B,), its end column (B,)
     and the moves (for ``backtrack``). ``end_penalty`` (m,) or (B, m), in mean-cost units, ranks the
-    ends but is not in the returned cost."""
+    ends but is not in the returned cost. ``cyclic``: the columns played twice (``accumulate``), ends
+    and ``end_penalty`` over 2m columns."""
     b, n, _ = cost.shape
-    last, move = accumulate(cost)
+    last, move = accumulate(cost, cyclic)
     ranked = last / n if end_penalty is None else last / n + end_penalty
     end = np.argmin(ranked, axis=1)
     return last[np.arange(b), end] / n, end, move

@@ -55,28 +55,38 @@ def accumulate(cost, move):  # pragma: no cover - compiled
     """Subsequence DTW over B cost matrices (B, n, m) with steps (1,1), (1,2) and (2,1), each patient
     row charged once: fills ``move`` (B, n, m) with the move into every cell (1 diagonal, 2 skip a
     guide sample, 3 repeat one; ties to the first) and returns the accumulated cost of the last row
-    (B, m). Open begin: row 0 starts at any column."""
-    b, n, m = cost.shape
+    (B, m). Open begin: row 0 starts at any column.
+
+    ``move`` may have twice the columns of ``cost`` (B, n, r), m = 2r: the DTW then runs against the
+    guide played twice (column j costs ``cost[..., j % r]``), with no doubled copy of the costs."""
+    b, n, r = cost.shape
+    m = move.shape[2]
     inf = np.inf
     last = np.empty((b, m))
     prev = np.empty(m)
     prev2 = np.empty(m)
     cur = np.empty(m)
+    c_prev = np.empty(m)  # the rows' costs over all m columns (column j: sample j % r)
+    c_cur = np.empty(m)
     for k in range(b):
         for j in range(m):
-            prev[j] = cost[k, 0, j]
+            c_cur[j] = cost[k, 0, j % r]
+            prev[j] = c_cur[j]
         for i in range(1, n):
+            for j in range(m):
+                c_prev[j] = c_cur[j]
+                c_cur[j] = cost[k, i, j % r]
             for j in range(m):
                 s0 = prev[j - 1] if j >= 1 else inf
                 s1 = prev[j - 2] if j >= 2 else inf
-                s2 = prev2[j - 1] + cost[k, i - 1, j] if (i >= 2 and j >= 1) else inf
+                s2 = prev2[j - 1] + c_prev[j] if (i >= 2 and j >= 1) else inf
                 best, mv = s0, 1
                 if s1 < best:
                     best, mv = s1, 2
                 if s2 < best:
                     best, mv = s2, 3
                 move[k, i, j] = mv
-                cur[j] = best + cost[k, i, j]
+                cur[j] = best + c_cur[j]
             for j in range(m):
                 prev2[j] = prev[j]
                 prev[j] = cur[j]
@@ -201,4 +211,5 @@ def warm_up() -> None:
     d, w = np.zeros((1, 12, 2)), np.zeros((1, 12))
     similarity4(d, w, d, w, d, w, np.empty((4, 1, 1)))
     accumulate(np.zeros((1, 2, 2)), np.zeros((1, 2, 2), np.int8))
+    accumulate(np.zeros((1, 2, 2)), np.zeros((1, 2, 4), np.int8))  # (the cyclic guide: same signature)
     form_stats(np.zeros((3, 15), np.uint8), 255, 0.01, 0.05, 0.95, np.empty(15), np.empty(15), np.empty(15))

@@ -20,7 +20,11 @@ from rehab.scoring.scorer import (
 )
 
 RATE = int(RATE_HZ)  # grid rows per second
-_NOBODY = np.zeros((17, 3))  # a frame without anybody: zero confidence everywhere (as ``to_array``)
+_NOBODY = np.zeros((17, 3)).tolist()  # a frame without anybody: zero confidence everywhere (as ``to_array``)
+
+
+def _keypoints(f: KeypointFrame) -> list:
+    return _NOBODY if f.keypoints is None else f.keypoints
 FORM_HINT_BELOW = 0.8  # the form's hints lead the corrections when it costs more than 20 %
 
 
@@ -37,7 +41,6 @@ class LiveScorer:
     min_interval_ms: int = 0
     mirror_mode: str = "auto"
     frames: deque = field(default_factory=deque)
-    _arrays: deque = field(default_factory=deque, repr=False)  # each frame's keypoints (17, 3), as ``frames``
     reps: RepCounter = field(default_factory=RepCounter)
     total: float = 0.0
     n_scores: int = 0
@@ -67,7 +70,7 @@ class LiveScorer:
         """The frames of the current window, compactly: their seqs and capture times, their keypoints as
         float32 (base64, -1 confidence where nobody was seen), and the form history (one byte an
         angle, base64)."""
-        kps = np.stack(self._arrays).astype(np.float32) if self._arrays else np.zeros((0, 17, 3), np.float32)
+        kps = np.array([_keypoints(f) for f in self.frames], np.float64).reshape(-1, 17, 3).astype(np.float32)
         for i, f in enumerate(self.frames):
             if f.keypoints is None:
                 kps[i, :, 2] = -1.0
@@ -94,15 +97,8 @@ class LiveScorer:
                                   reference_id=template.reference_id)
                     for seq, ts, kps in rows if int(seq) <= self.last_seq]
         newer = [f for f in self.frames if f.seq > (restored[-1].seq if restored else -1)]
-        self.frames, self._arrays = deque(), deque()
-        for f in restored + newer:
-            self._push(f)
+        self.frames = deque(restored + newer)
         self.rows = None
-
-    def _push(self, f: KeypointFrame) -> None:
-        """Appends a frame to the window, with its keypoints as an array (made once per frame)."""
-        self.frames.append(f)
-        self._arrays.append(_NOBODY if f.keypoints is None else np.asarray(f.keypoints, dtype=np.float64))
 
     def restore(self, snap: dict) -> None:
         self.reps.count, self.reps.armed = int(snap["reps"]), bool(snap["armed"])
@@ -132,15 +128,14 @@ class LiveScorer:
             # a duplicate, re-delivered or out-of-order frame: never scored twice, but after a restart
             # the frames re-read before the last scored one refill the window
             if not self.frames or f.seq > self.frames[-1].seq:
-                self._push(f)
+                self.frames.append(f)
             return False
         prev_ts, self.last_seq, self.last_frame_ts_ms = self.last_frame_ts_ms, f.seq, f.capture_ts_ms
         if self.grid_origin_ms is None:
             self.grid_origin_ms = f.capture_ts_ms
-        self._push(f)
+        self.frames.append(f)
         while self.frames[0].capture_ts_ms < f.capture_ts_ms - self.window_ms:
             self.frames.popleft()
-            self._arrays.popleft()
         if defer or not self._window_ready():
             return False
         if self.min_interval_ms and prev_ts is not None and \
@@ -176,7 +171,8 @@ class LiveScorer:
             ts = np.fromiter((x.capture_ts_ms - origin for x in self.frames), dtype=np.float64, count=len(self.frames))
             # the nearest frame (the earlier one on a tie): a row never changes once made
             idx = nearest(ts, np.arange(new_from, k_last + 1) * (1000.0 / RATE))
-            kps = np.stack([self._arrays[i] for i in idx])
+            # (as arrays only now: a frame's keypoints are read into a row once, most frames being one row)
+            kps = np.array([_keypoints(self.frames[i]) for i in idx], dtype=np.float64)
         prior = None
         if self.last_ts_ms is not None:
             advanced = (f.capture_ts_ms - self.last_ts_ms) * RATE_HZ / 1000.0

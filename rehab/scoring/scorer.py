@@ -96,9 +96,10 @@ class Rows:
     w: np.ndarray  # (T, 17)
     dirs: np.ndarray  # (T, L, 2) limb directions as seen (the others: LIMB_PERM, LIMB_SIGN, JOINT_FLIP)
     lw: np.ndarray  # (T, L)
-    # Per candidate c (as seen / mirrored) and sample j of the cyclic reference (one repetition twice:
-    # column j is sample j % R): the alignment's cost, 1 - the similarity of c's better labelling, 0
-    # where nobody was seen, (2, T, 2R); and whether that labelling is c's second one, (2, T, R).
+    # Per candidate c (as seen / mirrored) and guide sample j: the alignment's cost, 1 - the similarity
+    # of c's better labelling, 0 where nobody was seen, (2, T, R); and whether that labelling is c's
+    # second one, (2, T, R). (The alignment runs against the guide played twice, column j being sample
+    # j % R: ``best_ends(..., cyclic=True)``.)
     cost: np.ndarray
     pick: np.ndarray
     step: np.ndarray  # (T,) movement from the previous frame (0 for the first one seen)
@@ -149,8 +150,7 @@ class Rows:
         for s, prev in zip(starts or [0], start_prev or [None]):
             prev_n[s], prev_w[s] = prev if prev is not None else (0.0, 0.0)
         step = movement_steps(norm, w, prev_n, prev_w)
-        return cls(norm, w, dirs, lw, np.concatenate([cost, cost], axis=2), sim[1::2] > sim[0::2], step, valid,
-                   encode(angle_features(kps)))
+        return cls(norm, w, dirs, lw, cost, sim[1::2] > sim[0::2], step, valid, encode(angle_features(kps)))
 
 
 def _velocity_agreement(pn: np.ndarray, pw: np.ndarray, rn: np.ndarray, rw: np.ndarray, chunk: int = 5) -> np.ndarray:
@@ -248,14 +248,14 @@ def _score_group(ref: ReferenceModel, ws: list[Rows], priors: list, mirror_mode:
     n_cand = 2 if mirror_mode == "auto" else 1
     valid = np.stack([w.valid for w in ws])  # (B, T)
     # per frame the better labelling; frames where nobody was seen cost 0 and are not counted in the mean
-    cost = np.stack([w.cost[:n_cand] for w in ws]).reshape(b * n_cand, t, -1)  # against the cyclic reference
+    cost = np.stack([w.cost[:n_cand] for w in ws]).reshape(b * n_cand, t, -1)
     penalty = None
     have = [i for i, p in enumerate(priors) if p is not None]
     if have:
-        penalty = np.zeros((b, cost.shape[2]))
+        penalty = np.zeros((b, 2 * ref.length))
         penalty[have] = phase_prior(ref.length, [priors[i][0] for i in have], [priors[i][1] for i in have])
         penalty = np.repeat(penalty, n_cand, axis=0)
-    total, end, move = best_ends(cost, penalty)
+    total, end, move = best_ends(cost, penalty, cyclic=True)  # against the cyclic reference
     totals = total.reshape(b, n_cand)
     k = np.argmin(totals, axis=1)  # the candidate (as seen / mirrored) with the lower cost
     chosen = np.arange(b) * n_cand + k

@@ -80,6 +80,17 @@ def test_dtw_accumulation_is_the_numpy_one(shape):
     assert np.array_equal(last, want_last) and np.array_equal(move[:, 1:], want_move[:, 1:])
 
 
+@pytest.mark.parametrize("shape", [(5, 30, 100), (1, 2, 3), (3, 17, 1)])
+def test_dtw_against_the_guide_played_twice_needs_no_doubled_copy(shape):
+    rng = np.random.default_rng(sum(shape) + 1)
+    cost = rng.random(shape)
+    cost[rng.random(shape) < 0.05] = 0.0
+    last, move = accumulate(cost, cyclic=True)
+    want_last, want_move = accumulate(np.concatenate([cost, cost], axis=2))
+    assert move.shape == want_move.shape == (shape[0], shape[1], 2 * shape[2])
+    assert np.array_equal(last, want_last) and np.array_equal(move, want_move)
+
+
 def test_form_statistics_from_codes_are_those_of_the_decoded_angles():
     feats = angle_features(np.array([pose_at(i / 40) for i in range(200)]))
     model = FormModel.of(feats[:40])
