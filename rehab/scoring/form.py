@@ -266,6 +266,46 @@ class FormModel:
                                     PCT[0] / 100.0, PCT[1] / 100.0, lo, hi, jit)
         return NEUTRAL if n_seen < MIN_ROWS else self._judge(lo, hi, jit, n_seen)
 
+    def assess_codes_many(self, windows: list[np.ndarray]) -> list[FormResult]:
+        """``assess_codes`` of many windows' angle codes, the judgement vectorised over them (the live
+        processor scores many sessions at once). Each result is the one ``assess_codes`` gives."""
+        k = len(windows)
+        lo, hi, jit = np.empty((k, N_FEATURES)), np.empty((k, N_FEATURES)), np.empty((k, N_FEATURES))
+        n_seen = [kernels.form_stats(np.ascontiguousarray(codes, dtype=np.uint8), UNSEEN, _STEP,
+                                     PCT[0] / 100.0, PCT[1] / 100.0, lo[i], hi[i], jit[i]) if len(codes) else 0
+                  for i, codes in enumerate(windows)]
+        out: list[FormResult] = [NEUTRAL] * k
+        judged = [i for i, n in enumerate(n_seen) if n >= MIN_ROWS]
+        if judged:
+            for i, result in zip(judged, self._judge_many(lo[judged], hi[judged], jit[judged],
+                                                          [n_seen[i] for i in judged])):
+                out[i] = result
+        return out
+
+    def _judge_many(self, lo: np.ndarray, hi: np.ndarray, jit: np.ndarray, n_seen: list[int]) -> list[FormResult]:
+        """``_judge`` of B windows at once (``lo``, ``hi``, ``jit`` (B, F)), operation for operation."""
+        both = ~np.isnan(lo) & ~np.isnan(self.lo)
+        g = np.where(both, self._guide_range, 0.0)
+        slack = NOISE_SLACK * jit
+        slack[np.isnan(slack)] = 0.0
+        coverage = [min(max((n / max(self.length, 1) - 0.5) / 0.5, 0.0), 1.0) for n in n_seen]
+        a = np.where(both, hi - lo, 0.0)
+        excess, deficit = _range_errors(a, g, self.moving, slack)
+        deficit = deficit * np.array(coverage)[:, None]
+        wanted = (self.moving * g).sum(axis=1)
+        reached = (self.moving * np.minimum(a, g)).sum(axis=1)
+        costs = excess.sum(axis=1) + DEFICIT_WEIGHT * deficit.sum(axis=1)
+        out = []
+        for i, cov in enumerate(coverage):
+            reach = float(reached[i] / wanted[i]) if wanted[i] > 0 else 1.0
+            label, margin = None, 0.0
+            if self.mistakes and cov > 0.0:
+                label, margin = self._nearest_mistake(lo[i], hi[i], slack[i])
+            factor = float(np.exp(-(costs[i] + MISTAKE_WEIGHT * margin * cov) / TAU))
+            named = label if margin * cov >= MISTAKE_NAME_MIN else None
+            out.append(FormResult(factor, excess[i], deficit[i], named, round(float(margin), 4), reach))
+        return out
+
     def _judge(self, lo: np.ndarray, hi: np.ndarray, jit: np.ndarray, n_seen: int) -> FormResult:
         """The patient's angle ranges (``lo``, ``hi``; NaN where unknown) and jitter over ``n_seen`` rows
         against the guide's."""

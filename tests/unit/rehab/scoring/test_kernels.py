@@ -115,3 +115,32 @@ def test_form_statistics_from_codes_are_those_of_the_decoded_angles():
         assert np.array_equal(got.excess, want.excess) and np.array_equal(got.deficit, want.deficit), trial
         judged += got.factor < 1.0
     assert judged > 20  # the attempts differ from the guide often enough that the form costs points
+
+
+@pytest.mark.parametrize("takes", ["one take", "takes and mistakes"])
+def test_many_windows_judged_together_are_judged_as_each_alone(takes):
+    """The live scorer assesses a group's windows together (``assess_codes_many``): every result is the
+    one ``assess_codes`` gives that window alone, with several takes and recorded mistakes too."""
+    feats = angle_features(np.array([pose_at(i / 40) for i in range(200)]))
+    rng = np.random.default_rng(5)
+    if takes == "one take":
+        model = FormModel.of(feats[:40])
+    else:
+        model = FormModel.of(feats[:40], [feats[40:80] * 1.1],
+                             [("too far", feats[80:120] * 1.6), ("too little", feats[120:160] * 0.4)])
+    windows = []
+    for trial in range(60):
+        start, length = rng.integers(0, 150), rng.integers(0, 50)
+        codes = encode(feats[start:start + length] * rng.uniform(0.3, 1.8) + rng.normal(0, 0.05, (length, 15)))
+        codes[rng.random(codes.shape) < 0.1 * (trial % 3)] = UNSEEN
+        windows.append(codes)
+    together = model.assess_codes_many(windows)
+    named = 0
+    for trial, (codes, got) in enumerate(zip(windows, together)):
+        want = model.assess_codes(codes)
+        assert (got.factor, got.mistake, got.mistake_margin, got.reach) == (want.factor, want.mistake, want.mistake_margin, want.reach), trial
+        assert np.array_equal(got.excess, want.excess) and np.array_equal(got.deficit, want.deficit), trial
+        named += got.mistake is not None
+    assert sum(r.factor < 1.0 for r in together) > 10
+    if takes != "one take":
+        assert named > 0  # the mistakes path is exercised
