@@ -86,15 +86,19 @@ def main() -> None:
                 list(pool.map(lambda p: p.start(), procs))
             spy = start_py_spy(procs[0].procs["processor"].pid, args.py_spy, Path(logs)) if args.py_spy else None
             t0 = time.monotonic()
-            done, scores, stamps = set(), 0, []
+            pids = [p.procs["processor"].pid for p in procs]
+            done, scores, stamps, cpu0 = set(), 0, [], None
             while len(done) < args.sessions and time.monotonic() - t0 < 600:
                 for batch in consumer.poll(timeout_ms=200).values():
+                    if cpu0 is None:  # the processors' CPU from (about) their first score on
+                        cpu0 = sum(cpu_seconds(pid) for pid in pids)
                     for m in batch:
                         sc = Score.from_json(m.value)
                         stamps.append(sc.score_ts_ms)
                         scores += 1
                         if sc.window_end_seq == n - 1:
                             done.add(sc.session_id)
+            cpu = sum(cpu_seconds(pid) for pid in pids) - (cpu0 or 0.0)
             elapsed = time.monotonic() - t0
             peak_rss_mb = [peak_rss(p.procs["processor"].pid) for p in procs]
             # the processors' own clock: a processor may score before the others are ready
@@ -103,10 +107,13 @@ def main() -> None:
             if spy is not None and args.py_spy_raw and spy[1].exists():
                 args.py_spy_raw.write_text(spy[1].read_text())
         consumer.close()
+    cpu_per_frame = cpu / total * 1e6
     both = {} if ceiling is None else {
         "decode_only_keypoint_frames_per_s": ceiling["keypoint_frames_per_s"],
         "share_of_decode_ceiling": round(total / steady / ceiling["keypoint_frames_per_s"], 3),
-        "target_share_of_decode_ceiling": 0.6}
+        "target_share_of_decode_ceiling": 0.6,
+        "decode_only_cpu_us_per_frame": round(ceiling["cpu_us_per_frame"], 1),
+        "cpu_share_of_decode_ceiling": round(ceiling["cpu_us_per_frame"] / cpu_per_frame, 3)}
     print(json.dumps({
         "sessions": args.sessions, "processors": args.processors, "keypoint_frames": total, "scores": scores,
         "coalesce_after": args.coalesce_after, "min_interval_ms": args.min_interval_ms,
@@ -118,7 +125,19 @@ def main() -> None:
                 "rebalance, first MySQL connection, is in seconds_with_startup)",
         "target_keypoint_frames_per_s": 20000,
         "processor_peak_rss_mb": peak_rss_mb,
+        # CPU time (all threads) per frame: what a frame costs, whatever else the machine runs meanwhile (on
+        # 2 cores the broker, MariaDB and this script take turns with the processor, and its rate follows)
+        "processor_cpu_us_per_frame": round(cpu_per_frame, 1),
     } | both | profile, indent=2))
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far (user + system, all threads), from /proc; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss(pid: int) -> float | None:
@@ -196,7 +215,8 @@ def decode_only(settings, total: int) -> dict:
         raise SystemExit(f"the decode-only agent failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
     result = json.loads(line)
     return result | {"stage": "decode", "seconds_with_startup": round(elapsed, 2),
-                     "keypoint_frames_per_s": round(total / result["seconds_from_first_batch"], 1)}
+                     "keypoint_frames_per_s": round(total / result["seconds_from_first_batch"], 1),
+                     "cpu_us_per_frame": result["cpu_seconds_from_first_batch"] / total * 1e6}
 
 
 if __name__ == "__main__":
