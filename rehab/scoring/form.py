@@ -283,11 +283,17 @@ class FormModel:
         return out
 
     def _judge_many(self, lo: np.ndarray, hi: np.ndarray, jit: np.ndarray, n_seen: list[int]) -> list[FormResult]:
-        """``_judge`` of B windows at once (``lo``, ``hi``, ``jit`` (B, F)), operation for operation."""
+        """B windows' angle ranges (``lo``, ``hi`` (B, F); NaN where unknown) and jitter (``jit``) over
+        ``n_seen`` rows each, against the guide's (vectorised over the windows; each row's result is the
+        same as alone)."""
         both = ~np.isnan(lo) & ~np.isnan(self.lo)
         g = np.where(both, self._guide_range, 0.0)
+        # range the detector's own jitter explains is not movement (a clean sensor: ~0; a phone camera's
+        # BlazePose: ~0.1 rad on the elbows); jit is finite or NaN (an angle not seen)
         slack = NOISE_SLACK * jit
         slack[np.isnan(slack)] = 0.0
+        # a range is short only once (nearly) a whole repetition has been seen, and by more than a camera
+        # at another angle foreshortens it
         coverage = [min(max((n / max(self.length, 1) - 0.5) / 0.5, 0.0), 1.0) for n in n_seen]
         a = np.where(both, hi - lo, 0.0)
         excess, deficit = _range_errors(a, g, self.moving, slack)
@@ -309,27 +315,7 @@ class FormModel:
     def _judge(self, lo: np.ndarray, hi: np.ndarray, jit: np.ndarray, n_seen: int) -> FormResult:
         """The patient's angle ranges (``lo``, ``hi``; NaN where unknown) and jitter over ``n_seen`` rows
         against the guide's."""
-        both = ~np.isnan(lo) & ~np.isnan(self.lo)
-        g = np.where(both, self._guide_range, 0.0)
-        # range the detector's own jitter explains is not movement (a clean sensor: ~0; a phone camera's
-        # BlazePose: ~0.1 rad on the elbows); jit is finite or NaN (an angle not seen)
-        slack = NOISE_SLACK * jit
-        slack[np.isnan(slack)] = 0.0
-        # a range is short only once (nearly) a whole repetition has been seen, and by more than a camera
-        # at another angle foreshortens it
-        coverage = min(max((n_seen / max(self.length, 1) - 0.5) / 0.5, 0.0), 1.0)
-        a = np.where(both, hi - lo, 0.0)
-        excess, deficit = _range_errors(a, g, self.moving, slack)
-        deficit = deficit * coverage
-        wanted = (self.moving * g).sum()
-        reach = float((self.moving * np.minimum(a, g)).sum() / wanted) if wanted > 0 else 1.0
-        cost = excess.sum() + DEFICIT_WEIGHT * deficit.sum()
-        label, margin = None, 0.0
-        if self.mistakes and coverage > 0.0:
-            label, margin = self._nearest_mistake(lo, hi, slack)
-        factor = float(np.exp(-(cost + MISTAKE_WEIGHT * margin * coverage) / TAU))
-        named = label if margin * coverage >= MISTAKE_NAME_MIN else None
-        return FormResult(factor, excess, deficit, named, round(float(margin), 4), reach)
+        return self._judge_many(lo[None], hi[None], jit[None], [n_seen])[0]
 
     def _nearest_mistake(self, lo: np.ndarray, hi: np.ndarray, slack: np.ndarray) -> tuple[str | None, float]:
         """The recorded mistake the patient's ranges are nearest (the form cost against its recording, as

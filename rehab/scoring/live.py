@@ -21,11 +21,12 @@ from rehab.scoring.scorer import (
 
 RATE = int(RATE_HZ)  # grid rows per second
 _NOBODY = np.zeros((17, 3)).tolist()  # a frame without anybody: zero confidence everywhere (as ``to_array``)
+FORM_HINT_BELOW = 0.8  # the form's hints lead the corrections when it costs more than 20 %
 
 
 def _keypoints(f: KeypointFrame) -> list:
+    """A frame's keypoints, (17, 3) as lists (nobody: zero confidence)."""
     return _NOBODY if f.keypoints is None else f.keypoints
-FORM_HINT_BELOW = 0.8  # the form's hints lead the corrections when it costs more than 20 %
 
 
 @dataclass
