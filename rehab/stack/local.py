@@ -6,6 +6,7 @@ import asyncio
 from rehab.settings import Settings
 from rehab.stack.kafka import KafkaBroker
 from rehab.stack.mariadb import MariaDB
+from rehab.stack.proc import StackError
 from rehab.adapters.kafka_admin import prepare_topics, wait_serving
 from rehab.adapters.storage.migrate import migrate
 
@@ -20,8 +21,11 @@ def up(settings: Settings, log=print, only: str | None = None) -> None:
         created, grown = prepare_topics(settings)
         log(f"topics ready ({len(created)} created, {len(grown)} grown to {settings.partitions} partitions): "
             f"{', '.join(s.name for s in settings.topics.specs())}")
-        waited = wait_serving(settings.kafka_bootstrap, [s.name for s in settings.topics.specs()],
-                              settings.processor_app_id)
+        try:
+            waited = wait_serving(settings.kafka_bootstrap, [s.name for s in settings.topics.specs()],
+                                  settings.processor_app_id)
+        except TimeoutError as exc:
+            raise StackError(f"{exc} (its log: {KafkaBroker(settings).log_file})") from exc
         if waited >= 0.5:  # a broker that has just (re)started: its partitions and groups take a while
             log(f"Kafka serving (partition leaders and the group coordinator answer) after {waited:.1f} s")
     if only in (None, "mariadb"):
