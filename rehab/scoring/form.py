@@ -261,14 +261,11 @@ class FormModel:
     def assess_codes(self, codes: np.ndarray) -> FormResult:
         """``assess(decode(codes))`` for the angles as ``encode`` keeps them, (H, F) uint8 (what the live
         scorer holds), with the quantiles and jitter in one compiled pass (``kernels.form_stats``)."""
-        lo, hi, jit = np.empty(N_FEATURES), np.empty(N_FEATURES), np.empty(N_FEATURES)
-        n_seen = kernels.form_stats(np.ascontiguousarray(codes, dtype=np.uint8), UNSEEN, _STEP,
-                                    PCT[0] / 100.0, PCT[1] / 100.0, lo, hi, jit)
-        return NEUTRAL if n_seen < MIN_ROWS else self._judge(lo, hi, jit, n_seen)
+        return self.assess_codes_many([codes])[0]
 
     def assess_codes_many(self, windows: list[np.ndarray]) -> list[FormResult]:
         """``assess_codes`` of many windows' angle codes, the judgement vectorised over them (the live
-        processor scores many sessions at once). Each result is the one ``assess_codes`` gives."""
+        processor scores many sessions at once); a window's result does not depend on the others."""
         k = len(windows)
         lo, hi, jit = np.empty((k, N_FEATURES)), np.empty((k, N_FEATURES)), np.empty((k, N_FEATURES))
         n_seen = [kernels.form_stats(np.ascontiguousarray(codes, dtype=np.uint8), UNSEEN, _STEP,

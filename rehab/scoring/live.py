@@ -200,18 +200,13 @@ class LiveScorer:
             return NEUTRAL
         return self.ref.form.assess_codes(self.angles)
 
-    def _complete(self, job: "WindowJob", result: WindowResult, score_ts_ms: int | None,
-                  form: FormResult | None = None) -> Score:
-        """The window's score from its movement match ``result`` and its ``form`` (``self.form()``
-        unless given: ``score_jobs`` assesses a group's windows together)."""
+    def _complete(self, job: "WindowJob", result: WindowResult, form: FormResult, score_ts_ms: int | None) -> Score:
+        """The window's score from its movement match ``result`` and its ``form`` (``score_jobs``
+        assesses a group's windows together; NEUTRAL for a window without anybody)."""
         f, first = job.last, job.first
         if result.similarity >= PHASE_ANCHOR_MIN:  # only a confident match anchors the phase; a weak one
             # leaves the old anchor, whose band of reachable phases widens with time, so tracking recovers
             self.last_phase_idx, self.last_ts_ms = result.ref_span[1] % self.ref.length, f.capture_ts_ms
-        if result is EMPTY:
-            form = NEUTRAL
-        elif form is None:
-            form = self.form()
         # a repetition is counted on the movement (done badly, it is still a repetition done), when it
         # reached far enough into the guide's range
         reps = self.reps.update(result.phase, calibrate(result.similarity), form.reach)
@@ -276,10 +271,10 @@ def score_jobs(jobs: list[WindowJob], score_ts_ms: int | None = None) -> list[Sc
     for (_, mode), idx in groups.items():
         ref = jobs[idx[0]].scorer.ref
         results = score_windows(ref, [windows[i] for i in idx], [jobs[i].prior for i in idx], mode)
-        judged = [n for n, result in enumerate(results) if result is not EMPTY]
-        forms: list[FormResult | None] = [None] * len(idx)
+        judged = [n for n, result in enumerate(results) if result is not EMPTY]  # (nobody in view: no form)
+        forms = [NEUTRAL] * len(idx)
         for n, form in zip(judged, ref.form.assess_codes_many([jobs[idx[n]].scorer.angles for n in judged])):
             forms[n] = form
-        for n, (i, result) in enumerate(zip(idx, results)):
-            scores[i] = jobs[i].scorer._complete(jobs[i], result, score_ts_ms, forms[n])
+        for i, result, form in zip(idx, results, forms):
+            scores[i] = jobs[i].scorer._complete(jobs[i], result, form, score_ts_ms)
     return scores

@@ -52,10 +52,9 @@ def calibrate(raw: float) -> float:
 LIMB_NAMES = tuple(f"{b}" if a.split("_")[0] == b.split("_")[0] else f"{a}-{b}" for a, b in LIMBS)
 
 
-# The four ways a patient frame is compared: as labelled, with left/right labels swapped in place (a
-# detector's confusion), mirrored (x flipped and labels swapped: the patient mirrors the guide), and
-# mirrored with the labels swapped back (x flipped only). Candidate c uses variants 2c and 2c + 1.
-AS_SEEN, SWAPPED, MIRRORED, MIRRORED_SWAPPED = range(4)
+# The four ways a patient frame is compared, variants 0-3: as labelled, with left/right labels swapped in
+# place (a detector's confusion), mirrored (x flipped and labels swapped: the patient mirrors the guide),
+# and mirrored with the labels swapped back (x flipped only). Candidate c uses variants 2c and 2c + 1.
 _FLIP_X = np.array([-1.0, 1.0])
 
 
