@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 
@@ -58,6 +59,8 @@ class LiveScorer:
     angles: np.ndarray = field(default_factory=lambda: np.zeros((0, N_FEATURES), np.uint8))  # the joint
     # angles of the last grid rows (form.encode: one byte each, UNSEEN where not seen), for the form
     angles_k_last: int = -1  # the grid row of the newest entry in ``angles``
+    kps: np.ndarray | None = None  # the keypoints of the last len(kps) frames read (``frame_array``)
+    kps_last_seq: int = -1  # the seq of the newest frame in ``kps``
 
     # -- state that survives a restart (kept in a Faust table) --------------------------------
     def snapshot(self) -> dict:
@@ -71,10 +74,8 @@ class LiveScorer:
         """The frames of the current window, compactly: their seqs and capture times, their keypoints as
         float32 (base64, -1 confidence where nobody was seen), and the form history (one byte an
         angle, base64)."""
-        kps = np.array([_keypoints(f) for f in self.frames], np.float64).reshape(-1, 17, 3).astype(np.float32)
-        for i, f in enumerate(self.frames):
-            if f.keypoints is None:
-                kps[i, :, 2] = -1.0
+        kps = self.frame_array().astype(np.float32)
+        kps[[f.keypoints is None for f in self.frames], :, 2] = -1.0
         return {"seq": [f.seq for f in self.frames], "ts": [f.capture_ts_ms for f in self.frames],
                 "kps": base64.b64encode(kps.tobytes()).decode(),
                 "angles": base64.b64encode(self.angles.tobytes()).decode(), "angles_k_last": self.angles_k_last}
@@ -99,7 +100,7 @@ class LiveScorer:
                     for seq, ts, kps in rows if int(seq) <= self.last_seq]
         newer = [f for f in self.frames if f.seq > (restored[-1].seq if restored else -1)]
         self.frames = deque(restored + newer)
-        self.rows = None
+        self.rows, self.kps = None, None
 
     def restore(self, snap: dict) -> None:
         self.reps.count, self.reps.armed = int(snap["reps"]), bool(snap["armed"])
@@ -117,6 +118,28 @@ class LiveScorer:
     @property
     def pending(self) -> bool:
         return bool(self.frames) and self.frames[-1].seq > self.last_scored_seq and self._window_ready()
+
+    def frame_array(self) -> np.ndarray:
+        """The window's keypoints, (len(frames), 17, 3) float64 aligned with ``frames`` (nobody: zeros).
+        Each frame is read into an array once, the frames new since the last call together: numpy reads
+        nested lists at ~2 us a frame, and a frame is in ~8 windows and ~2 window snapshots. (Frames
+        leave ``frames`` on the left and arrive on the right in rising seq, so the frames read before
+        are the last ones of ``kps``; ``restore_window`` replaces ``frames`` and drops ``kps``.)"""
+        frames, n = self.frames, len(self.frames)
+        new = 0
+        if self.kps is None:
+            new = n
+        else:
+            while new < n and frames[n - 1 - new].seq > self.kps_last_seq:
+                new += 1
+        old = self.kps[len(self.kps) - (n - new):] if n > new else np.zeros((0, 17, 3))
+        if new:
+            fresh = np.fromiter(chain.from_iterable(chain.from_iterable(_keypoints(frames[i]) for i in range(n - new, n))),
+                                np.float64, count=new * 51).reshape(new, 17, 3)
+            old = np.concatenate([old, fresh]) if len(old) else fresh
+            self.kps_last_seq = frames[-1].seq
+        self.kps = old
+        return old
 
     def _window_ready(self) -> bool:
         span = self.frames[-1].capture_ts_ms - self.frames[0].capture_ts_ms
@@ -172,8 +195,7 @@ class LiveScorer:
             ts = np.fromiter((x.capture_ts_ms - origin for x in self.frames), dtype=np.float64, count=len(self.frames))
             # the nearest frame (the earlier one on a tie): a row never changes once made
             idx = nearest(ts, np.arange(new_from, k_last + 1) * (1000.0 / RATE))
-            # (as arrays only now: a frame's keypoints are read into a row once, most frames being one row)
-            kps = np.array([_keypoints(self.frames[i]) for i in idx], dtype=np.float64)
+            kps = self.frame_array()[idx]
         prior = None
         if self.last_ts_ms is not None:
             advanced = (f.capture_ts_ms - self.last_ts_ms) * RATE_HZ / 1000.0

@@ -245,6 +245,27 @@ def test_a_window_snapshot_keeps_frames_without_anybody_and_old_snapshots_still_
         assert np.array_equal(resumed.angles, first.angles)
 
 
+def test_the_window_keypoints_read_once_stay_aligned_with_the_frames():
+    """``frame_array`` reads each frame once and keeps what it read: after the window slides, frames
+    without anybody, a re-delivered frame and a restore, it must still be exactly the frames' keypoints."""
+    def fresh(scorer):
+        return np.array([np.zeros((17, 3)) if f.keypoints is None else f.keypoints for f in scorer.frames])
+
+    fs, first, resumed = _scored_then_resumed(150, 100)
+    for i, f in enumerate(fs[100:130]):
+        first.add(dataclasses.replace(f, keypoints=None) if i % 9 == 4 else f)
+        if i % 4 == 0:
+            assert np.array_equal(first.frame_array(), fresh(first))
+        if i % 11 == 0:
+            first.add(f)  # re-delivered: not a frame of its own
+    assert len(first.frames) > 20 and first.frames[0].seq > fs[100].seq - 60  # the window has slid
+    assert np.array_equal(first.frame_array(), fresh(first))
+    resumed.restore_window(first.window_snapshot(), fs[130])
+    resumed.add(fs[130])
+    np.testing.assert_allclose(resumed.frame_array(), fresh(resumed), rtol=0)
+    assert len(resumed.frame_array()) == len(resumed.frames)
+
+
 def test_left_right_label_confusion_in_some_frames_costs_nothing():
     """Pose models sometimes swap a frontal person's left and right labels for a frame or two; the
     geometry is the same, so the score must be too (the scorer tries both labellings per frame)."""
