@@ -1,6 +1,6 @@
-"""The scorer's three inner loops, compiled with numba: the limb similarity of patient rows to every
-guide sample (four labellings at once), the accumulation of subsequence DTW, and the form's per-angle
-quantiles and jitter.
+"""The scorer's inner loops, compiled with numba: the limb similarity of patient rows to every guide
+sample (four labellings at once), the accumulation of subsequence DTW, the form's per-angle quantiles
+and jitter, and what a window's alignment says per limb and about the joints' motion.
 
 Written as numpy they make temporaries of (rows x samples x limbs) elements for every operation (eight
 passes over memory for what is one pass of arithmetic), and the DTW's row loop runs in Python; here
@@ -205,6 +205,96 @@ def _jitter_ranked(seen, n_seen, k, unseen, step, key, rank, vals):  # pragma: n
     return np.sort(vals[:m])[rank]
 
 
+@njit(cache=True, nogil=True)
+def window_match(norm, w, dirs, lw, var, path, joint_perm, joint_flip, limb_perm, limb_sign,
+                 r_norm, r_w, r_dirs, r_lw, cos_floor, chunk,
+                 limb_sim, dx, dy, seen, num_terms, den_terms):  # pragma: no cover - compiled
+    """What a window's alignment says, for B windows of T rows at once, each row in the labelling the
+    alignment chose (``var`` (B, T): the pose as seen at ``joint_perm[v]`` with x times ``joint_flip[v]``,
+    its limbs at ``limb_perm[v]`` times ``limb_sign[v]``) against the guide sample it is aligned with
+    (``path`` (B, T), rows of the ``r_*`` arrays):
+
+    - per limb (B, L): ``limb_sim``, the weighted mean over the rows of the limb's cosine to the guide's
+      (``(cos - cos_floor) / (1 - cos_floor)`` clipped to [0, 1]); ``dx``, ``dy``, the weighted mean of
+      guide minus patient direction; ``seen``, whether any row weighed it;
+    - for ``velocity_agreement`` of the joints' displacements over ``chunk``-row chunks, its terms
+      (B, chunks x 17): the cosine of patient and guide displacement times the guide's (``num_terms``)
+      and the guide's (``den_terms``); the caller sums them (numpy's pairwise order) and divides.
+
+    The numpy it replaced (``scorer._score_group`` before, kept in ``test_kernels.py``) gathered the
+    rows' labellings into (B, T, 17, 2) and (B, T, L, 2) copies first; here each value is read where it
+    is, with the same operations in the same order (sums over rows in row order), so the results are the
+    same to the bit."""
+    b, t, n_joints = w.shape
+    n_limbs = lw.shape[2]
+    n = (t - 1) // chunk
+    scale = 1.0 - cos_floor
+    pn = np.empty((t, n_joints, 2))
+    pw = np.empty((t, n_joints))
+    cp = np.empty((n_joints, 2))
+    cr = np.empty((n_joints, 2))
+    for k in range(b):
+        # limbs
+        for li in range(n_limbs):
+            s = 0.0
+            num = 0.0
+            sx = 0.0
+            sy = 0.0
+            for i in range(t):
+                v = var[k, i]
+                p = path[k, i]
+                src = limb_perm[v, li]
+                sign = limb_sign[v, li]
+                d0 = dirs[k, i, src, 0] * (sign * joint_flip[v, 0])
+                d1 = dirs[k, i, src, 1] * (sign * joint_flip[v, 1])
+                wt = lw[k, i, src] * r_lw[p, li]
+                rx, ry = r_dirs[p, li, 0], r_dirs[p, li, 1]
+                c = min(max((d0 * rx + d1 * ry - cos_floor) / scale, 0.0), 1.0)
+                s += wt
+                num += c * wt
+                sx += (rx - d0) * wt
+                sy += (ry - d1) * wt
+            safe = max(s, 1e-300)
+            limb_sim[k, li] = num / safe
+            dx[k, li] = sx / safe
+            dy[k, li] = sy / safe
+            seen[k, li] = s > 0
+        # joint motion
+        if n == 0:
+            continue
+        for i in range(t):
+            v = var[k, i]
+            for j in range(n_joints):
+                src = joint_perm[v, j]
+                pn[i, j, 0] = norm[k, i, src, 0] * joint_flip[v, 0]
+                pn[i, j, 1] = norm[k, i, src, 1] * joint_flip[v, 1]
+                pw[i, j] = w[k, i, src]
+        for c_i in range(n):
+            for j in range(n_joints):
+                for a in range(2):
+                    cp[j, a] = 0.0
+                    cr[j, a] = 0.0
+                for q in range(chunk):
+                    i = c_i * chunk + q
+                    p0, p1 = path[k, i], path[k, i + 1]
+                    wt = pw[i + 1, j] * pw[i, j] * r_w[p1, j] * r_w[p0, j]
+                    for a in range(2):
+                        tp = (pn[i + 1, j, a] - pn[i, j, a]) * wt
+                        tr = (r_norm[p1, j, a] - r_norm[p0, j, a]) * wt
+                        if q == 0:
+                            cp[j, a] = tp
+                            cr[j, a] = tr
+                        else:
+                            cp[j, a] += tp
+                            cr[j, a] += tr
+                norm_p = np.sqrt(cp[j, 0] * cp[j, 0] + cp[j, 1] * cp[j, 1])
+                norm_r = np.sqrt(cr[j, 0] * cr[j, 0] + cr[j, 1] * cr[j, 1])
+                prod = norm_p * norm_r
+                cos = (cp[j, 0] * cr[j, 0] + cp[j, 1] * cr[j, 1]) / prod if prod > 1e-12 else 0.0
+                num_terms[k, c_i * n_joints + j] = cos * norm_r
+                den_terms[k, c_i * n_joints + j] = norm_r
+
+
 def warm_up() -> None:
     """Compiles (or loads from the cache) every kernel with the argument types the scorer passes, so a
     service's first patient frame does not wait for it (a service calls this before it is ready)."""
@@ -213,3 +303,6 @@ def warm_up() -> None:
     accumulate(np.zeros((1, 2, 2)), np.zeros((1, 2, 2), np.int8))
     accumulate(np.zeros((1, 2, 2)), np.zeros((1, 2, 4), np.int8))  # (the cyclic guide: same signature)
     form_stats(np.zeros((3, 15), np.uint8), 255, 0.01, 0.05, 0.95, np.empty(15), np.empty(15), np.empty(15))
+    i2, f2, f3, f4 = np.zeros((1, 2), np.int64), np.zeros((1, 2)), np.zeros((1, 2, 2)), np.zeros((1, 2, 2, 2))
+    window_match(f4, f3, f4, f3, i2, i2, i2, f2, i2, f2, f3, f2, f3, f2, 0.0, 5, f2, f2, f2,
+                 np.zeros((1, 2), np.bool_), f2, f2)

@@ -21,7 +21,7 @@ import numpy as np
 from rehab.coco import LIMB_INDEX, LIMBS, MIRROR
 from rehab.scoring.align import backtrack, best_ends
 from rehab.scoring.form import angle_features, encode
-from rehab.scoring.kernels import similarity4
+from rehab.scoring.kernels import similarity4, window_match
 from rehab.scoring.model import Poses, ReferenceModel, movement_steps
 from rehab.scoring.pose import limb_directions, normalize
 
@@ -152,8 +152,12 @@ class Rows:
         return cls(norm, w, dirs, lw, cost, sim[1::2] > sim[0::2], step, valid, encode(angle_features(kps)))
 
 
-def _velocity_agreement(pn: np.ndarray, pw: np.ndarray, rn: np.ndarray, rw: np.ndarray, chunk: int = 5) -> np.ndarray:
-    """Batched ``velocity_agreement``: patient and aligned guide joints (B, T, 17, 2), weights (B, T, 17)."""
+VEL_CHUNK = 5  # rows a joint's displacement is measured over (velocity agreement)
+
+
+def _velocity_agreement(pn: np.ndarray, pw: np.ndarray, rn: np.ndarray, rw: np.ndarray, chunk: int = VEL_CHUNK) -> np.ndarray:
+    """Batched ``velocity_agreement``: patient and aligned guide joints (B, T, 17, 2), weights (B, T, 17).
+    (The definition: ``_score_group`` computes it with ``kernels.window_match``, to the bit.)"""
     b, t = pn.shape[:2]
     dp, dr = np.diff(pn, axis=1), np.diff(rn, axis=1)
     w = pw[:, 1:] * pw[:, :-1] * rw[:, 1:] * rw[:, :-1]
@@ -169,7 +173,7 @@ def _velocity_agreement(pn: np.ndarray, pw: np.ndarray, rn: np.ndarray, rw: np.n
     return np.divide(num, den, out=np.zeros(b), where=den > 1e-12)
 
 
-def velocity_agreement(p: Poses, r: Poses, path: np.ndarray, chunk: int = 5) -> float:
+def velocity_agreement(p: Poses, r: Poses, path: np.ndarray, chunk: int = VEL_CHUNK) -> float:
     """How well the patient's joint motion points the same way as the guide's along the alignment:
     the cosine of joint displacements over short chunks, weighted by how much the guide moves there.
     Near 1 for the same movement, near 0 for an unrelated one (walking past), whatever the posture."""
@@ -264,13 +268,6 @@ def _score_group(ref: ReferenceModel, ws: list[Rows], priors: list, mirror_mode:
     bb, tt = np.arange(b)[:, None], np.arange(t)[None, :]
     col = path % ref.length
     var = 2 * k[:, None] + np.stack([w.pick for w in ws])[bb, k[:, None], tt, col]  # per frame, the labelling used
-    b3, t3 = bb[..., None], tt[..., None]
-    joints, limbs = JOINT_PERM[var], LIMB_PERM[var]  # (B, T, 17), (B, T, L)
-    flip = JOINT_FLIP[var][:, :, None, :]
-    norm = np.stack([w.norm for w in ws])[b3, t3, joints] * flip  # (B, T, 17, 2)
-    jw = np.stack([w.w for w in ws])[b3, t3, joints]
-    dirs = np.stack([w.dirs for w in ws])[b3, t3, limbs] * (LIMB_SIGN[var][..., None] * flip)  # (B, T, L, 2)
-    lw_p = np.stack([w.lw for w in ws])[b3, t3, limbs]
     cost_mean = totals[np.arange(b), k] * t / valid.sum(axis=1)
     pose_sim = np.clip(1.0 - cost_mean, 0.0, 1.0)
     j0, j1 = path[:, 0], path[:, -1]
@@ -279,18 +276,21 @@ def _score_group(ref: ReferenceModel, ws: list[Rows], priors: list, mirror_mode:
     # Moving at least MOVE_TAU as much as the matched stretch of the guide earns the full factor;
     # moving more is not rewarded here (it shows as a pose mismatch instead).
     movement = np.clip(own_travel / np.maximum(MOVE_TAU * ref_travel, 1e-6), 0.0, 1.0)
+    # per limb and the joints' motion, each row in the labelling the alignment chose (one compiled pass)
     r = ref.cyclic
-    r_dirs, lw = r.dirs[path], lw_p * r.lw[path]  # (B, T, L, 2), (B, T, L)
-    limb_cos = np.clip(((dirs * r_dirs).sum(axis=-1) - COS_FLOOR) / (1 - COS_FLOOR), 0.0, 1.0)
-    lw_sum = lw.sum(axis=1)  # (B, L)
-    safe = np.maximum(lw_sum, 1e-300)
-    limb_sim = (limb_cos * lw).sum(axis=1) / safe
-    dx = ((r_dirs[..., 0] - dirs[..., 0]) * lw).sum(axis=1) / safe
-    dy = ((r_dirs[..., 1] - dirs[..., 1]) * lw).sum(axis=1) / safe
-    agreement = _velocity_agreement(norm, jw, r.norm[path], r.w[path])
+    n_limbs = len(LIMB_NAMES)
+    limb_sim, dx, dy = np.empty((b, n_limbs)), np.empty((b, n_limbs)), np.empty((b, n_limbs))
+    limb_seen = np.empty((b, n_limbs), np.bool_)
+    num, den = np.empty((2, b, (t - 1) // VEL_CHUNK * 17))
+    c = np.ascontiguousarray  # (one compiled signature: kernels.warm_up's)
+    window_match(c(np.stack([w.norm for w in ws])), c(np.stack([w.w for w in ws])), c(np.stack([w.dirs for w in ws])),
+                 c(np.stack([w.lw for w in ws])), c(var), c(path), JOINT_PERM, JOINT_FLIP, LIMB_PERM, LIMB_SIGN,
+                 c(r.norm), c(r.w), c(r.dirs), c(r.lw), COS_FLOOR, VEL_CHUNK, limb_sim, dx, dy, limb_seen, num, den)
+    num, den = num.sum(axis=1), den.sum(axis=1)  # (as _velocity_agreement: numpy's sums, to the bit)
+    agreement = np.divide(num, den, out=np.zeros(b), where=den > 1e-12)
     similarity = pose_sim * movement * np.clip(VEL_OFFSET + VEL_GAIN * agreement, 0.0, 1.0)
     results = []
-    limb_rows, seen_rows, dx, dy = limb_sim.tolist(), (lw_sum > 0).tolist(), dx.tolist(), dy.tolist()
+    limb_rows, seen_rows, dx, dy = limb_sim.tolist(), limb_seen.tolist(), dx.tolist(), dy.tolist()
     for i in range(b):
         limbs = {name: round(v, 4) for name, v, seen in zip(LIMB_NAMES, limb_rows[i], seen_rows[i]) if seen}
         corrections = _corrections(limbs, dx[i], dy[i])

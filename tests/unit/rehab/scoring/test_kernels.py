@@ -144,3 +144,65 @@ def test_many_windows_judged_together_are_judged_as_each_alone(takes):
     assert sum(r.factor < 1.0 for r in together) > 10
     if takes != "one take":
         assert named > 0  # the mistakes path is exercised
+
+
+def _window_match_numpy(norm, w, dirs, lw, var, path, r_norm, r_w, r_dirs, r_lw):
+    """``scorer._score_group``'s numpy before ``kernels.window_match`` (kept as the definition)."""
+    from rehab.scoring.scorer import COS_FLOOR, JOINT_FLIP, JOINT_PERM, LIMB_PERM, LIMB_SIGN, _velocity_agreement
+
+    b, t = var.shape
+    b3, t3 = np.arange(b)[:, None, None], np.arange(t)[None, :, None]
+    joints, limbs = JOINT_PERM[var], LIMB_PERM[var]
+    flip = JOINT_FLIP[var][:, :, None, :]
+    pn = norm[b3, t3, joints] * flip
+    jw = w[b3, t3, joints]
+    pd = dirs[b3, t3, limbs] * (LIMB_SIGN[var][..., None] * flip)
+    lw_p = lw[b3, t3, limbs]
+    rd, lwt = r_dirs[path], lw_p * r_lw[path]
+    limb_cos = np.clip(((pd * rd).sum(axis=-1) - COS_FLOOR) / (1 - COS_FLOOR), 0.0, 1.0)
+    lw_sum = lwt.sum(axis=1)
+    safe = np.maximum(lw_sum, 1e-300)
+    return ((limb_cos * lwt).sum(axis=1) / safe, ((rd[..., 0] - pd[..., 0]) * lwt).sum(axis=1) / safe,
+            ((rd[..., 1] - pd[..., 1]) * lwt).sum(axis=1) / safe, lw_sum > 0,
+            _velocity_agreement(pn, jw, r_norm[path], r_w[path]))
+
+
+@pytest.mark.parametrize("b,t", [(1, 30), (7, 31), (50, 30), (3, 4), (4, 200), (2, 1300)])
+def test_window_match_is_the_numpy_it_replaced(b, t):
+    """Bit equality with the gathers and sums it replaced (the velocity agreement's last sums stay
+    numpy's, as in the scorer), over windows of several lengths (4 rows: no whole velocity chunk)."""
+    from rehab.scoring.scorer import COS_FLOOR, JOINT_FLIP, JOINT_PERM, LIMB_PERM, LIMB_SIGN, VEL_CHUNK
+
+    rng = np.random.default_rng(b * 1000 + t)
+    norm = rng.normal(0, 1, (b, t, 17, 2))
+    w = rng.uniform(0, 1, (b, t, 17)) * (rng.random((b, t, 17)) > 0.15)
+    dirs, lw = _limbs(rng, b * t)
+    dirs, lw = dirs.reshape(b, t, 12, 2), lw.reshape(b, t, 12)
+    lw[0, :, 3] = lw[0, :, SWAP_LIMB[3]] = 0.0  # a limb never seen in a window (under any labelling)
+    var = rng.integers(0, 4, (b, t))
+    r = 40
+    r_norm, r_w = rng.normal(0, 1, (2 * r, 17, 2)), rng.uniform(0, 1, (2 * r, 17))
+    r_dirs, r_lw = _limbs(rng, 2 * r)
+    path = np.sort(rng.integers(0, 2 * r, (b, t)), axis=1)
+    path[-1] = path[-1, 0]  # a window aligned with one guide sample: no guide motion
+    out = (np.empty((b, 12)), np.empty((b, 12)), np.empty((b, 12)), np.empty((b, 12), np.bool_))
+    num, den = np.empty((2, b, (t - 1) // VEL_CHUNK * 17))
+    kernels.window_match(norm, w, dirs, lw, var, path, JOINT_PERM, JOINT_FLIP, LIMB_PERM, LIMB_SIGN,
+                         r_norm, r_w, r_dirs, r_lw, COS_FLOOR, VEL_CHUNK, *out, num, den)
+    num, den = num.sum(axis=1), den.sum(axis=1)
+    out += (np.divide(num, den, out=np.zeros(b), where=den > 1e-12),)
+    for got, want in zip(out, _window_match_numpy(norm, w, dirs, lw, var, path, r_norm, r_w, r_dirs, r_lw)):
+        assert np.array_equal(got, want)
+    assert not out[3][0, 3] and out[4][-1] == 0.0
+
+
+def test_after_warm_up_scoring_compiles_nothing():
+    """``warm_up`` compiles every kernel with the argument types the scorer passes, so a service's first
+    patient does not wait ~1 s for numba: scoring afterwards adds no compiled signature."""
+    from tests.unit.rehab.scoring.test_scoring import frames, reference, score_attempt
+
+    kernels.warm_up()
+    compiled = {name: len(getattr(kernels, name).signatures)
+                for name in ("similarity4", "accumulate", "form_stats", "window_match")}
+    score_attempt(reference(), frames([pose_at(i / 60) for i in range(150)]))
+    assert {name: len(getattr(kernels, name).signatures) for name in compiled} == compiled
