@@ -39,8 +39,40 @@ MATCH_MARGIN = 0.12  # a lock on the match needs this lead over everyone else ju
 TRACK_TTL_MS = 700.0
 MIN_IOU = 0.2
 KNOWN_LOOK = 0.4  # a new track this close in colours to a bystander seen before is that bystander
+COAST_MS = 500.0  # the locked patient hidden by someone else: followed by optical flow for at most this long
+OCCLUDED = 0.2  # someone else's box covers this share of the patient's: the patient may be behind or in front
 
 Matcher = Callable[[np.ndarray, np.ndarray], float]  # (timestamps ms, keypoints (T, 17, 3)) -> similarity
+
+
+def follow_points(prev: np.ndarray, image: np.ndarray, kps: np.ndarray, min_conf: float = 0.3,
+                  min_share: float = 0.5) -> np.ndarray | None:
+    """Keypoints (17, 3) of ``prev`` moved into ``image`` by optical flow (OpenCV's pyramidal
+    Lucas-Kanade), each point flowed back too: those that do not return within 1 % of the picture's
+    height (or 1 px) keep their place with confidence 0. None when fewer than ``min_share`` of the
+    points with confidence >= ``min_conf`` flow well (or none has it)."""
+    import cv2
+
+    conf = kps[:, 2] >= min_conf
+    if not conf.any():
+        return None
+    g0 = cv2.cvtColor(prev, cv2.COLOR_BGR2GRAY) if prev.ndim == 3 else prev
+    g1 = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+    p0 = np.ascontiguousarray(kps[conf, :2], dtype=np.float32).reshape(-1, 1, 2)
+    lk = {"winSize": (21, 21), "maxLevel": 3,
+          "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)}
+    p1, st1, _ = cv2.calcOpticalFlowPyrLK(g0, g1, p0, None, **lk)
+    back, st2, _ = cv2.calcOpticalFlowPyrLK(g1, g0, p1, None, **lk)
+    err = np.linalg.norm((back - p0).reshape(-1, 2), axis=1)
+    good = (st1.ravel() == 1) & (st2.ravel() == 1) & (err <= max(1.0, 0.01 * g0.shape[0]))
+    if good.sum() < min_share * len(good):
+        return None
+    out = np.array(kps, dtype=np.float32, copy=True)
+    idx = np.flatnonzero(conf)
+    out[idx[good], :2] = p1.reshape(-1, 2)[good]
+    out[idx[~good], 2] = 0.0
+    out[~conf, 2] = 0.0
+    return out
 
 
 def contained(a: tuple[float, ...], b: tuple[float, ...], share: float = 0.7) -> bool:
@@ -84,6 +116,9 @@ class SubjectSelector:
     next_id: int = 0
     shown: int | None = None  # the track reported last while acquiring
     bystanders: list = field(default_factory=list)  # torso colours of bystanders whose tracks ended
+    prev_image: np.ndarray | None = None  # the last frame (optical flow while the patient is occluded)
+    prev_ts: float | None = None
+    coasted_ts: float | None = None  # the frame whose keypoints the patient's track holds, when coasted
 
     def __post_init__(self) -> None:
         self.filter = OneEuroFilter(self.smoothing)
@@ -113,7 +148,7 @@ class SubjectSelector:
                 return
         # a search: everyone in the picture (the whole picture only while the patient is tracked: that
         # keeps the others' tracks; with tiles when looking for the patient)
-        thorough = self.patient is None or self.patient.last_ts != ts_ms
+        thorough = self.patient is None or (self.patient.last_ts != ts_ms and self.coasted_ts is None)
         self.last_search = self.frame
         self._associate(image, self.backend.infer([image], [None], thorough=thorough, ts_ms=ts_ms)[0], ts_ms)
 
@@ -160,15 +195,52 @@ class SubjectSelector:
         the caller already ran a batched backend on many sessions' frames."""
         self.frame += 1
         self._observe(image, ts_ms, people)
-        if self.patient is not None:
-            if self.patient.last_ts != ts_ms:
-                self.missed += 1
-                if self.missed >= self.lost_after:
-                    self._lose()
-                return None
-            self.missed = 0
-            return self._smooth(self.patient, ts_ms)
-        return self._acquire(ts_ms)
+        try:
+            if self.patient is not None:
+                if self.patient.last_ts != ts_ms:
+                    coasted = self._coast(image, ts_ms)
+                    if coasted is not None:
+                        return self._smooth(self.patient, ts_ms)
+                    self.missed += 1
+                    if self.missed >= self.lost_after:
+                        self._lose()
+                    return None
+                self.missed, self.coasted_ts = 0, None
+                return self._smooth(self.patient, ts_ms)
+            return self._acquire(ts_ms)
+        finally:
+            self.prev_image, self.prev_ts = image, ts_ms
+
+    def _coast(self, image: np.ndarray, ts_ms: float) -> Person | None:
+        """The locked patient not found in this frame while someone else's box covers theirs (a crossing:
+        the landmark model slides onto the more visible person, whose colours the patient's track refuses):
+        their last keypoints followed into this frame by optical flow (pyramidal Lucas-Kanade, each point
+        checked by flowing it back), for at most ``COAST_MS`` since they were last found. Points that do
+        not flow back to where they started get confidence 0; fewer than half of the confident points
+        flowing well ends it. Not when nobody covers the patient: someone leaving the picture is not
+        followed onto the background."""
+        t = self.patient
+        held = t.last_ts if self.coasted_ts is None else self.coasted_ts
+        if self.prev_image is None or held != self.prev_ts or ts_ms - t.last_ts > COAST_MS:
+            self.coasted_ts = None
+            return None
+        area = box_area(t.person.box)
+        if not any(o is not t and o.last_ts == ts_ms and area > 0 and box_intersection(o.person.box, t.person.box) / area >= OCCLUDED
+                   for o in self.tracks):
+            self.coasted_ts = None
+            return None
+        moved = follow_points(self.prev_image, image, t.person.keypoints)
+        if moved is None:
+            self.coasted_ts = None
+            return None
+        seen = moved[:, 2] > 0  # the box moves with the points that flowed (a median step), keeping its size
+        dx, dy = np.median(moved[seen, :2] - t.person.keypoints[seen, :2], axis=0)
+        x1, y1, x2, y2 = t.person.box
+        # (no crop-tracking region: there the landmark model sees the other body, or both mixed, and a mix
+        # can pass the colour check; the searches find the patient again)
+        t.person = Person(moved, (x1 + dx, y1 + dy, x2 + dx, y2 + dy), t.person.score)
+        self.coasted_ts = ts_ms
+        return t.person
 
     def _judge(self) -> None:
         if self.matcher is None:
@@ -241,7 +313,7 @@ class SubjectSelector:
             other.bystander = other is not t
 
     def _lose(self) -> None:
-        self.patient, self.missed, self.acquire_since = None, 0, None
+        self.patient, self.missed, self.acquire_since, self.coasted_ts = None, 0, None, None
         for t in self.tracks:
             t.match = None
         self.shown_filtered = None

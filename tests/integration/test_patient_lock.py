@@ -3,7 +3,8 @@ bystander's, judged against hand-measured bands of where each person's hips are 
 
 Bands (pixels of the 640-pixel-high frames the worker sees; measured by hand on rendered frames):
 - pose2sim_multi_cam03: the patient (cap, bare torso) has his hip centre at x 221 (frame 0) -> 187
-  (frame 60) -> ~135 (frame 99); the second person's hips stay at x 84-100 all clip long.
+  (frame 60) -> ~120-135 (frame 99, passing right in front of her); the second person's hips stay at
+  x 84-100 all clip long.
 - pose2sim_multi_cam04: the patient's hips at x 135-181, y 271-328; the second person's (further back)
   at x 257-270, y 226-232.
 - composites: the patient on the left 60 % of their own width; the bystander on the right.
@@ -37,15 +38,17 @@ def test_cam04_keypoints_stay_on_the_patient(blazepose, data_dir, guide):
     assert np.mean(on) >= 0.95, f"the patient on {np.mean(on):.0%} of frames"
 
 
-def test_cam03_keypoints_stay_on_the_patient_until_the_bystander_passes_right_behind(blazepose, data_dir, guide):
-    """Known limit (docs/pose.md): from frame ~80 the second person stands right behind the patient,
-    who turns his back; the landmark model then mixes the two bodies. Before that, every frame is his."""
+def test_cam03_keypoints_stay_on_the_patient_while_the_bystander_passes_right_behind_him(blazepose, data_dir, guide):
+    """From frame ~80 the second person stands right behind the patient, who turns his back: the landmark
+    model slides onto her (her face is the one it sees) and the patient's track refuses her colours. He
+    is then followed by optical flow (docs/pose.md), never swapped for her. During the crossing his hips
+    are at x ~120-140 and hers at 84-100: there the line between them is 110."""
     frames = list(extract(data_dir / "pose2sim_multi_cam03.mp4", blazepose, matcher=guide))
-    on = [f.keypoints is not None and _hips(f)[0] >= 120 for f in frames]
-    wrong = [f.seq for f in frames[:78] if f.keypoints is not None and _hips(f)[0] < 120]
-    assert wrong == [], f"the bystander's keypoints reported before the crossing on frames {wrong}"
-    assert np.mean(on[:78]) >= 0.9, f"frames before the crossing not on the patient: {[i for i in range(78) if not on[i]]}"
-    assert np.mean(on) >= 0.75, f"the patient on {np.mean(on):.0%} of frames"
+    line = [120 if f.seq < 78 else 110 for f in frames]
+    on = [f.keypoints is not None and _hips(f)[0] >= x for f, x in zip(frames, line)]
+    wrong = [f.seq for f, x in zip(frames, line) if f.keypoints is not None and _hips(f)[0] < x]
+    assert wrong == [], f"the bystander's keypoints reported on frames {wrong}"
+    assert np.mean(on) >= 0.95, f"frames not on the patient: {[i for i in range(len(on)) if not on[i]]}"
 
 
 @pytest.fixture(scope="module")

@@ -183,3 +183,45 @@ def test_with_a_guide_nobody_matches_the_mover_is_still_locked_after_three_windo
     assert sel.patient is not None and sel.patient.person.box[0] < 300
     assert 3000 <= locked_at < 3100, f"locked at {locked_at} ms: not before three windows, and at once then"
     assert all(o is not None and o.box[0] < 300 for o in out[10:]), "the mover, never the bystander"
+
+
+def _texture(seed: int = 0) -> np.ndarray:
+    import cv2
+
+    noise = np.random.default_rng(seed).integers(0, 255, (480, 640), np.uint8)
+    return cv2.cvtColor(cv2.GaussianBlur(noise, (0, 0), 2.0), cv2.COLOR_GRAY2BGR)
+
+
+def test_keypoints_follow_the_picture_by_optical_flow_and_not_through_a_cut():
+    from edge.subject import follow_points
+
+    image = _texture()
+    moved = np.roll(image, (3, 5), axis=(0, 1))  # the picture moves 5 px right, 3 px down
+    kps = person(300, 100, 300).keypoints
+    kps[16, 2] = 0.1  # not confident: not followed
+    out = follow_points(image, moved, kps)
+    assert out is not None
+    np.testing.assert_allclose(out[:16, :2], kps[:16, :2] + [5, 3], atol=0.5)
+    assert out[16, 2] == 0.0 and (out[:16, 2] == kps[:16, 2]).all()
+    assert follow_points(image, _texture(1), kps) is None, "another picture altogether: nothing flows back"
+
+
+def test_a_patient_hidden_by_someone_crossing_is_followed_briefly_never_swapped_for_them():
+    """Locked, then for 30 frames only a bystander whose box covers the patient's is found (the landmark
+    model slides onto whoever is more visible): the patient's keypoints follow the picture for COAST_MS,
+    then nobody; the bystander is never reported."""
+    from edge.subject import COAST_MS
+
+    moving = [[person(300, 100, 300, wiggle=30.0 * (i % 2))] for i in range(40)]
+    crossing = [[person(400, 110, 280)] for _ in range(30)]  # their box covers 30 % of the patient's
+    sel = SubjectSelector(ScriptedBackend(moving + crossing), "s", acquire_ms=500, lost_after=5)
+    image = _texture()
+    image[:, 350:, 0] //= 4  # the bystander's torso in other colours than the patient's
+    out = [sel.step(image, i * 33.3) for i in range(70)]
+    assert sel.patient is None and out[39] is not None
+    last = out[39].keypoints
+    followed = [i for i in range(40, 70) if out[i] is not None]
+    assert followed == list(range(40, 40 + len(followed))) and 0.8 * COAST_MS <= len(followed) * 33.3 <= COAST_MS + 34
+    for i in followed:
+        np.testing.assert_allclose(out[i].keypoints[:, :2], last[:, :2], atol=1.0)  # (a still picture)
+    assert all(o is None for o in out[40 + len(followed):])
