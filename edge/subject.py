@@ -15,7 +15,9 @@
    judged) or at the end of the acquisition window (``acquire_ms``). While locked only the patient is
    crop-tracked every frame; the periodic search keeps everyone else's track, so a crossing bystander
    is matched to their own track and not to the patient's.
-4. **Lost.** When the patient is not found for ``lost_after`` frames, nobody is reported (never
+4. **Hidden.** When the locked patient is not found while someone else's box covers theirs (a crossing),
+   their keypoints are followed by optical flow for at most ``COAST_MS`` (``follow_points``).
+5. **Lost.** When the patient is not found for ``lost_after`` frames, nobody is reported (never
    someone else) and acquisition starts again; after a loss only someone who matches the reference
    (or, without one, someone moving) is taken: the patient coming back, not the bystander.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import cv2
 import numpy as np
 
 from edge.appearance import distance as look_distance
@@ -51,8 +54,6 @@ def follow_points(prev: np.ndarray, image: np.ndarray, kps: np.ndarray, min_conf
     Lucas-Kanade), each point flowed back too: those that do not return within 1 % of the picture's
     height (or 1 px) keep their place with confidence 0. None when fewer than ``min_share`` of the
     points with confidence >= ``min_conf`` flow well (or none has it)."""
-    import cv2
-
     conf = kps[:, 2] >= min_conf
     if not conf.any():
         return None
@@ -198,8 +199,7 @@ class SubjectSelector:
         try:
             if self.patient is not None:
                 if self.patient.last_ts != ts_ms:
-                    coasted = self._coast(image, ts_ms)
-                    if coasted is not None:
+                    if self._coast(image, ts_ms) is not None:  # hidden by someone crossing: followed
                         return self._smooth(self.patient, ts_ms)
                     self.missed += 1
                     if self.missed >= self.lost_after:
@@ -225,8 +225,9 @@ class SubjectSelector:
             self.coasted_ts = None
             return None
         area = box_area(t.person.box)
-        if not any(o is not t and o.last_ts == ts_ms and area > 0 and box_intersection(o.person.box, t.person.box) / area >= OCCLUDED
-                   for o in self.tracks):
+        covered = any(o is not t and o.last_ts == ts_ms and area > 0
+                      and box_intersection(o.person.box, t.person.box) / area >= OCCLUDED for o in self.tracks)
+        if not covered:
             self.coasted_ts = None
             return None
         moved = follow_points(self.prev_image, image, t.person.keypoints)

@@ -134,8 +134,8 @@ class LiveScorer:
                 new += 1
         old = self.kps[len(self.kps) - (n - new):] if n > new else np.zeros((0, 17, 3))
         if new:
-            fresh = np.fromiter(chain.from_iterable(chain.from_iterable(_keypoints(frames[i]) for i in range(n - new, n))),
-                                np.float64, count=new * 51).reshape(new, 17, 3)
+            values = chain.from_iterable(chain.from_iterable(_keypoints(frames[i]) for i in range(n - new, n)))
+            fresh = np.fromiter(values, np.float64, count=new * 51).reshape(new, 17, 3)
             old = np.concatenate([old, fresh]) if len(old) else fresh
             self.kps_last_seq = frames[-1].seq
         self.kps = old

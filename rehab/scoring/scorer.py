@@ -155,7 +155,8 @@ class Rows:
 VEL_CHUNK = 5  # rows a joint's displacement is measured over (velocity agreement)
 
 
-def _velocity_agreement(pn: np.ndarray, pw: np.ndarray, rn: np.ndarray, rw: np.ndarray, chunk: int = VEL_CHUNK) -> np.ndarray:
+def _velocity_agreement(pn: np.ndarray, pw: np.ndarray, rn: np.ndarray, rw: np.ndarray,
+                        chunk: int = VEL_CHUNK) -> np.ndarray:
     """Batched ``velocity_agreement``: patient and aligned guide joints (B, T, 17, 2), weights (B, T, 17).
     (The definition: ``_score_group`` computes it with ``kernels.window_match``, to the bit.)"""
     b, t = pn.shape[:2]
