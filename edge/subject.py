@@ -119,7 +119,8 @@ class SubjectSelector:
     bystanders: list = field(default_factory=list)  # torso colours of bystanders whose tracks ended
     prev_image: np.ndarray | None = None  # the last frame (optical flow while the patient is occluded)
     prev_ts: float | None = None
-    coasted_ts: float | None = None  # the frame whose keypoints the patient's track holds, when coasted
+    coasted: Person | None = None  # the patient followed by optical flow into the frame at ``coasted_ts``
+    coasted_ts: float | None = None
 
     def __post_init__(self) -> None:
         self.filter = OneEuroFilter(self.smoothing)
@@ -138,7 +139,9 @@ class SubjectSelector:
         due = self.search_every if self.patient is not None else self.acquire_search_every
         if self.tracks and self.last_search is not None:
             # crop-track: the patient alone while locked, everyone while acquiring
-            follow = [self.patient] if self.patient is not None else list(self.tracks)
+            # (not the patient while followed by optical flow: someone covers them, and the crop would see
+            # that body or a mix of both, which can pass the colour check; a search finds them again)
+            follow = list(self.tracks) if self.patient is None else [self.patient] if self.coasted is None else []
             for t, p in zip(follow, self.backend.track(image, [t.person for t in follow], ts_ms)):
                 look = None if p is None else torso_histogram(image, p.keypoints)
                 if p is not None and t.same_look(look):  # else the crop slid onto someone else
@@ -149,7 +152,7 @@ class SubjectSelector:
                 return
         # a search: everyone in the picture (the whole picture only while the patient is tracked: that
         # keeps the others' tracks; with tiles when looking for the patient)
-        thorough = self.patient is None or (self.patient.last_ts != ts_ms and self.coasted_ts is None)
+        thorough = self.patient is None or self.patient.last_ts != ts_ms
         self.last_search = self.frame
         self._associate(image, self.backend.infer([image], [None], thorough=thorough, ts_ms=ts_ms)[0], ts_ms)
 
@@ -199,13 +202,14 @@ class SubjectSelector:
         try:
             if self.patient is not None:
                 if self.patient.last_ts != ts_ms:
-                    if self._coast(image, ts_ms) is not None:  # hidden by someone crossing: followed
-                        return self._smooth(self.patient, ts_ms)
+                    coasted = self._coast(image, ts_ms)
+                    if coasted is not None:  # hidden by someone crossing: followed
+                        return self._smooth(self.patient, ts_ms, coasted)
                     self.missed += 1
                     if self.missed >= self.lost_after:
                         self._lose()
                     return None
-                self.missed, self.coasted_ts = 0, None
+                self.missed, self.coasted, self.coasted_ts = 0, None, None
                 return self._smooth(self.patient, ts_ms)
             return self._acquire(ts_ms)
         finally:
@@ -214,34 +218,30 @@ class SubjectSelector:
     def _coast(self, image: np.ndarray, ts_ms: float) -> Person | None:
         """The locked patient not found in this frame while someone else's box covers theirs (a crossing:
         the landmark model slides onto the more visible person, whose colours the patient's track refuses):
-        their last keypoints followed into this frame by optical flow (pyramidal Lucas-Kanade, each point
-        checked by flowing it back), for at most ``COAST_MS`` since they were last found. Points that do
-        not flow back to where they started get confidence 0; fewer than half of the confident points
-        flowing well ends it. Not when nobody covers the patient: someone leaving the picture is not
-        followed onto the background."""
+        their last keypoints followed into this frame by optical flow (``follow_points``), for at most
+        ``COAST_MS`` since they were last found. Not when nobody covers them: someone leaving the picture
+        is not followed onto the background, nor someone hidden by a person in front of them (their feet
+        lower in the picture): flow would follow that person. The track itself is left as last found and
+        not crop-tracked meanwhile; the searches go on every frame, so the patient found again takes over."""
         t = self.patient
-        held = t.last_ts if self.coasted_ts is None else self.coasted_ts
+        last = t.person if self.coasted is None else self.coasted
+        held = t.last_ts if self.coasted is None else self.coasted_ts
+        self.coasted, self.coasted_ts = None, None
         if self.prev_image is None or held != self.prev_ts or ts_ms - t.last_ts > COAST_MS:
-            self.coasted_ts = None
             return None
-        area = box_area(t.person.box)
-        covered = any(o is not t and o.last_ts == ts_ms and area > 0
-                      and box_intersection(o.person.box, t.person.box) / area >= OCCLUDED for o in self.tracks)
-        if not covered:
-            self.coasted_ts = None
-            return None
-        moved = follow_points(self.prev_image, image, t.person.keypoints)
+        area = box_area(last.box)
+        # covered by someone further back (their feet higher in the picture): the patient in front stays in
+        # view and their pixels can be followed; someone in front hides them, and flow would follow that person
+        covered = any(o is not t and o.last_ts == ts_ms and area > 0 and o.person.box[3] < last.box[3]
+                      and box_intersection(o.person.box, last.box) / area >= OCCLUDED for o in self.tracks)
+        moved = follow_points(self.prev_image, image, last.keypoints) if covered else None
         if moved is None:
-            self.coasted_ts = None
             return None
         seen = moved[:, 2] > 0  # the box moves with the points that flowed (a median step), keeping its size
-        dx, dy = np.median(moved[seen, :2] - t.person.keypoints[seen, :2], axis=0)
-        x1, y1, x2, y2 = t.person.box
-        # (no crop-tracking region: there the landmark model sees the other body, or both mixed, and a mix
-        # can pass the colour check; the searches find the patient again)
-        t.person = Person(moved, (x1 + dx, y1 + dy, x2 + dx, y2 + dy), t.person.score)
-        self.coasted_ts = ts_ms
-        return t.person
+        dx, dy = np.median(moved[seen, :2] - last.keypoints[seen, :2], axis=0)
+        x1, y1, x2, y2 = last.box
+        self.coasted, self.coasted_ts = Person(moved, (x1 + dx, y1 + dy, x2 + dx, y2 + dy), last.score), ts_ms
+        return self.coasted
 
     def _judge(self) -> None:
         if self.matcher is None:
@@ -314,16 +314,16 @@ class SubjectSelector:
             other.bystander = other is not t
 
     def _lose(self) -> None:
-        self.patient, self.missed, self.acquire_since, self.coasted_ts = None, 0, None, None
+        self.patient, self.missed, self.acquire_since, self.coasted, self.coasted_ts = None, 0, None, None, None
         for t in self.tracks:
             t.match = None
         self.shown_filtered = None
 
-    def _smooth(self, track: Track, ts_ms: float) -> Person:
+    def _smooth(self, track: Track, ts_ms: float, person: Person | None = None) -> Person:
         """The reported person's keypoints through the backend's own filter (the temporal filter its
         model needs, e.g. MediaPipe's graph's), then the user's optional smoothing. Only what is reported
         is filtered: the policy judges motion on the raw keypoints. A filter restarts with each person."""
-        p = track.person
+        p = track.person if person is None else person
         if self.shown_filtered != track.id:
             self.shown_filtered = track.id
             self.filter.reset()
