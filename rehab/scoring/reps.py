@@ -9,6 +9,8 @@ class RepCounter:
     never counts. A forward jump over the middle (frames dropped, a processor restarted) still arms."""
 
     MAX_JUMP = 0.75  # a forward phase step larger than this is a different position, not progress
+    MAX_MIDDLE_JUMP = 0.65  # ... and one larger than this does not pass the middle: on a cyclic phase a
+    # step of 0.7 is as much 0.3 backwards (walking past the camera counted a repetition by one such step)
 
     def __init__(self, arm: tuple[float, float] = (0.35, 0.65), done: float = 0.75, min_similarity: float = 0.55,
                  min_mean: float = 0.6, min_reach: float = 0.6):
@@ -38,7 +40,7 @@ class RepCounter:
         prev, self.prev_phase = self.prev_phase, phase
         step = None if prev is None else (phase - prev) % 1.0
         forward = step is not None and step < self.MAX_JUMP
-        over_middle = forward and prev < 0.5 <= prev + step
+        over_middle = forward and step <= self.MAX_MIDDLE_JUMP and prev < 0.5 <= prev + step
         over_end = forward and prev + step >= 1.0  # wrapped past the end into the next repetition
         if (self.armed or over_middle) and (phase >= self.done or over_end):
             self._counted()  # (over_middle: the middle and the end in one step)

@@ -221,6 +221,19 @@ def test_rep_counter_counts_a_jump_over_the_middle_but_not_a_jump_backwards():
     assert counter.count == 1
 
 
+def test_rep_counter_a_step_over_half_the_cycle_is_not_the_middle_passed():
+    """On a cyclic phase a step of 0.7 forward is 0.3 backwards: a window that jumps from 0.33 to 0.04
+    (walking past the camera did) neither passes the middle nor ends a repetition; a step of 0.4 over
+    the middle (frames lost) still does (and 0.6: the test above)."""
+    counter = RepCounter()
+    for phase in (0.2, 0.33, 0.04, 0.1, 0.2):
+        counter.update(phase, 0.9)
+    assert counter.count == 0 and not counter.armed
+    for phase in (0.3, 0.7, 0.8):
+        counter.update(phase, 0.9)
+    assert counter.count == 1
+
+
 def test_a_restored_window_scores_like_the_uninterrupted_one():
     fs, first, resumed = _scored_then_resumed(90, 60)
     resumed.restore_window(first.window_snapshot(), fs[60])
