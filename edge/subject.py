@@ -117,7 +117,7 @@ class SubjectSelector:
     next_id: int = 0
     shown: int | None = None  # the track reported last while acquiring
     bystanders: list = field(default_factory=list)  # torso colours of bystanders whose tracks ended
-    prev_image: np.ndarray | None = None  # the last frame (optical flow while the patient is occluded)
+    prev_image: np.ndarray | None = None  # the last frame while locked (optical flow while the patient is hidden)
     prev_ts: float | None = None
     coasted: Person | None = None  # the patient followed by optical flow into the frame at ``coasted_ts``
     coasted_ts: float | None = None
@@ -212,8 +212,8 @@ class SubjectSelector:
                 self.missed, self.coasted, self.coasted_ts = 0, None, None
                 return self._smooth(self.patient, ts_ms)
             return self._acquire(ts_ms)
-        finally:
-            self.prev_image, self.prev_ts = image, ts_ms
+        finally:  # (the last frame is kept only while someone is locked: only a locked patient is followed)
+            self.prev_image, self.prev_ts = (image, ts_ms) if self.patient is not None else (None, None)
 
     def _coast(self, image: np.ndarray, ts_ms: float) -> Person | None:
         """The locked patient not found in this frame while someone else's box covers theirs (a crossing:

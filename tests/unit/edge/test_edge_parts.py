@@ -222,6 +222,7 @@ def test_a_patient_hidden_by_someone_crossing_is_followed_briefly_never_swapped_
     image[:, 350:, 0] //= 4  # the bystander's torso in other colours than the patient's
     out = [sel.step(image, i * 33.3) for i in range(70)]
     assert sel.patient is None and out[39] is not None
+    assert sel.prev_image is None, "no frame kept once nobody is locked (a worker holds one per session)"
     last = out[39].keypoints
     followed = [i for i in range(40, 70) if out[i] is not None]
     if not behind:
