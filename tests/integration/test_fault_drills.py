@@ -35,7 +35,10 @@ from tests.processor_helpers import Streams, video_frames, attempt, check_sessio
 def test_processor_sigkilled_mid_session_loses_no_frame_and_duplicates_no_row(isolated_settings, stored_guide,
                                                                               clip_keypoints, tmp_path):
     s = isolated_settings.with_(processor_coalesce_after=0)  # every window, as the offline scorer
-    sessions = {sid: attempt(clip_keypoints, sid, 12.0) for sid in ("patient", "neighbour")}
+    # 18 s: the restarted processor gets the partitions once the killed one's group session (10 s) has
+    # run out, ~12-13 s in; the sessions must still stream after that for "scores resumed" to be seen
+    # (with 12 s the backlog was sometimes all scored before the test noticed the restart was ready)
+    sessions = {sid: attempt(clip_keypoints, sid, 18.0) for sid in ("patient", "neighbour")}
     services = {"run": Services(s, tmp_path / "run1", names=("processor",))}
     services["run"].start()
 
