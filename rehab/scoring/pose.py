@@ -66,7 +66,9 @@ def limb_directions(norm: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.nda
     length = np.linalg.norm(vec, axis=2)
     lw = w[:, a] * w[:, b] * (length > 1e-6)
     unit = np.divide(vec, length[..., None], out=np.zeros_like(vec), where=length[..., None] > 1e-6)
-    return unit, lw
+    # C-ordered (numpy's gather along the joint axis is not): the compiled kernels take them as they are,
+    # and a guide's limbs are not copied again for every batch of windows scored against it
+    return np.ascontiguousarray(unit), np.ascontiguousarray(lw)
 
 
 def nearest(ts_ms: np.ndarray, grid: np.ndarray) -> np.ndarray:
