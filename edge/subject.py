@@ -119,8 +119,7 @@ class SubjectSelector:
     bystanders: list = field(default_factory=list)  # torso colours of bystanders whose tracks ended
     prev_image: np.ndarray | None = None  # the last frame while locked (optical flow while the patient is hidden)
     prev_ts: float | None = None
-    coasted: Person | None = None  # the patient followed by optical flow into the frame at ``coasted_ts``
-    coasted_ts: float | None = None
+    coasted: Person | None = None  # the patient followed by optical flow into the previous frame
 
     def __post_init__(self) -> None:
         self.filter = OneEuroFilter(self.smoothing)
@@ -209,7 +208,7 @@ class SubjectSelector:
                     if self.missed >= self.lost_after:
                         self._lose()
                     return None
-                self.missed, self.coasted, self.coasted_ts = 0, None, None
+                self.missed, self.coasted = 0, None
                 return self._smooth(self.patient, ts_ms)
             return self._acquire(ts_ms)
         finally:  # (the last frame is kept only while someone is locked: only a locked patient is followed)
@@ -224,10 +223,10 @@ class SubjectSelector:
         lower in the picture): flow would follow that person. The track itself is left as last found and
         not crop-tracked meanwhile; the searches go on every frame, so the patient found again takes over."""
         t = self.patient
-        last = t.person if self.coasted is None else self.coasted
-        held = t.last_ts if self.coasted is None else self.coasted_ts
-        self.coasted, self.coasted_ts = None, None
-        if self.prev_image is None or held != self.prev_ts or ts_ms - t.last_ts > COAST_MS:
+        followed, self.coasted = self.coasted, None  # (set only by the previous frame's step)
+        last = t.person if followed is None else followed
+        # the keypoints to follow must be the previous frame's: followed into it, or the patient found in it
+        if self.prev_image is None or (followed is None and t.last_ts != self.prev_ts) or ts_ms - t.last_ts > COAST_MS:
             return None
         area = box_area(last.box)
         # covered by someone further back (their feet higher in the picture): the patient in front stays in
@@ -240,7 +239,7 @@ class SubjectSelector:
         seen = moved[:, 2] > 0  # the box moves with the points that flowed (a median step), keeping its size
         dx, dy = np.median(moved[seen, :2] - last.keypoints[seen, :2], axis=0)
         x1, y1, x2, y2 = last.box
-        self.coasted, self.coasted_ts = Person(moved, (x1 + dx, y1 + dy, x2 + dx, y2 + dy), last.score), ts_ms
+        self.coasted = Person(moved, (x1 + dx, y1 + dy, x2 + dx, y2 + dy), last.score)
         return self.coasted
 
     def _judge(self) -> None:
@@ -314,7 +313,7 @@ class SubjectSelector:
             other.bystander = other is not t
 
     def _lose(self) -> None:
-        self.patient, self.missed, self.acquire_since, self.coasted, self.coasted_ts = None, 0, None, None, None
+        self.patient, self.missed, self.acquire_since, self.coasted = None, 0, None, None
         for t in self.tracks:
             t.match = None
         self.shown_filtered = None
