@@ -45,12 +45,8 @@ DEFICIT_WEIGHT = 0.3
 TAU = 2.0  # radians of summed range error that bring the factor to 1/e
 NOISE_SLACK = 8.0  # excess range below this many times an angle's jitter is forgiven
 DEFICIT_SLACK = 0.25  # a range down to 75 % of the guide's is not short (another camera angle foreshortens)
-COMPENSATION_WEIGHT = 3.0  # form cost per unit of an angle's range, as a share of the patient's own movement,
-# beyond the guide's share (``_compensation``; chosen on UI-PRMD leaving one subject out, docs/scoring.md)
-COMPENSATION_FROM = 0.25  # guide lengths seen before it counts (fully from twice that)
-COMPENSATION_FLOOR = 0.05  # radians: the least "own movement" a share is taken of (a frozen pose: ~0)
 MISTAKE_WEIGHT = 3.0  # form cost per radian of form cost an attempt is nearer a recorded mistake than every correct take
-MISTAKE_NAME_MIN = 1.0  # radians nearer a mistake than every correct take before the hint names it (across
+MISTAKE_NAME_MIN = 0.5  # radians nearer a mistake than every correct take before the hint names it (across
 # people a smaller margin names it for too many correct repetitions: docs/scoring.md)
 HISTORY_FACTOR = 1.5  # the patient's range is measured over this many guide lengths
 MIN_ROWS = 8  # fewer frames with a pose than this: no judgement yet (factor 1)
@@ -176,8 +172,6 @@ class FormResult:
     mistake: str | None = None  # the recorded mistake the attempt is nearer than every correct take, named
     # when it is by at least MISTAKE_NAME_MIN
     mistake_margin: float = 0.0  # how much nearer (radians of form cost, >= 0; it costs points from 0 on)
-    compensation: np.ndarray | None = None  # (F,) how much more of the patient's own movement an angle the
-    # guide keeps still takes than it does in the guide's (range over the mean range of the moving angles)
     reach: float = 1.0  # how far the patient's ranges reach the guide's in the angles it moves: sum over angles
     # of moving x min(range, guide's) / moving x guide's, in [0, 1] (a repetition needs REACH_MIN to count)
 
@@ -188,12 +182,7 @@ class FormResult:
         if self.mistake is not None:
             out.append({"joint": "mistake", "direction": "avoid", "mistake": self.mistake,
                         "message": f"looks like a recorded mistake: {self.mistake}"})
-        # compensation (a share of the patient's own movement) names a joint only once the movement itself
-        # is complete: a patient short of the guide's range takes a larger share in every other angle, and
-        # hears "full range" first
-        still = self.excess if self.compensation is None or self.deficit.any() \
-            else self.excess + COMPENSATION_WEIGHT * self.compensation
-        cost = still + DEFICIT_WEIGHT * self.deficit
+        cost = self.excess + DEFICIT_WEIGHT * self.deficit
         named = set()
         for f in np.argsort(-cost, kind="stable"):
             if cost[f] < min_rad or len(out) >= limit:
@@ -202,7 +191,7 @@ class FormResult:
             if label in named:
                 continue
             named.add(label)
-            if still[f] >= DEFICIT_WEIGHT * self.deficit[f]:
+            if self.excess[f] >= DEFICIT_WEIGHT * self.deficit[f]:
                 out.append({"joint": label, "direction": "keep still",
                             "message": f"{label}: keep them steadier, as the guide does" if label.endswith("s")
                             and label not in ("shoulders", "hips") else f"{label}: keep it steadier, as the guide does"})
@@ -306,14 +295,9 @@ class FormModel:
         a = np.where(both, hi - lo, 0.0)
         excess, deficit = _range_errors(a, g, self.moving, slack)
         deficit = deficit * np.array(coverage)[:, None]
-        # a share of the patient's own movement means something once they have moved: from a quarter of
-        # a guide length seen, fully from half of one
-        early = np.array([min(max((n / max(self.length, 1) - COMPENSATION_FROM) / COMPENSATION_FROM, 0.0), 1.0)
-                          for n in n_seen])[:, None]
-        compensation = _compensation(a, g, self.moving, slack) * early
         wanted = (self.moving * g).sum(axis=1)
         reached = (self.moving * np.minimum(a, g)).sum(axis=1)
-        costs = excess.sum(axis=1) + DEFICIT_WEIGHT * deficit.sum(axis=1) + COMPENSATION_WEIGHT * compensation.sum(axis=1)
+        costs = excess.sum(axis=1) + DEFICIT_WEIGHT * deficit.sum(axis=1)
         out = []
         for i, cov in enumerate(coverage):
             reach = float(reached[i] / wanted[i]) if wanted[i] > 0 else 1.0
@@ -322,7 +306,7 @@ class FormModel:
                 label, margin = self._nearest_mistake(lo[i], hi[i], slack[i])
             factor = float(np.exp(-(costs[i] + MISTAKE_WEIGHT * margin * cov) / TAU))
             named = label if margin * cov >= MISTAKE_NAME_MIN else None
-            out.append(FormResult(factor, excess[i], deficit[i], named, round(float(margin), 4), compensation[i], reach))
+            out.append(FormResult(factor, excess[i], deficit[i], named, round(float(margin), 4), reach))
         return out
 
     def _judge(self, lo: np.ndarray, hi: np.ndarray, jit: np.ndarray, n_seen: int) -> FormResult:
@@ -346,26 +330,11 @@ def _range_errors(a: np.ndarray, g: np.ndarray, moving: np.ndarray, slack: np.nd
     return excess, deficit
 
 
-def _compensation(a: np.ndarray, g: np.ndarray, moving: np.ndarray, slack: np.ndarray) -> np.ndarray:
-    """Per angle, how much more of the patient's own movement it takes than in the guide's, weighted by
-    how still the guide keeps it: range over the mean range of the angles the guide moves, the patient's
-    (``a``, less what the detector's jitter explains) against the guide's (``g``). A share of one's own
-    movement is the same for a patient who moves less far or more than the guide's person (range of motion
-    differs between people; a trunk that leans as much as the hips bend does not), so it tells a
-    compensation from a different body better than radians do (docs/scoring.md). (..., F) -> (..., F)."""
-    w = moving / max(float(moving.sum()), 1e-9)
-    own = np.maximum(a - slack, 0.0)
-    main_a = np.maximum((own * w).sum(axis=-1, keepdims=True), COMPENSATION_FLOOR)
-    main_g = np.maximum((g * w).sum(axis=-1, keepdims=True), COMPENSATION_FLOOR)
-    return np.maximum(own / main_a - g / main_g, 0.0) * (1.0 - moving)
-
-
 def range_cost(lo: np.ndarray, hi: np.ndarray, take: tuple, slack: np.ndarray) -> float:
     """The form cost of angle ranges (``lo``, ``hi``) against one recording's (``take``: its lo, hi and
     moving weights), over the angles both saw."""
     t_lo, t_hi, moving = take
     both = ~np.isnan(lo) & ~np.isnan(t_lo)
     g = np.where(both, t_hi - t_lo, 0.0)
-    a = np.where(both, hi - lo, 0.0)
-    excess, deficit = _range_errors(a, g, moving, slack)
-    return float(excess.sum() + DEFICIT_WEIGHT * deficit.sum() + COMPENSATION_WEIGHT * _compensation(a, g, moving, slack).sum())
+    excess, deficit = _range_errors(np.where(both, hi - lo, 0.0), g, moving, slack)
+    return float(excess.sum() + DEFICIT_WEIGHT * deficit.sum())

@@ -16,7 +16,7 @@ from rehab.scoring.pose import nearest
 from rehab.scoring.reps import RepCounter
 from rehab.scoring.model import RATE_HZ, ReferenceModel
 from rehab.scoring.scorer import (
-    EMPTY, MIN_WINDOW_FRACTION, MOVEMENT_KNEE, PHASE_ANCHOR_MIN, SCORER_VERSION, Rows, WindowResult, calibrate,
+    EMPTY, MIN_WINDOW_FRACTION, PHASE_ANCHOR_MIN, SCORER_VERSION, Rows, WindowResult, calibrate,
     score_windows,
 )
 
@@ -231,7 +231,7 @@ class LiveScorer:
             self.last_phase_idx, self.last_ts_ms = result.ref_span[1] % self.ref.length, f.capture_ts_ms
         # a repetition is counted on the movement (done badly, it is still a repetition done), when it
         # reached far enough into the guide's range
-        reps = self.reps.update(result.phase, calibrate(result.similarity, MOVEMENT_KNEE), form.reach)
+        reps = self.reps.update(result.phase, calibrate(result.similarity), form.reach)
         if result is not EMPTY:
             hints = form.corrections() if form.factor < FORM_HINT_BELOW or form.mistake else []
             result = WindowResult(**{**result.__dict__, "similarity": round(calibrate(result.similarity * form.factor), 4),

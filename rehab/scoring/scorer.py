@@ -25,9 +25,8 @@ from rehab.scoring.kernels import similarity4, window_match
 from rehab.scoring.model import Poses, ReferenceModel, movement_steps
 from rehab.scoring.pose import limb_directions, normalize
 
-SCORER_VERSION = "limbdtw-3.2.0"  # 3.1: takes and named mistakes (single-take scores as 3.0.0); 3.1.1: a
-# phase step over half the cycle no longer passes the middle of a repetition (scores as 3.1.0); 3.2.0:
-# compensation as a share of the patient's own movement (form.py), recalibrated; repetitions as 3.1.1
+SCORER_VERSION = "limbdtw-3.1.1"  # 3.1: takes and named mistakes (single-take scores as 3.0.0); 3.1.1: a
+# phase step over half the cycle no longer passes the middle of a repetition (scores as 3.1.0)
 COS_FLOOR = 0.0  # limb cosine at or below this counts as 0 similarity, 1.0 as 1
 MIN_VALID_FRACTION = 0.5
 MOVE_TAU = 0.7
@@ -41,18 +40,14 @@ MIN_WINDOW_FRACTION = 0.3  # the first score comes once 30% of a window has been
 # the knee is where, pooled over every UI-PRMD movement, view and guide, correct repetitions by other
 # people are told from incorrect ones with equal error rates. One map for every exercise.
 GOOD = 0.75
-CALIBRATION_KNEE = 0.125  # limbdtw-3.2.0 (0.42 before the compensation term lowered every form factor)
-# The repetition counter's gates (a repetition's mean and per-window movement score) read the movement
-# match alone, through the map they were tuned with (limbdtw-3.1): the knee above moved because the
-# form factor changed, not the movement match.
-MOVEMENT_KNEE = 0.42
+CALIBRATION_KNEE = 0.42
 
 
-def calibrate(raw: float, knee: float = CALIBRATION_KNEE) -> float:
+def calibrate(raw: float) -> float:
     raw = min(max(raw, 0.0), 1.0)
-    if raw <= knee:
-        return GOOD * raw / knee
-    return GOOD + (1.0 - GOOD) * (raw - knee) / (1.0 - knee)
+    if raw <= CALIBRATION_KNEE:
+        return GOOD * raw / CALIBRATION_KNEE
+    return GOOD + (1.0 - GOOD) * (raw - CALIBRATION_KNEE) / (1.0 - CALIBRATION_KNEE)
 
 
 LIMB_NAMES = tuple(f"{b}" if a.split("_")[0] == b.split("_")[0] else f"{a}-{b}" for a, b in LIMBS)

@@ -33,12 +33,11 @@ def test_a_compensating_shoulder_abduction_scores_below_a_correct_one_by_other_p
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # ~8 minutes on 2 cores
 def test_every_movement_and_view_across_subjects():
-    """Regression floors under what limbdtw-3.2.0 measures with one take (0.857 front, 0.809 side;
-    docs/scoring.md), below issue 10's targets (mean AUC 0.90, no movement below 0.80), which this
-    scorer does not meet."""
+    """Regression floors at what limbdtw-3.1.0 measures with one take (docs/scoring.md), below issue 10's targets
+    (mean AUC 0.90, no movement below 0.80), which this scorer does not meet."""
     summary, results = _run(["front", "side"], range(1, 11), processes=os.cpu_count() or 1)
-    assert summary["summary"]["front"]["mean_auc"] >= 0.84, summary["summary"]
-    assert summary["summary"]["side"]["mean_auc"] >= 0.79, summary["summary"]
+    assert summary["summary"]["front"]["mean_auc"] >= 0.80, summary["summary"]
+    assert summary["summary"]["side"]["mean_auc"] >= 0.76, summary["summary"]
     counted = [r["back_to_back"] for r in results]
     # 70 % counted exactly with limbdtw-3.1.0 (docs/scoring.md; issue 10's target, 95 %, is not met)
     assert sum(c["counted"] == c["expected"] for c in counted) >= 0.65 * len(counted)

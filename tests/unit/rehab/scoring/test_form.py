@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rehab.scoring import LiveScorer, ReferenceModel, replay_scores, score_attempt
-from rehab.scoring.form import COMPENSATION_WEIGHT, FEATURES, MOVING_RAD, TAU, FormModel, angle_features, decode, encode
+from rehab.scoring.form import FEATURES, FormModel, angle_features, decode, encode
 from rehab.scoring.scorer import CALIBRATION_KNEE, GOOD, calibrate
 from tests.unit.rehab.scoring.test_scoring import STAND, frames, pose_at, reference
 
@@ -209,47 +209,3 @@ def test_the_mistake_survives_a_processor_restart():
     got += [s for f in fs[100:] if (s := second.update(f, score_ts_ms=0)) is not None]
     assert [s.corrections for s in got] == [s.corrections for s in expected]
     assert any(c.get("mistake") == "lean" for c in expected[-1].corrections)
-
-
-def _ranges_model(main: float, trunk: float, length: int = 60) -> FormModel:
-    """A guide whose higher upper arm moves ``main`` rad and whose trunk moves ``trunk`` rad."""
-    hi = np.zeros(len(FEATURES))
-    hi[FEATURES.index("upper arms (higher)")], hi[FEATURES.index("trunk")] = main, trunk
-    return FormModel(np.zeros(len(FEATURES)), hi, np.clip(hi / MOVING_RAD, 0.0, 1.0), length)
-
-
-def _judge(model: FormModel, main: float, trunk: float):
-    hi = np.zeros(len(FEATURES))
-    hi[FEATURES.index("upper arms (higher)")], hi[FEATURES.index("trunk")] = main, trunk
-    return model._judge(np.zeros(len(FEATURES)), hi, np.zeros(len(FEATURES)), model.length)
-
-
-@pytest.mark.parametrize("scale", [0.8, 1.0, 1.3])
-def test_a_patient_moving_every_angle_in_the_guides_proportions_shows_no_compensation(scale):
-    # someone who moves less far or further than the guide's person, in the same proportions
-    model = _ranges_model(1.2, 0.2)
-    result = _judge(model, 1.2 * scale, 0.2 * scale)
-    assert result.compensation == pytest.approx(np.zeros(len(FEATURES)), abs=1e-12)
-
-
-def test_a_still_angle_taking_a_larger_share_of_the_patients_own_movement_costs_points():
-    model = _ranges_model(1.2, 0.1)
-    trunk = FEATURES.index("trunk")
-    # the trunk moves 0.15 rad, radians the jitter-free excess alone prices at 0.05 x 0.9; but the arm
-    # moves only 0.9 rad, so the trunk takes ~18 % of this patient's movement against ~9 % of the guide's
-    # (the movement: the ranges weighted by how much the guide moves each angle, arm 1.0, trunk 0.1)
-    leaning = _judge(model, 0.9, 0.15)
-    own, guide = (0.9 + 0.1 * 0.15) / 1.1, (1.2 + 0.1 * 0.1) / 1.1
-    assert leaning.compensation[trunk] == pytest.approx((0.15 / own - 0.1 / guide) * 0.9)
-    assert leaning.factor == pytest.approx(np.exp(-(leaning.excess.sum() + COMPENSATION_WEIGHT * leaning.compensation.sum()) / TAU))
-    assert leaning.factor < _judge(model, 1.2, 0.15).factor < 1.0  # the same trunk with the full arm: less
-    assert [c["joint"] for c in leaning.corrections()][:1] == ["trunk"]
-
-
-def test_compensation_counts_only_once_a_quarter_of_a_guide_length_has_been_seen():
-    model = _ranges_model(1.2, 0.1)
-    hi = np.zeros(len(FEATURES))
-    hi[FEATURES.index("upper arms (higher)")], hi[FEATURES.index("trunk")] = 0.3, 0.1
-    early, half, later = (model._judge(np.zeros(len(FEATURES)), hi, np.zeros(len(FEATURES)), n) for n in (14, 22, 31))
-    assert early.compensation.sum() == 0.0
-    assert 0.0 < half.compensation.sum() < later.compensation.sum()

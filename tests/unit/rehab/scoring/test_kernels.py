@@ -140,8 +140,7 @@ def test_many_windows_judged_together_are_judged_as_each_alone(takes):
         want = model.assess_codes(codes)
         assert (got.factor, got.mistake, got.mistake_margin, got.reach) == (want.factor, want.mistake, want.mistake_margin, want.reach), trial
         assert np.array_equal(got.excess, want.excess) and np.array_equal(got.deficit, want.deficit), trial
-        assert np.array_equal(got.compensation, want.compensation), trial
-        named += got.mistake_margin > 0  # nearer a recorded mistake (named or not: MISTAKE_NAME_MIN decides)
+        named += got.mistake is not None
     assert sum(r.factor < 1.0 for r in together) > 10
     if takes != "one take":
         assert named > 0  # the mistakes path is exercised
