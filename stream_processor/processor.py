@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
-from rehab.records import KeypointFrame, MessageError, Score, now_ms
+from rehab.records import KeypointFrame, MessageError, Score, decode_keypoint_frames, now_ms
 from rehab.reference import Reference
 from rehab.scoring import LiveScorer, ReferenceModel, score_jobs
 
@@ -100,19 +100,19 @@ class ScoringState:
           earlier rule of 4 a second until 2 s late.)
         At live pace a batch holds a frame or two per session, nothing is late, and every due window is
         scored exactly as ``handle`` would."""
-        frames, failures = [], []
-        for i, raw in enumerate(raws):
-            try:
-                frames.append((i, KeypointFrame.from_json(raw)))
-            except MessageError as exc:
-                failures.append((i, exc))
+        failures = []
         queues: dict[str, list[tuple[int, KeypointFrame]]] = {}  # session -> (position in raws, frame)
-        for i, f in frames:
-            try:
-                await self.scorer_for(f)
-            except UnusableMessage as exc:
-                failures.append((i, exc))
+        scorers = self.scorers
+        for i, f in enumerate(decode_keypoint_frames(raws)):  # the batch decoded together
+            if type(f) is not KeypointFrame:
+                failures.append((i, f))
                 continue
+            if f.session_id not in scorers:
+                try:
+                    await self.scorer_for(f)
+                except UnusableMessage as exc:
+                    failures.append((i, exc))
+                    continue
             queues.setdefault(f.session_id, []).append((i, f))
         now, wall = time.monotonic(), now_ms()
         for sid in queues:

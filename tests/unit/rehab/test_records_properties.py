@@ -15,7 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.backends.base import publishable_keypoints
-from rehab.records import MAX_INT, FRAME_META_HEADER, FrameRecord, KeypointFrame, MessageError, Score, check_int
+from rehab.records import (
+    MAX_INT, FRAME_META_HEADER, FrameRecord, KeypointFrame, MessageError, Score, check_int, decode_keypoint_frames,
+)
 
 SETTINGS = settings(max_examples=300, deadline=None, database=None, derandomize=True)
 
@@ -106,3 +108,63 @@ def test_integers_are_accepted_exactly_in_range(value):
     except MessageError:
         accepted = False
     assert accepted == (0 <= value <= MAX_INT)
+
+
+def _one_by_one(raw):
+    try:
+        return KeypointFrame.from_json(raw)
+    except MessageError as exc:
+        return exc
+
+
+def _same(batch, single) -> None:
+    if isinstance(single, MessageError):
+        assert isinstance(batch, MessageError) and str(batch) == str(single)
+    else:
+        assert batch == single and batch.to_json() == single.to_json()
+
+
+# messages a batch may hold: good frames, frames with one field, one keypoint row or one keypoint value
+# replaced by anything, fields missing or reordered, and bytes that are not a frame at all
+FIELD_REPLACED = st.tuples(st.sampled_from(sorted(valid_frame())), VALUES).map(
+    lambda fv: {**valid_frame(), fv[0]: fv[1]})
+ROW_REPLACED = st.tuples(st.integers(0, 16), VALUES).map(
+    lambda iv: {**valid_frame(), "keypoints": [iv[1] if k == iv[0] else r for k, r in enumerate(valid_frame()["keypoints"])]})
+VALUE_REPLACED = st.tuples(st.integers(0, 16), st.integers(0, 2), VALUES | coordinate).map(
+    lambda ijv: {**valid_frame(), "keypoints": [[ijv[2] if (k, c) == ijv[:2] else x for c, x in enumerate(r)]
+                                                 for k, r in enumerate(valid_frame()["keypoints"])]})
+FIELD_DROPPED = st.sampled_from(sorted(valid_frame())).map(
+    lambda name: {k: v for k, v in valid_frame().items() if k != name})
+REORDERED = st.permutations(sorted(valid_frame())).map(lambda names: {n: valid_frame()[n] for n in names})
+NOBODY = st.just({**valid_frame(), "keypoints": None})
+MESSAGE = (st.just(valid_frame()) | FIELD_REPLACED | ROW_REPLACED | VALUE_REPLACED | FIELD_DROPPED | REORDERED
+           | NOBODY).map(lambda obj: json.dumps(obj).encode()) | st.binary(max_size=60)
+
+
+@SETTINGS
+@given(st.lists(MESSAGE, max_size=12))
+def test_a_batch_decodes_as_each_message_alone(raws):
+    """The processor decodes a batch together (``decode_keypoint_frames``): every message gives the same
+    frame, or the same refusal with the same reason, as ``from_json`` on it alone, whatever its
+    neighbours in the batch are."""
+    decoded = decode_keypoint_frames(raws)
+    assert len(decoded) == len(raws)
+    for raw, batch in zip(raws, decoded):
+        _same(batch, _one_by_one(raw))
+
+
+def test_a_batch_of_good_frames_is_decoded_without_the_one_by_one_path(monkeypatch):
+    """Well-formed frames, in order or not, with someone in view or nobody, take the batch path: the
+    one-by-one decoder is not called for them (it is, for the one that is out of bounds)."""
+    from rehab import records
+
+    called = []
+    monkeypatch.setattr(records, "_decoded_or_refused", lambda raw: called.append(raw) or _one_by_one(raw))
+    far = {**valid_frame(), "keypoints": [[5000.0, 1.0, 0.5]] * 17}
+    objs = [valid_frame(), {**valid_frame(), "keypoints": None}, dict(reversed(valid_frame().items())), far]
+    raws = [KeypointFrame(**objs[0]).to_json()] + [json.dumps(o).encode() for o in objs[1:]]
+    decoded = records.decode_keypoint_frames(raws)
+    assert called == [raws[3]]
+    for raw, batch in zip(raws, decoded):
+        _same(batch, _one_by_one(raw))
+    assert "far outside the image" in str(decoded[3])
