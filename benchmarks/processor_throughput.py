@@ -155,10 +155,13 @@ def peak_rss(pid: int) -> float | None:
 # sampled stack (py-spy's raw format: "frame;frame;... count"); "idle" is the event loop waiting.
 PROFILE_STAGES = (
     ("idle (event loop waiting)", ("EpollSelector.select",), True),
-    ("decode + validate (as the ceiling)", ("KeypointFrame.from_json",), False),
+    ("decode + validate (as the ceiling)", ("KeypointFrame.from_json", "decode_keypoint_frames"), False),
     ("scoring", ("ScoringState._score",), False),
     ("publish scores + save state", ("ScorePublisher.emit",), False),
-    ("store rows in MySQL", ("create_app.<locals>.write_scores", "ScoreStore.store",), False),
+    # the score writer's own aiokafka consumer runs in this thread (Faust's consumer has a thread of its own)
+    ("score rows into MySQL (consumer, decoding, upserts)",
+     ("ScoreWriter.", "ScoreStore.store", "Fetcher._fetch_requests_routine", "Fetcher._proc_fetch_request",
+      "GroupCoordinator"), False),
     ("per-frame bookkeeping", ("ScoringState.handle_batch", "create_app.<locals>.score_windows"), False),
     ("producer (aiokafka, Faust)", ("Sender.", "ProducerBuffer", "Producer.send", "AIOKafkaProducer"), False),
     ("consumer + event delivery (Faust, as the ceiling)", ("Fetcher", "Consumer", "Conductor", "Stream.", "Channel"),

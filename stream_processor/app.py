@@ -1,6 +1,6 @@
-"""The Faust app: agent ``score_windows`` consumes keypoints and publishes scores; agent
-``write_scores`` upserts the scores topic into MySQL (so an outage of MySQL never holds live scores
-back, and the rows arrive when it returns); a timer scores frames left pending; table
+"""The Faust app: agent ``score_windows`` consumes keypoints and publishes scores; the service
+``ScoreRows`` upserts the scores topic into MySQL (``score_writer.ScoreWriter``: so an outage of MySQL
+never holds live scores back, and the rows arrive when it returns); a timer scores frames left pending; table
 ``session_to_state`` keeps each session's counters (repetitions, running similarity, last frame
 scored) so a restarted processor resumes where it stopped.
 
@@ -17,7 +17,7 @@ import faust
 from mode import Service
 
 from rehab.adapters import metrics
-from rehab.records import CAPTURE_TO_SCORED, INFERRED_TO_SCORED, DeadLetter, Score
+from rehab.records import CAPTURE_TO_SCORED, INFERRED_TO_SCORED, DeadLetter
 from rehab.scoring import kernels
 from rehab.settings import Settings, SettingsError
 from rehab.adapters.kafka_clients import session_partitioner
@@ -25,6 +25,7 @@ from rehab.topics import changelog_topics, dead_letter_key, record_key, session_
 from stream_processor.outbox import Outbox, faust_producer
 from stream_processor.processor import ScoringState
 from stream_processor.quiet_stream import QuietStream
+from stream_processor.score_writer import ScoreWriter
 from stream_processor.score_store import ScoreStore
 from stream_processor.session_state import SessionTables
 
@@ -65,7 +66,7 @@ def faust_app(settings: Settings) -> faust.App:
 class ScorePublisher:
     """Publishes a batch of (scorer, score) and then saves each session's state once. The order is what
     makes a crash lose nothing: the state (which says which frames are scored) moves on only after the
-    scores are in Kafka (acknowledged; ``write_scores`` puts them in MySQL from there, so MySQL being away
+    scores are in Kafka (acknowledged; ``ScoreWriter`` puts them in MySQL from there, so MySQL being away
     never holds live scores back), and the agent's events are acked (their offsets committed) only after
     ``emit`` returns. A crash in between re-reads the frames and re-scores them into the same rows.
     Both go out as one record batch per partition (``Outbox``)."""
@@ -101,13 +102,18 @@ class ScorePublisher:
 async def dead_letter(topic, source: str, event, reason: str) -> None:
     """An event that cannot be used, with why, to the dead-letter topic (never dropped silently)."""
     msg = event.message
-    letter = DeadLetter.of(source, msg.topic, msg.partition, msg.offset, msg.key, event.value, reason)
-    await topic.send(key=dead_letter_key(msg.key, msg.topic, msg.partition, msg.offset), value=letter.to_json())
+    await send_dead_letter(topic, source, msg.topic, msg.partition, msg.offset, msg.key, event.value, reason)
+
+
+async def send_dead_letter(topic, source: str, of_topic: str, partition: int, offset: int, key, value,
+                           reason: str) -> None:
+    letter = DeadLetter.of(source, of_topic, partition, offset, key, value, reason)
+    await topic.send(key=dead_letter_key(key, of_topic, partition, offset), value=letter.to_json())
 
 
 def create_app(settings: Settings, ready_file: Path | None = None, store: ScoreStore | None = None) -> faust.App:
-    """The processor's one composition root: agent ``score_windows`` (keypoints -> scores), agent
-    ``write_scores`` (scores -> MySQL), the timer for pending frames, the session tables. ``store`` is
+    """The processor's one composition root: agent ``score_windows`` (keypoints -> scores), service
+    ``ScoreRows`` (scores -> MySQL), the timer for pending frames, the session tables. ``store`` is
     the MySQL side (default: built from ``settings``)."""
     topics, app = settings.topics, faust_app(settings)
     store = store or ScoreStore(settings)
@@ -140,22 +146,20 @@ def create_app(settings: Settings, ready_file: Path | None = None, store: ScoreS
                 metrics.MESSAGES.labels("processor", "dead_letter").inc()
             await publisher.emit(results)
 
-    @app.agent(app.topic(topics.scores, key_type=bytes, value_type=bytes))
-    async def write_scores(stream):
-        """Scores topic -> MySQL, in batches. While MySQL is away this agent waits and retries and its
-        offsets do not move, so nothing is lost and the rows arrive when MySQL is back; the scoring agent
-        goes on publishing live scores meanwhile."""
-        async for events in stream.take_events(BATCH, within=0.05):
-            batch = []
-            for e in (e for e in events if e.value is not None):  # not tombstones
-                try:
-                    batch.append(Score.from_json(e.value))
-                except Exception as exc:  # MessageError: not ours to store; a reason for the dead letters
-                    await dead_letter(letters, "score-writer", e, str(exc))
-            if batch:
-                metrics.SCORE_ROWS_PENDING.set(len(batch))
-                await store.store(batch)
-                metrics.SCORE_ROWS_PENDING.set(0)
+    async def letter(topic: str, partition: int, offset: int, key, value, reason: str) -> None:
+        await send_dead_letter(letters, "score-writer", topic, partition, offset, key, value, reason)
+
+    writer = ScoreWriter(settings, store.store, letter)
+
+    @app.service
+    class ScoreRows(Service):
+        """The scores topic -> MySQL (``ScoreWriter``), beside the agents: while MySQL is away it waits
+        and retries and its offsets do not move, so nothing is lost and the rows arrive when MySQL is
+        back; the scoring agent goes on publishing live scores meanwhile."""
+
+        @Service.task
+        async def _write(self) -> None:
+            await writer.run()
 
     @app.timer(interval=TIMER_INTERVAL_S)
     async def flush_pending():
