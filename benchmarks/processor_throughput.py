@@ -87,11 +87,12 @@ def main() -> None:
             spy = start_py_spy(procs[0].procs["processor"].pid, args.py_spy, Path(logs)) if args.py_spy else None
             t0 = time.monotonic()
             pids = [p.procs["processor"].pid for p in procs]
-            done, scores, stamps, cpu0 = set(), 0, [], None
+            done, scores, stamps, cpu0, main0 = set(), 0, [], None, None
             while len(done) < args.sessions and time.monotonic() - t0 < 600:
                 for batch in consumer.poll(timeout_ms=200).values():
                     if cpu0 is None:  # the processors' CPU from (about) their first score on
                         cpu0 = sum(cpu_seconds(pid) for pid in pids)
+                        main0 = sum(cpu_seconds(pid, thread=pid) for pid in pids)
                     for m in batch:
                         sc = Score.from_json(m.value)
                         stamps.append(sc.score_ts_ms)
@@ -99,6 +100,7 @@ def main() -> None:
                         if sc.window_end_seq == n - 1:
                             done.add(sc.session_id)
             cpu = sum(cpu_seconds(pid) for pid in pids) - (cpu0 or 0.0)
+            main = sum(cpu_seconds(pid, thread=pid) for pid in pids) - (main0 or 0.0)
             elapsed = time.monotonic() - t0
             peak_rss_mb = [peak_rss(p.procs["processor"].pid) for p in procs]
             # the processors' own clock: a processor may score before the others are ready
@@ -113,7 +115,9 @@ def main() -> None:
         "share_of_decode_ceiling": round(total / steady / ceiling["keypoint_frames_per_s"], 3),
         "target_share_of_decode_ceiling": 0.6,
         "decode_only_cpu_us_per_frame": round(ceiling["cpu_us_per_frame"], 1),
-        "cpu_share_of_decode_ceiling": round(ceiling["cpu_us_per_frame"] / cpu_per_frame, 3)}
+        "cpu_share_of_decode_ceiling": round(ceiling["cpu_us_per_frame"] / cpu_per_frame, 3),
+        "decode_only_main_thread_cpu_us_per_frame": round(ceiling["main_thread_cpu_us_per_frame"], 1),
+        "main_thread_cpu_share_of_decode_ceiling": round(ceiling["main_thread_cpu_us_per_frame"] / (main / total * 1e6), 3)}
     print(json.dumps({
         "sessions": args.sessions, "processors": args.processors, "keypoint_frames": total, "scores": scores,
         "coalesce_after": args.coalesce_after, "min_interval_ms": args.min_interval_ms,
@@ -128,13 +132,18 @@ def main() -> None:
         # CPU time (all threads) per frame: what a frame costs, whatever else the machine runs meanwhile (on
         # 2 cores the broker, MariaDB and this script take turns with the processor, and its rate follows)
         "processor_cpu_us_per_frame": round(cpu_per_frame, 1),
+        # its main thread alone (Faust's consumer thread aside): one event loop runs the agents, so this is
+        # what bounds one processor's rate
+        "processor_main_thread_cpu_us_per_frame": round(main / total * 1e6, 1),
     } | both | profile, indent=2))
 
 
-def cpu_seconds(pid: int) -> float:
-    """A process's CPU time so far (user + system, all threads), from /proc; 0 once it is gone."""
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """A process's CPU time so far (user + system, all threads; or one ``thread`` of it), from /proc; 0
+    once it is gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        where = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+        fields = Path(where).read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -219,7 +228,8 @@ def decode_only(settings, total: int) -> dict:
     result = json.loads(line)
     return result | {"stage": "decode", "seconds_with_startup": round(elapsed, 2),
                      "keypoint_frames_per_s": round(total / result["seconds_from_first_batch"], 1),
-                     "cpu_us_per_frame": result["cpu_seconds_from_first_batch"] / total * 1e6}
+                     "cpu_us_per_frame": result["cpu_seconds_from_first_batch"] / total * 1e6,
+                     "main_thread_cpu_us_per_frame": result["main_thread_cpu_seconds_from_first_batch"] / total * 1e6}
 
 
 if __name__ == "__main__":
