@@ -4,8 +4,9 @@ and upserts each batch in one statement (``ScoreStore.store``), then commits the
 Why not a Faust agent (it was one until 2026-12-05): Faust delivers every record to an agent one by
 one (per record a callback, tasks and an ``asyncio.wait``, ~40 us here), which is the price of
 its per-event streams, and the writer does nothing per event: it only writes batches. In the
-processor's benchmark the agent cost ~9 us of CPU a keypoint frame (scores are ~1 in 7.5 frames);
-``getmany`` hands over a batch in one call.
+processor's benchmark the whole agent (delivery, decoding, upserts) cost ~9 us of CPU a keypoint
+frame (scores are ~1 in 7.5 frames); ``getmany`` hands over a batch in one call, ~4 us less
+(docs/benchmarks.md, issue 15, seventh session).
 
 Guarantees (unchanged): rows are upserted by session and window end, so a batch written twice (a
 crash between the upsert and the commit, a rebalance) leaves the same rows; the offsets move only
@@ -29,13 +30,14 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from rehab.adapters import metrics
-from rehab.records import MessageError, Score
+from rehab.records import Score
 from rehab.settings import Settings
 
 log = logging.getLogger("rehab.stream_processor")
 BATCH = 1000
 POLL_MS = 1000
 FETCH_MIN_BYTES, FETCH_MAX_WAIT_MS = 1 << 16, 200
+RETRY_FIRST_S, RETRY_MAX_S = 1.0, 30.0  # the pause before starting a failed consumer again, doubling
 
 
 def rows_group(settings: Settings) -> str:
@@ -61,14 +63,19 @@ class ScoreWriter:
     async def run(self) -> None:
         """Writes until cancelled. A consumer that fails (Kafka away at start, a fatal consumer error) is
         logged and started again after a pause: the writer never takes the processor down."""
-        delay = 1.0
+        delay = RETRY_FIRST_S
         while True:
+            started = asyncio.get_running_loop().time()
             try:
                 await self._run_once()
             except (KafkaError, OSError) as exc:
                 log.warning("the score writer's consumer failed (%r); starting it again in %.0f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+            except Exception:  # a bug: logged, and the batch is read again (its offsets did not move)
+                log.exception("the score writer failed; starting it again in %.0f s", delay)
+            if asyncio.get_running_loop().time() - started > 60.0:
+                delay = RETRY_FIRST_S  # it had been running: a new failure, not the same one again
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
 
     async def _run_once(self) -> None:
         consumer = self.consumer()
@@ -90,7 +97,7 @@ class ScoreWriter:
                     continue
                 try:
                     scores.append(Score.from_json(m.value))
-                except MessageError as exc:
+                except Exception as exc:  # (MessageError: not ours to store; a reason for the dead letters)
                     await self.dead_letter(m.topic, m.partition, m.offset, m.key, m.value, str(exc))
             if messages:
                 ends[tp] = OffsetAndMetadata(messages[-1].offset + 1, "")

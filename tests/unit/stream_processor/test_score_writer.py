@@ -9,6 +9,7 @@ from aiokafka.errors import CommitFailedError
 
 from rehab.records import Score
 from rehab.settings import Settings
+from stream_processor import score_writer
 from stream_processor.score_writer import ScoreWriter
 
 
@@ -69,3 +70,32 @@ def test_a_commit_refused_after_a_rebalance_is_not_an_error():
     asyncio.run(writer.write(FakeConsumer(fail=CommitFailedError("rebalanced")),
                              {TopicPartition("scores", 0): [_record(0, 5, _score(1))]}))
     assert stored == [[1]]
+
+
+def test_a_failing_consumer_is_started_again_not_the_processor_taken_down(monkeypatch):
+    writer, _, _ = _writer()
+    starts = []
+
+    async def fails_twice():
+        starts.append(len(starts))
+        if len(starts) == 1:
+            raise RuntimeError("a bug")
+        if len(starts) == 2:
+            raise OSError("Kafka away")
+        await asyncio.Event().wait()  # the third runs on
+
+    monkeypatch.setattr(writer, "_run_once", fails_twice)
+    monkeypatch.setattr(score_writer, "RETRY_FIRST_S", 0.0)
+
+    async def main():
+        task = asyncio.create_task(writer.run())
+        for _ in range(100):
+            if len(starts) == 3:
+                break
+            await asyncio.sleep(0.01)
+        running = not task.done()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return running
+
+    assert asyncio.run(main()) and starts == [0, 1, 2]
