@@ -34,7 +34,7 @@ TIMER_INTERVAL_S = 0.1
 BATCH, BATCH_WITHIN_S = 1000, 0.005
 # While the processor is behind (a backlog after a restart or a burst; a batch's partitions hold
 # BACKLOG_EVENTS or more unread events), a batch gathers for BACKLOG_WITHIN_S instead: Faust delivers events into
-# a batch only while the agent waits for it (~25,000 events/s here), so 5 ms made batches of ~140 frames
+# a batch only while the agent waits for it (~25,000 events/s here), so 5 ms made batches of ~110-140 frames
 # and every batch paid its own scoring calls, publishing and acknowledgement wait. 25 ms: ~500-frame
 # batches and ~10 % less CPU a frame (``processor_throughput``); at live pace nothing waits longer.
 BACKLOG_EVENTS, BACKLOG_WITHIN_S = BATCH, 0.025
