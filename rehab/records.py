@@ -223,9 +223,9 @@ class KeypointFrame:
 
 
 _KF_DEFAULTS = {f.name: f.default for f in fields(KeypointFrame) if f.default is not MISSING}
-_KF_FIELDS = frozenset(f.name for f in fields(KeypointFrame))
-_KF_REQUIRED = _KF_FIELDS - _KF_DEFAULTS.keys()
 _KF_NAMES = tuple(f.name for f in fields(KeypointFrame))
+_KF_FIELDS = frozenset(_KF_NAMES)
+_KF_REQUIRED = _KF_FIELDS - _KF_DEFAULTS.keys()
 _KF_ORDER = tuple((name, _KF_DEFAULTS.get(name)) for name in _KF_NAMES)
 _LIST, _KP_ROWS, _XYC = {list}, {N_KEYPOINTS}, {3}
 

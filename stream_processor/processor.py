@@ -102,17 +102,15 @@ class ScoringState:
         scored exactly as ``handle`` would."""
         failures = []
         queues: dict[str, list[tuple[int, KeypointFrame]]] = {}  # session -> (position in raws, frame)
-        scorers = self.scorers
         for i, f in enumerate(decode_keypoint_frames(raws)):  # the batch decoded together
             if type(f) is not KeypointFrame:
                 failures.append((i, f))
                 continue
-            if f.session_id not in scorers:
-                try:
-                    await self.scorer_for(f)
-                except UnusableMessage as exc:
-                    failures.append((i, exc))
-                    continue
+            try:
+                await self.scorer_for(f)
+            except UnusableMessage as exc:
+                failures.append((i, exc))
+                continue
             queues.setdefault(f.session_id, []).append((i, f))
         now, wall = time.monotonic(), now_ms()
         for sid in queues:
