@@ -14,9 +14,11 @@ from angles only, so body proportions, height and camera distance drop out:
   repetition) and how much each angle *moves* in this exercise (``moving`` in [0, 1], range over
   ``MOVING_RAD``): learned from the guide, no parameter per exercise.
 - ``FormModel.assess(recent features)``: over the patient's last ``HISTORY_FACTOR`` guide lengths,
-  ``excess`` (range beyond the guide's, weighted by how still the guide keeps that angle) and
+  ``excess`` (range beyond the guide's, weighted by how still the guide keeps that angle),
   ``deficit`` (range short of the guide's, weighted by how much it moves; counted once a whole
-  guide length has been seen). ``factor = exp(-(excess + DEFICIT_WEIGHT * deficit) / TAU)``.
+  guide length has been seen) and ``lean`` (the trunk leaning further from upright than the guide
+  ever does: a level, not a range, so a patient who leans the whole time is seen too).
+  ``factor = exp(-(excess + DEFICIT_WEIGHT * deficit + LEAN_WEIGHT * lean) / TAU)``.
 
 Constants were chosen on UI-PRMD across subjects (docs/scoring.md): the guide is one subject's
 repetition, the attempts are the other subjects'.
@@ -39,12 +41,14 @@ FEATURES = ("elbows (the straighter)", "elbows (the more bent)", "knees (the str
 LABELS = ("elbows", "elbows", "knees", "knees", "upper arms", "upper arms", "forearms", "forearms",
           "thighs", "thighs", "lower legs", "lower legs", "trunk", "shoulders", "hips")
 N_FEATURES = len(FEATURES)
+TRUNK = FEATURES.index("trunk")
 MIN_CONF = 0.3
 MOVING_RAD = 1.0  # an angle whose guide range reaches this (57 degrees) counts fully as moving
 DEFICIT_WEIGHT = 0.3
 TAU = 2.0  # radians of summed range error that bring the factor to 1/e
 NOISE_SLACK = 8.0  # excess range below this many times an angle's jitter is forgiven
 DEFICIT_SLACK = 0.25  # a range down to 75 % of the guide's is not short (another camera angle foreshortens)
+LEAN_WEIGHT = 8.0  # form cost per radian the trunk leans further than the guide's furthest (docs/scoring.md)
 MISTAKE_WEIGHT = 3.0  # form cost per radian of form cost an attempt is nearer a recorded mistake than every correct take
 MISTAKE_NAME_MIN = 0.5  # radians nearer a mistake than every correct take before the hint names it (across
 # people a smaller margin names it for too many correct repetitions: docs/scoring.md)
@@ -174,6 +178,7 @@ class FormResult:
     mistake_margin: float = 0.0  # how much nearer (radians of form cost, >= 0; it costs points from 0 on)
     reach: float = 1.0  # how far the patient's ranges reach the guide's in the angles it moves: sum over angles
     # of moving x min(range, guide's) / moving x guide's, in [0, 1] (a repetition needs REACH_MIN to count)
+    lean: float = 0.0  # radians the trunk leans further from upright than the guide's furthest (beyond jitter)
 
     def corrections(self, limit: int = 2, min_rad: float = 0.12) -> list[dict]:
         """The worst angles as hints, e.g. 'trunk: keep it still, as the guide does'; a recorded mistake
@@ -183,6 +188,7 @@ class FormResult:
             out.append({"joint": "mistake", "direction": "avoid", "mistake": self.mistake,
                         "message": f"looks like a recorded mistake: {self.mistake}"})
         cost = self.excess + DEFICIT_WEIGHT * self.deficit
+        cost[TRUNK] += LEAN_WEIGHT * self.lean
         named = set()
         for f in np.argsort(-cost, kind="stable"):
             if cost[f] < min_rad or len(out) >= limit:
@@ -191,7 +197,10 @@ class FormResult:
             if label in named:
                 continue
             named.add(label)
-            if self.excess[f] >= DEFICIT_WEIGHT * self.deficit[f]:
+            if f == TRUNK and self.lean > 0 and self.lean >= self.excess[f]:  # (radians of level vs of range)
+                out.append({"joint": label, "direction": "upright",
+                            "message": "trunk: lean no further than the guide does"})
+            elif self.excess[f] >= DEFICIT_WEIGHT * self.deficit[f]:
                 out.append({"joint": label, "direction": "keep still",
                             "message": f"{label}: keep them steadier, as the guide does" if label.endswith("s")
                             and label not in ("shoulders", "hips") else f"{label}: keep it steadier, as the guide does"})
@@ -225,6 +234,13 @@ class FormModel:
     def _guide_range(self) -> np.ndarray:
         """The range an attempt is held to per angle (NaN where the guide never saw it: masked out)."""
         return self.hi - self.lo if self.rom is None else np.nan_to_num(self.rom, nan=0.0)
+
+    @functools.cached_property
+    def _lean_limit(self) -> float:
+        """How far from upright the trunk may lean: the furthest any correct take leans (their natural
+        variation is the tolerance); NaN where no take saw the trunk (then nothing is judged)."""
+        his = [t[1][TRUNK] for t in self.takes] or [self.hi[TRUNK]]
+        return float(np.nanmax(his)) if not np.isnan(his).all() else float("nan")
 
     @classmethod
     def of(cls, feats: np.ndarray, more_takes: list[np.ndarray] = (),
@@ -297,7 +313,9 @@ class FormModel:
         deficit = deficit * np.array(coverage)[:, None]
         wanted = (self.moving * g).sum(axis=1)
         reached = (self.moving * np.minimum(a, g)).sum(axis=1)
-        costs = excess.sum(axis=1) + DEFICIT_WEIGHT * deficit.sum(axis=1)
+        # the trunk leaning further than the guide ever does (a level: leaning the whole time shows no range)
+        lean = np.maximum(np.nan_to_num(hi[:, TRUNK] - self._lean_limit, nan=0.0) - slack[:, TRUNK], 0.0)
+        costs = excess.sum(axis=1) + DEFICIT_WEIGHT * deficit.sum(axis=1) + LEAN_WEIGHT * lean
         out = []
         for i, cov in enumerate(coverage):
             reach = float(reached[i] / wanted[i]) if wanted[i] > 0 else 1.0
@@ -306,7 +324,8 @@ class FormModel:
                 label, margin = self._nearest_mistake(lo[i], hi[i], slack[i])
             factor = float(np.exp(-(costs[i] + MISTAKE_WEIGHT * margin * cov) / TAU))
             named = label if margin * cov >= MISTAKE_NAME_MIN else None
-            out.append(FormResult(factor, excess[i], deficit[i], named, round(float(margin), 4), reach))
+            out.append(FormResult(factor, excess[i], deficit[i], named, round(float(margin), 4), reach,
+                                  float(lean[i])))
         return out
 
     def _judge(self, lo: np.ndarray, hi: np.ndarray, jit: np.ndarray, n_seen: int) -> FormResult:

@@ -25,8 +25,9 @@ from rehab.scoring.kernels import similarity4, window_match
 from rehab.scoring.model import Poses, ReferenceModel, movement_steps
 from rehab.scoring.pose import limb_directions, normalize
 
-SCORER_VERSION = "limbdtw-3.1.1"  # 3.1: takes and named mistakes (single-take scores as 3.0.0); 3.1.1: a
-# phase step over half the cycle no longer passes the middle of a repetition (scores as 3.1.0)
+SCORER_VERSION = "limbdtw-3.2.0"  # 3.1: takes and named mistakes (single-take scores as 3.0.0); 3.1.1: a
+# phase step over half the cycle no longer passes the middle of a repetition (scores as 3.1.0); 3.2.0: the
+# form costs a trunk leaning further than the guide's furthest (form.LEAN_WEIGHT)
 COS_FLOOR = 0.0  # limb cosine at or below this counts as 0 similarity, 1.0 as 1
 MIN_VALID_FRACTION = 0.5
 MOVE_TAU = 0.7

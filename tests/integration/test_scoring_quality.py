@@ -30,13 +30,24 @@ def test_a_compensating_shoulder_abduction_scores_below_a_correct_one_by_other_p
     assert row["correct_median"] > row["incorrect_median"] + 0.05, row
 
 
+def test_other_peoples_shoulder_extensions_that_lean_the_trunk_score_lower():
+    """Shoulder extension seen from the front (a movement in depth the camera hardly sees): the ranges
+    of motion told other people's correct and incorrect repetitions apart at AUC 0.645 (limbdtw-3.1.1);
+    their incorrect repetitions lean the trunk further than the guide ever does, which the form costs
+    since limbdtw-3.2.0 (0.709, docs/scoring.md)."""
+    summary, _ = _run(["front"], [8])
+    row = summary["per_movement"]["front"][8]
+    assert row["auc"] >= 0.68, row
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # ~8 minutes on 2 cores
 def test_every_movement_and_view_across_subjects():
-    """Regression floors at what limbdtw-3.1.0 measures with one take (docs/scoring.md), below issue 10's targets
-    (mean AUC 0.90, no movement below 0.80), which this scorer does not meet."""
+    """Regression floors below what limbdtw-3.2.0 measures with one take (0.854 front, 0.801 side:
+    docs/scoring.md), below issue 10's targets (mean AUC 0.90, no movement below 0.80), which this scorer
+    does not meet."""
     summary, results = _run(["front", "side"], range(1, 11), processes=os.cpu_count() or 1)
-    assert summary["summary"]["front"]["mean_auc"] >= 0.80, summary["summary"]
+    assert summary["summary"]["front"]["mean_auc"] >= 0.83, summary["summary"]
     assert summary["summary"]["side"]["mean_auc"] >= 0.76, summary["summary"]
     counted = [r["back_to_back"] for r in results]
     # 70 % counted exactly with limbdtw-3.1.0 (docs/scoring.md; issue 10's target, 95 %, is not met)
