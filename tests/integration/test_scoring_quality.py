@@ -58,13 +58,15 @@ def test_every_movement_and_view_across_subjects():
 
 
 def test_the_reference_subjects_recorded_mistakes_tell_other_peoples_incorrect_scaption_apart():
-    """Shoulder scaption seen from the front: one take as the guide tells other people's correct and
+    """Shoulder scaption seen from the side: one take as the guide tells other people's correct and
     incorrect repetitions apart at AUC 0.78; with the reference subject's next two correct takes and
-    their ten incorrect repetitions recorded as a mistake, 0.87 (docs/scoring.md). An attempt nearer
-    the recorded mistake than every correct take scores lower and is named."""
-    one, _ = _run(["front"], [10])
-    with_mistakes, results = _run(["front"], [10], takes=3, mistakes=10)
-    a, b = one["per_movement"]["front"][10], with_mistakes["per_movement"]["front"][10]
+    their ten incorrect repetitions recorded as a mistake, 0.85 (limbdtw-3.2.0, docs/scoring.md). An
+    attempt nearer the recorded mistake than every correct take scores lower and is named. (Seen from
+    the front, where this test looked before 3.2.0, one take now reaches 0.88: the trunk's lean
+    catches most of what the recorded mistakes did there, and they add 0.03.)"""
+    one, _ = _run(["side"], [10])
+    with_mistakes, results = _run(["side"], [10], takes=3, mistakes=10)
+    a, b = one["per_movement"]["side"][10], with_mistakes["per_movement"]["side"][10]
     assert b["auc"] >= 0.84 and b["auc"] >= a["auc"] + 0.05, (a, b)
     assert b["incorrect_not_good"] > a["incorrect_not_good"], (a, b)
     named = {c: sum(x["mistake"] == "incorrect" for r in results for x in r["attempts"] if x["correct"] == c)
