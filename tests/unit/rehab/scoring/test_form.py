@@ -81,19 +81,17 @@ def test_a_trunk_that_leans_the_whole_time_costs_points_and_is_named():
     """A constant lean moves no angle (no range beyond the guide's), but the trunk is further from
     upright than the guide ever is: a compensation seen by its level (limbdtw-3.2.0). Leaning less than
     the guide does costs nothing."""
+    def leaning_by(angle):  # the angles of a second of the exercise with the trunk leaning by ``angle``
+        return angle_features(np.array([with_trunk_sway(pose_at(i / 60), angle) for i in range(60)]))
+
     good = score_attempt(reference(), attempt())
     leaning = score_attempt(reference(), attempt(lambda k, t: with_trunk_sway(k, 0.25)))
     assert good["similarity"] >= GOOD
     assert leaning["similarity"] < good["similarity"] - 0.2
     assert leaning["corrections"][0]["joint"] == "trunk" and leaning["corrections"][0]["direction"] == "upright"
     model = ReferenceModel.build(reference()).form
-    feats = angle_features(np.array([with_trunk_sway(pose_at(i / 60), 0.25) for i in range(60)]))
-    assert model.assess(feats).lean == pytest.approx(0.25, abs=0.02)
+    assert model.assess(leaning_by(0.25)).lean == pytest.approx(0.25, abs=0.02)
     assert model.assess(angle_features(np.array([pose_at(i / 60) for i in range(60)]))).lean == 0.0
-
-    def leaning_by(angle):
-        return angle_features(np.array([with_trunk_sway(pose_at(i / 60), angle) for i in range(60)]))
-
     assert FormModel.of(leaning_by(0.3)).assess(leaning_by(0.2)).lean == 0.0  # less than the guide leans
     # a second correct take that leans: the furthest correct take is the tolerance
     two_takes = FormModel.of(leaning_by(0.0), more_takes=[leaning_by(0.25)])
