@@ -61,3 +61,15 @@ def auc(pos: list[float], neg: list[float]) -> float:
         return float("nan")
     greater = (p[:, None] > n[None, :]).sum() + 0.5 * (p[:, None] == n[None, :]).sum()
     return float(greater / (len(p) * len(n)))
+
+
+def cosine_baseline(ref_kps: np.ndarray, kps: np.ndarray) -> float:
+    """The old service's way (the baseline every evaluation prints beside the scorer): flatten raw pixel
+    coordinates frame by frame (by index, (T, 17, 2+) arrays; nobody seen = zeros), cosine, mean."""
+    n = min(len(ref_kps), len(kps))
+    if n == 0:
+        return 0.0
+    a = np.asarray(ref_kps, float)[:n, :, :2].reshape(n, -1)
+    b = np.asarray(kps, float)[:n, :, :2].reshape(n, -1)
+    cos = (a * b).sum(axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-9)
+    return float(np.clip(cos, 0, 1).mean())

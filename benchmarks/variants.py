@@ -60,12 +60,15 @@ def with_bystander(patient: np.ndarray, bystander: np.ndarray) -> np.ndarray:
 
 def build(data: Path, out: Path, max_side: int = 640) -> dict[str, tuple[Path, str]]:
     """{name: (video path, expectation)}; expectation is "same" (should score high), "different"
-    (should score low) or "report" (reported, no target)."""
+    (should score low: nobody doing anything like it), "another movement" (somebody moving, but not the
+    guide's movement: should score low too, issue 10) or "report" (reported, no target)."""
     out.mkdir(parents=True, exist_ok=True)
     fps = probe(data / "pose2sim_single_cam02.mp4").fps
     cam2 = list(read_frames(data / "pose2sim_single_cam02.mp4", max_side))
     cam1 = list(read_frames(data / "pose2sim_single_cam01.mp4", max_side))
     empty = [cv2.resize(im[: im.shape[0] // 4], (im.shape[1], im.shape[0])) for im in cam1]  # ceiling only
+    waving = waving_bystander(data, max_side)  # the second person of pose2sim_multi_cam04, moving her arms
+    h = cam2[0].shape[0]
     return {
         "cam02 (other camera)": (data / "pose2sim_single_cam02.mp4", "same"),
         "cam02 slower x0.6": (write(out / "slow.mp4", retime(cam2, 0.6), fps), "same"),
@@ -80,6 +83,10 @@ def build(data: Path, out: Path, max_side: int = 640) -> dict[str, tuple[Path, s
         "cam02 reversed": (write(out / "reversed.mp4", cam2[::-1], fps), "report"),
         "cam02 + bigger still bystander": (write(out / "bystander.mp4",
                                                 [with_bystander(p, cam1[0]) for p in cam2], fps), "report"),
+        "cam02 + nearer moving bystander": (write(out / "moving_bystander.mp4",
+                                                 patient_with_near_bystander(cam2, waving), fps), "same"),
+        "another movement (arms waving)": (write(out / "waving.mp4", [standing(im, h, 0.9 * h) for im in waving],
+                                                 fps), "another movement"),
     }
 
 
