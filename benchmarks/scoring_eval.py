@@ -14,8 +14,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.uiprmd import cosine_baseline  # noqa: E402
@@ -24,6 +22,7 @@ from edge.backends import create_backend  # noqa: E402
 from edge.extract import extract  # noqa: E402
 from rehab.reference import Reference  # noqa: E402
 from rehab.scoring import score_attempt  # noqa: E402
+from rehab.scoring.pose import to_array  # noqa: E402
 from rehab.settings import REPO_ROOT, Settings  # noqa: E402
 
 
@@ -32,6 +31,7 @@ def evaluate(data: Path, workdir: Path, min_interval_ms: int) -> dict:
     guide = list(extract(data / "pose2sim_single_cam01.mp4", backend))
     ref = Reference("guide", "guide", 60.0, guide[0].width, guide[0].height, backend.name, backend.version,
                     "0" * 64, [f.keypoints for f in guide])
+    guide_kps = to_array([f.keypoints for f in guide])  # (the old service's cosine compares raw coordinates)
     rows = []
     for name, (path, expect) in build(data, workdir).items():
         t0 = time.perf_counter()
@@ -41,7 +41,7 @@ def evaluate(data: Path, workdir: Path, min_interval_ms: int) -> dict:
         frames = [dataclasses.replace(f, capture_ts_ms=f.capture_ts_ms - frames[0].capture_ts_ms) for f in frames]
         result = score_attempt(ref, frames, min_interval_ms=min_interval_ms)
         rows.append({"variant": name, "expect": expect, "similarity": result["similarity"], "reps": result["reps"],
-                     "baseline": round(cosine_baseline(_array(guide), _array(frames)), 4),
+                     "baseline": round(cosine_baseline(guide_kps, to_array([f.keypoints for f in frames])), 4),
                      "frames": result["frames"], "frames_with_subject": result["frames_with_subject"],
                      "seconds": round(time.perf_counter() - t0, 1)})
     backend.close()
@@ -64,11 +64,6 @@ def evaluate(data: Path, workdir: Path, min_interval_ms: int) -> dict:
             "another_movement_le_0.35": max(other) <= 0.35,  # (issue 10's; not met: docs/scoring.md)
         },
     }
-
-
-def _array(frames) -> np.ndarray:
-    """(T, 17, 3) keypoints of extracted frames, zeros where nobody was seen."""
-    return np.array([f.keypoints if f.keypoints is not None else np.zeros((17, 3)) for f in frames], float)
 
 
 if __name__ == "__main__":
