@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.uiprmd import Rep, auc, cosine_baseline, guide_of, load  # noqa: E402
 from rehab.records import KeypointFrame  # noqa: E402
 from rehab.reference import Reference, Take  # noqa: E402
-from rehab.scoring import score_attempt  # noqa: E402
+from rehab.scoring import ReferenceModel, score_attempt  # noqa: E402
 
 GOOD = 0.75
 MIN_INTERVAL_MS = 100
@@ -66,22 +66,27 @@ def frames_of(keypoints: np.ndarray, fps: float, width: int, height: int, t0_ms:
 
 
 def _score_guide(args) -> dict:
-    view, movement, subject, baseline, n_takes, n_mistakes = args
+    """One guide's attempts; with ``sequences``, also the back-to-back, frozen and half-amplitude
+    sequences of the repetition count."""
+    view, movement, subject, baseline, n_takes, n_mistakes, sequences = args
     reps = _REPS[view]
     guide = guide_of(reps, movement, subject)
     own = sorted((r for r in reps if r.movement == movement and r.subject == subject), key=lambda r: r.repetition)
     ref = reference_of(guide, [r for r in own if r.correct][1:n_takes], [r for r in own if not r.correct][:n_mistakes])
+    model = ReferenceModel.build(ref)  # (once per guide, not once per attempt)
     out = {"view": view, "movement": movement, "guide_subject": subject, "attempts": []}
     for rep in reps:
         if rep.movement != movement or rep.subject == subject:
             continue
         result = score_attempt(ref, frames_of(rep.keypoints, rep.fps, rep.width, rep.height),
-                               min_interval_ms=MIN_INTERVAL_MS)
+                               min_interval_ms=MIN_INTERVAL_MS, model=model)
         row = {"subject": rep.subject, "repetition": rep.repetition, "correct": rep.correct,
                "similarity": result["similarity"], "mistake": result["mistake"]}
         if baseline:
             row["baseline"] = cosine_baseline(guide.keypoints, rep.keypoints)
         out["attempts"].append(row)
+    if not sequences:
+        return out
     # back to back: the next subject's 10 correct repetitions in one recording
     other = subject % 5 + 1
     mine = sorted((r for r in reps if r.movement == movement and r.subject == other and r.correct),
@@ -89,7 +94,7 @@ def _score_guide(args) -> dict:
     if mine:
         seq = np.concatenate([r.keypoints for r in mine])
         result = score_attempt(ref, frames_of(seq, mine[0].fps, mine[0].width, mine[0].height),
-                               min_interval_ms=MIN_INTERVAL_MS)
+                               min_interval_ms=MIN_INTERVAL_MS, model=model)
         out["back_to_back"] = {"subject": other, "expected": len(mine), "counted": result["reps"]}
         # the same person holding their first pose as long, and doing each repetition at half its
         # amplitude (every keypoint halfway between the starting pose and where the repetition takes
@@ -99,7 +104,7 @@ def _score_guide(args) -> dict:
         half = np.concatenate([r.keypoints[:1] + 0.5 * (r.keypoints - r.keypoints[:1]) for r in mine])
         for name, kps in (("frozen", frozen), ("half_amplitude", half)):
             result = score_attempt(ref, frames_of(kps, mine[0].fps, mine[0].width, mine[0].height),
-                                   min_interval_ms=MIN_INTERVAL_MS)
+                                   min_interval_ms=MIN_INTERVAL_MS, model=model)
             out[name] = {"counted": result["reps"], "similarity": result["similarity"], "verdict": result["verdict"]}
     return out
 
@@ -190,11 +195,15 @@ def targets(report: dict) -> dict:
     return {"met": sum(t["met"] for t in out.values()), "of": len(out), "each": out}
 
 
-def run_pass(views: list[str], movements: list[int], processes: int, takes: int, mistakes: int,
-             baseline: bool) -> list[dict]:
+def run_pass(views: list[str], movements: list[int], processes: int = 1, takes: int = 1, mistakes: int = 0,
+             baseline: bool = False, sequences: bool = True) -> list[dict]:
     """Every guide of the protocol scored against the other subjects' attempts (one job per view,
-    movement and guide subject), in ``processes`` processes."""
-    jobs = [(v, m, s, baseline, takes, mistakes) for v in views for m in movements for s in range(1, 6)]
+    movement and guide subject), in ``processes`` processes (1: in this one); ``sequences``: the
+    repetition count's sequences too."""
+    jobs = [(v, m, s, baseline, takes, mistakes, sequences) for v in views for m in movements for s in range(1, 6)]
+    if processes == 1:
+        _init(views)
+        return [_score_guide(job) for job in jobs]
     with ProcessPoolExecutor(processes, initializer=_init, initargs=(views,)) as pool:
         return list(pool.map(_score_guide, jobs))
 
@@ -212,6 +221,8 @@ def report_of(results: list[dict], takes: int, mistakes: int, baseline: bool) ->
         out["mistake_named"] = {"correct": round(float(np.mean(named[True])), 3),
                                 "incorrect": round(float(np.mean(named[False])), 3)}
     b2b = [r["back_to_back"] for r in results if "back_to_back" in r]
+    if not b2b:  # (a pass without the repetition count's sequences)
+        return out
     out["repetitions"] = {"sequences": len(b2b), "counted_exactly": round(float(np.mean(
         [b["counted"] == b["expected"] for b in b2b])), 3) if b2b else None,
         "mean_abs_error": round(float(np.mean([abs(b["counted"] - b["expected"]) for b in b2b])), 2) if b2b else None}
@@ -246,8 +257,10 @@ def main(argv=None) -> int:
 
     out = {"scorer_version": SCORER_VERSION, **report_of(results, args.takes, args.mistakes, args.baseline)}
     if args.with_mistakes and not args.mistakes:
-        second = report_of(run_pass(views, movements, args.processes, args.takes, args.with_mistakes, False),
-                           args.takes, args.with_mistakes, False)
+        # (this pass reports its AUC and how often the mistake is named: the repetition count's sequences
+        # would be dropped, so they are not scored)
+        second = report_of(run_pass(views, movements, args.processes, args.takes, args.with_mistakes, False,
+                                    sequences=False), args.takes, args.with_mistakes, False)
         out["with_recorded_mistakes"] = {k: second[k] for k in ("protocol", "takes", "mistakes", "summary",
                                                                "mistake_named")}
     if args.clips:

@@ -8,15 +8,7 @@ from benchmarks import scoring_quality as sq
 
 
 def _run(views, movements, processes=1, takes=1, mistakes=0):
-    jobs = [(v, m, s, False, takes, mistakes) for v in views for m in movements for s in range(1, 6)]
-    if processes == 1:
-        sq._init(views)
-        results = [sq._score_guide(job) for job in jobs]
-    else:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(processes, initializer=sq._init, initargs=(views,)) as pool:
-            results = list(pool.map(sq._score_guide, jobs))
+    results = sq.run_pass(views, movements, processes, takes, mistakes)
     return sq.summarise(results), results
 
 
