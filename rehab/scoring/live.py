@@ -16,7 +16,7 @@ from rehab.scoring.pose import nearest
 from rehab.scoring.reps import RepCounter
 from rehab.scoring.model import RATE_HZ, ReferenceModel
 from rehab.scoring.scorer import (
-    EMPTY, MIN_WINDOW_FRACTION, PHASE_ANCHOR_MIN, SCORER_VERSION, Rows, WindowResult, calibrate,
+    EMPTY, MIN_WINDOW_FRACTION, PHASE_ANCHOR_MIN, SCORER_VERSION, Rows, WindowResult, calibrate, session_weight,
     score_windows,
 )
 
@@ -44,8 +44,10 @@ class LiveScorer:
     mirror_mode: str = "auto"
     frames: deque = field(default_factory=deque)
     reps: RepCounter = field(default_factory=RepCounter)
-    total: float = 0.0
+    total: float = 0.0  # the session's window similarities, each times its weight (session_weight)
+    weight: float = 0.0  # the sum of those weights
     n_scores: int = 0
+    seen_from_ms: int | None = None  # capture time of the session's first window with the patient in view
     last_phase_idx: int | None = None
     last_ts_ms: int | None = None
     last_seq: int = -1
@@ -65,7 +67,8 @@ class LiveScorer:
     # -- state that survives a restart (kept in a Faust table) --------------------------------
     def snapshot(self) -> dict:
         return {"reps": self.reps.count, "armed": self.reps.armed, "prev_phase": self.reps.prev_phase,
-                "rep_sim": [self.reps.sim_sum, self.reps.sim_n], "rep_reach": self.reps.reach, "total": self.total, "n_scores": self.n_scores,
+                "rep_sim": [self.reps.sim_sum, self.reps.sim_n], "rep_reach": self.reps.reach, "total": self.total, "weight": self.weight,
+                "n_scores": self.n_scores, "seen_from_ms": self.seen_from_ms,
                 "last_phase_idx": self.last_phase_idx, "last_ts_ms": self.last_ts_ms,
                 "last_seq": self.last_scored_seq, "last_scored_ts_ms": self.last_scored_ts_ms,
                 "grid_origin_ms": self.grid_origin_ms}
@@ -108,6 +111,9 @@ class LiveScorer:
         self.reps.sim_sum, self.reps.sim_n = snap.get("rep_sim", (0.0, 0))
         self.reps.reach = float(snap.get("rep_reach", 1.0))  # (snapshots before it: as before, no reach needed)
         self.total, self.n_scores = float(snap["total"]), int(snap["n_scores"])
+        # (snapshots before the weights: every window weighed 1, from the session's first frame)
+        self.weight = float(snap.get("weight", self.n_scores))
+        self.seen_from_ms = snap.get("seen_from_ms", snap.get("grid_origin_ms"))
         self.last_phase_idx, self.last_ts_ms = snap["last_phase_idx"], snap["last_ts_ms"]
         self.last_seq = self.last_scored_seq = int(snap["last_seq"])
         # frames after the last scored one are re-read after a restart: resume from that one
@@ -237,7 +243,11 @@ class LiveScorer:
             result = WindowResult(**{**result.__dict__, "similarity": round(calibrate(result.similarity * form.factor), 4),
                                      "corrections": (hints + result.corrections)[:4]})
         if result is not EMPTY or self.n_scores:  # the session starts when the patient is first in view:
-            self.total += result.similarity  # nobody in the windows before that is no score against them
+            if self.seen_from_ms is None:  # nobody in the windows before that is no score against them
+                self.seen_from_ms = first.capture_ts_ms
+            w = session_weight(f.capture_ts_ms - self.seen_from_ms, self.ref.length)
+            self.total += w * result.similarity
+            self.weight += w
             self.n_scores += 1
         self.last_scored_seq, self.last_scored_ts_ms = f.seq, f.capture_ts_ms
         return Score(
@@ -248,7 +258,7 @@ class LiveScorer:
             gateway_ts_ms=f.gateway_ts_ms, infer_ts_ms=f.infer_ts_ms,
             score_ts_ms=now_ms() if score_ts_ms is None else score_ts_ms,
             reference_id=self.ref.reference_id,
-            session_similarity=round(self.total / self.n_scores, 4) if self.n_scores else 0.0,
+            session_similarity=round(self.total / self.weight, 4) if self.weight > 0 else 0.0,
         )
 
 

@@ -3,6 +3,7 @@ normalised, played cyclically, with the movement along it; and the form model of
 recorded mistakes (form.py). Built once per guide, shared by every session scoring against it."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,22 +32,41 @@ class Poses:
         return cls(norm, w, dirs, lw)
 
 
-def movement_steps(norm: np.ndarray, w: np.ndarray, prev_norm: np.ndarray, prev_w: np.ndarray) -> np.ndarray:
+# Body parts whose shares of the movement are compared (COCO-17, left and right together: the same for a
+# mirrored patient or one using the other arm): head, shoulders, elbows, wrists, hips, knees, ankles.
+PARTS = ((0, 1, 2, 3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
+PART_NAMES = ("head", "shoulders", "elbows", "wrists", "hips", "knees", "ankles")
+_PART_OF = np.zeros((17, len(PARTS)))
+for _p, _joints in enumerate(PARTS):
+    _PART_OF[list(_joints), _p] = 1.0
+
+
+def movement_steps(norm: np.ndarray, w: np.ndarray, prev_norm: np.ndarray, prev_w: np.ndarray,
+                   parts: bool = False):
     """Movement of the visible joints from each previous pose to each pose (N,), in torso lengths
-    (mean over the joints seen in both).
+    (mean over the joints seen in both); with ``parts``, also each body part's (``PARTS``) movement,
+    the mean over its joints seen in both (N, len(PARTS)).
 
     Each joint's step counts above ``JITTER_PER_STEP`` only, so a still person's keypoint jitter adds
     up to little however long the window, while a slow single-limb movement still counts. A frame
     whose left and right labels are swapped against the previous one is not movement: each step is the
-    smaller of the step as labelled and the step with the labels swapped (so the steps are the same for
-    every labelling and for the mirror image)."""
+    smaller of the step as labelled and the step with the labels swapped, and the parts' steps are
+    those of the labelling that gave it (so the steps are the same for every labelling and for the
+    mirror image)."""
     def steps(cur, cur_w):
         both = (cur_w > 0) & (prev_w > 0)
-        step = np.maximum(np.linalg.norm(cur - prev_norm, axis=2) - JITTER_PER_STEP, 0.0)
-        return (step * both).sum(axis=1) / np.maximum(both.sum(axis=1), 1)
+        step = np.maximum(np.linalg.norm(cur - prev_norm, axis=2) - JITTER_PER_STEP, 0.0) * both
+        return step.sum(axis=1) / np.maximum(both.sum(axis=1), 1), step, both
 
     idx = list(MIRROR)
-    return np.minimum(steps(norm, w), steps(norm[:, idx], w[:, idx]))
+    (a, a_step, a_both), (b, b_step, b_both) = steps(norm, w), steps(norm[:, idx], w[:, idx])
+    move = np.minimum(a, b)
+    if not parts:
+        return move
+    swapped = b < a
+    step = np.where(swapped[:, None], b_step, a_step)
+    both = np.where(swapped[:, None], b_both, a_both)
+    return move, (step @ _PART_OF) / np.maximum(both @ _PART_OF, 1.0)
 
 
 def _on_grid(frames: list, fps: float) -> np.ndarray:
@@ -79,6 +99,14 @@ class ReferenceModel:
     @property
     def length(self) -> int:
         return len(self.poses.norm)
+
+    @functools.cached_property
+    def cyclic_part_travel(self) -> np.ndarray:
+        """Movement of each body part (``PARTS``) from the cyclic reference's start to each sample
+        (2L, len(PARTS)): how the guide's movement is shared among head, arms and legs."""
+        c = self.cyclic
+        _, steps = movement_steps(c.norm[1:], c.w[1:], c.norm[:-1], c.w[:-1], parts=True)
+        return np.concatenate([np.zeros((1, len(PARTS))), np.cumsum(steps, axis=0)])
 
     @property
     def sample_dirs(self) -> np.ndarray:

@@ -22,15 +22,19 @@ from rehab.coco import LIMB_INDEX, LIMBS, MIRROR
 from rehab.scoring.align import backtrack, best_ends
 from rehab.scoring.form import angle_features, encode
 from rehab.scoring.kernels import similarity4, window_match
-from rehab.scoring.model import Poses, ReferenceModel, movement_steps
+from rehab.scoring.model import PART_NAMES, RATE_HZ, Poses, ReferenceModel, movement_steps
 from rehab.scoring.pose import limb_directions, normalize
 
-SCORER_VERSION = "limbdtw-3.2.0"  # 3.1: takes and named mistakes (single-take scores as 3.0.0); 3.1.1: a
+SCORER_VERSION = "limbdtw-3.3.0"  # 3.1: takes and named mistakes (single-take scores as 3.0.0); 3.1.1: a
 # phase step over half the cycle no longer passes the middle of a repetition (scores as 3.1.0); 3.2.0: the
-# form costs a trunk leaning further than the guide's furthest (form.LEAN_WEIGHT)
+# form costs a trunk leaning further than the guide's furthest (form.LEAN_WEIGHT); 3.3.0: the session
+# similarity weighs each window by how much of the movement it has seen (session_weight), the window score
+# by how alike the body parts share the movement with the guide (_share_agreement), the knee at equal error
 COS_FLOOR = 0.0  # limb cosine at or below this counts as 0 similarity, 1.0 as 1
 MIN_VALID_FRACTION = 0.5
 MOVE_TAU = 0.7
+SHARE_POWER = 1.0  # the body parts' movement shares against the guide's (_share_agreement; docs/scoring.md)
+SHARE_HINT_BELOW = 0.6  # below this agreement the hint names the body part moving most beyond its share
 VEL_OFFSET, VEL_GAIN = 0.5, 1.0
 PHASE_SLACK, PHASE_PENALTY = 6.0, 0.2
 PHASE_ANCHOR_MIN = 0.6
@@ -41,7 +45,25 @@ MIN_WINDOW_FRACTION = 0.3  # the first score comes once 30% of a window has been
 # the knee is where, pooled over every UI-PRMD movement, view and guide, correct repetitions by other
 # people are told from incorrect ones with equal error rates. One map for every exercise.
 GOOD = 0.75
-CALIBRATION_KNEE = 0.42
+CALIBRATION_KNEE = 0.30
+
+
+# The session similarity is the mean of the window scores, each weighted by how much of the patient's
+# movement it could judge: (the time seen since the patient came into view / one guide length) **
+# SESSION_WEIGHT_POWER, capped at 1 and floored at SESSION_WEIGHT_FLOOR ** power. A window scored 0.3 s in
+# has seen a fraction of one repetition: its form has seen little of the range and none of what comes
+# later, so it counts for little; from one guide length on every window counts fully (a live session of
+# many repetitions is the plain mean after its first one). The power was chosen by leaving one subject out
+# (docs/scoring.md).
+SESSION_WEIGHT_POWER = 2.0
+SESSION_WEIGHT_FLOOR = 0.1
+
+
+def session_weight(seen_ms: float, ref_length: int) -> float:
+    """The weight of a window in the session similarity: ``seen_ms`` of capture time since the
+    patient came into view, against a guide of ``ref_length`` grid rows (RATE_HZ)."""
+    seen = seen_ms / (1000.0 * max(ref_length, 1) / RATE_HZ)
+    return min(max(seen, SESSION_WEIGHT_FLOOR), 1.0) ** SESSION_WEIGHT_POWER
 
 
 def calibrate(raw: float) -> float:
@@ -104,6 +126,7 @@ class Rows:
     cost: np.ndarray
     pick: np.ndarray
     step: np.ndarray  # (T,) movement from the previous frame (0 for the first one seen)
+    parts: np.ndarray  # (T, len(PARTS)) each body part's movement from the previous frame (model.PARTS)
     valid: np.ndarray  # (T,) somebody was seen
     angle_codes: np.ndarray  # (T, F) uint8 joint angles for the form assessment (form.angle_features, encoded)
 
@@ -112,7 +135,7 @@ class Rows:
 
     def __getitem__(self, sl: slice) -> "Rows":
         return Rows(self.norm[sl], self.w[sl], self.dirs[sl], self.lw[sl], self.cost[:, sl], self.pick[:, sl],
-                    self.step[sl], self.valid[sl], self.angle_codes[sl])
+                    self.step[sl], self.parts[sl], self.valid[sl], self.angle_codes[sl])
 
     def last(self) -> tuple[np.ndarray, np.ndarray]:
         """The newest row's pose as seen (what the next row's movement is measured from)."""
@@ -123,7 +146,8 @@ class Rows:
         if len(parts) == 1:
             return parts[0]
         return Rows(*(np.concatenate([getattr(p, f) for p in parts], axis=1 if f in ("cost", "pick") else 0)
-                      for f in ("norm", "w", "dirs", "lw", "cost", "pick", "step", "valid", "angle_codes")))
+                      for f in ("norm", "w", "dirs", "lw", "cost", "pick", "step", "parts", "valid",
+                                "angle_codes")))
 
     @classmethod
     def compute(cls, kps: np.ndarray, ref: ReferenceModel, starts: list[int] | None = None,
@@ -150,8 +174,8 @@ class Rows:
         prev_n[1:], prev_w[1:] = norm[:-1], w[:-1]
         for s, prev in zip(starts or [0], start_prev or [None]):
             prev_n[s], prev_w[s] = prev if prev is not None else (0.0, 0.0)
-        step = movement_steps(norm, w, prev_n, prev_w)
-        return cls(norm, w, dirs, lw, cost, sim[1::2] > sim[0::2], step, valid, encode(angle_features(kps)))
+        step, parts = movement_steps(norm, w, prev_n, prev_w, parts=True)
+        return cls(norm, w, dirs, lw, cost, sim[1::2] > sim[0::2], step, parts, valid, encode(angle_features(kps)))
 
 
 VEL_CHUNK = 5  # rows a joint's displacement is measured over (velocity agreement)
@@ -233,6 +257,19 @@ def phase_prior(ref_len: int, prev_phase_idx, advanced) -> np.ndarray | None:
     return PHASE_PENALTY * np.clip(outside, 0, None) / ref_len
 
 
+def _share_agreement(own: np.ndarray, guide: np.ndarray) -> np.ndarray:
+    """How alike the patient's movement over each window is shared among the body parts and the
+    guide's over the stretch it was matched to, own and guide (B, len(PARTS)) travel per part:
+    (1 - the total variation distance of the two shares) ** SHARE_POWER, 1 where either hardly moves
+    (the movement factor judges that). Somebody waving their arms where the guide lunges moves the
+    wrong parts however well single poses match; the shares are the same for any body size, camera
+    distance, speed and range of motion (docs/scoring.md)."""
+    own_t, guide_t = own.sum(axis=1), guide.sum(axis=1)
+    moved = (own_t > 1e-6) & (guide_t > 1e-6)
+    tv = 0.5 * np.abs(own / np.where(moved, own_t, 1.0)[:, None] - guide / np.where(moved, guide_t, 1.0)[:, None]).sum(axis=1)
+    return np.where(moved, np.clip(1.0 - tv, 0.0, 1.0) ** SHARE_POWER, 1.0)
+
+
 def score_windows(ref: ReferenceModel, windows: list[Rows], priors: list[np.ndarray | None],
                   mirror_mode: str = "auto") -> list[WindowResult]:
     """Scores windows of patient rows against the cyclic reference, many at once (windows with the
@@ -291,7 +328,13 @@ def _score_group(ref: ReferenceModel, ws: list[Rows], priors: list, mirror_mode:
                  c(r.norm), c(r.w), c(r.dirs), c(r.lw), COS_FLOOR, VEL_CHUNK, limb_sim, dx, dy, limb_seen, num, den)
     num, den = num.sum(axis=1), den.sum(axis=1)  # (as _velocity_agreement: numpy's sums, to the bit)
     agreement = np.divide(num, den, out=np.zeros(b), where=den > 1e-12)
-    similarity = pose_sim * movement * np.clip(VEL_OFFSET + VEL_GAIN * agreement, 0.0, 1.0)
+    own_parts = np.stack([w.parts[1:] for w in ws]).sum(axis=1)
+    guide_parts = ref.cyclic_part_travel[j1] - ref.cyclic_part_travel[j0]
+    shares = _share_agreement(own_parts, guide_parts)
+    # the body part moving most beyond its share of the guide's movement (named when the shares differ)
+    excess = np.argmax(own_parts / np.maximum(own_parts.sum(axis=1, keepdims=True), 1e-9)
+                       - guide_parts / np.maximum(guide_parts.sum(axis=1, keepdims=True), 1e-9), axis=1)
+    similarity = pose_sim * movement * np.clip(VEL_OFFSET + VEL_GAIN * agreement, 0.0, 1.0) * shares
     results = []
     limb_rows, seen_rows, dx, dy = limb_sim.tolist(), limb_seen.tolist(), dx.tolist(), dy.tolist()
     for i in range(b):
@@ -299,6 +342,10 @@ def _score_group(ref: ReferenceModel, ws: list[Rows], priors: list, mirror_mode:
         corrections = _corrections(limbs, dx[i], dy[i])
         if movement[i] < 0.5:
             corrections.insert(0, {"joint": "body", "direction": "move", "message": "follow the guide's movement"})
+        elif shares[i] < SHARE_HINT_BELOW:
+            part = PART_NAMES[excess[i]]
+            corrections.insert(0, {"joint": part, "direction": "steadier",
+                                   "message": f"follow the guide's movement: it moves the {part} less"})
         phase = (int(j1[i]) % ref.length) / max(ref.length - 1, 1)
         results.append(WindowResult(round(float(similarity[i]), 4), round(float(pose_sim[i]), 4),
                                     round(float(movement[i]), 4), limbs, corrections, round(float(phase), 4),
