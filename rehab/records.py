@@ -325,7 +325,7 @@ class Score:
     infer_ts_ms: int
     score_ts_ms: int
     reference_id: str | None = None
-    session_similarity: float = 0.0  # mean of the session's window similarities so far
+    session_similarity: float = 0.0  # the session's window similarities so far, weighted (scorer.session_weight)
     schema: str = "score.v1"
 
     def __post_init__(self) -> None:

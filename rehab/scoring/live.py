@@ -67,8 +67,8 @@ class LiveScorer:
     # -- state that survives a restart (kept in a Faust table) --------------------------------
     def snapshot(self) -> dict:
         return {"reps": self.reps.count, "armed": self.reps.armed, "prev_phase": self.reps.prev_phase,
-                "rep_sim": [self.reps.sim_sum, self.reps.sim_n], "rep_reach": self.reps.reach, "total": self.total, "weight": self.weight,
-                "n_scores": self.n_scores, "seen_from_ms": self.seen_from_ms,
+                "rep_sim": [self.reps.sim_sum, self.reps.sim_n], "rep_reach": self.reps.reach,
+                "total": self.total, "weight": self.weight, "n_scores": self.n_scores, "seen_from_ms": self.seen_from_ms,
                 "last_phase_idx": self.last_phase_idx, "last_ts_ms": self.last_ts_ms,
                 "last_seq": self.last_scored_seq, "last_scored_ts_ms": self.last_scored_ts_ms,
                 "grid_origin_ms": self.grid_origin_ms}

@@ -56,7 +56,8 @@ def summarize(scores: list[Score], reference_id: str, frames: list[KeypointFrame
 def score_attempt(ref: Reference, frames: list[KeypointFrame], mirror_mode: str = "auto",
                   min_interval_ms: int = 0, model: ReferenceModel | None = None) -> dict:
     """Offline: the live scorer run over a whole recording. ``similarity`` is the session similarity
-    (the mean of the window scores), which is what the live pipeline reports last for the same frames.
+    (the mean of the window scores, weighted by ``session_weight``), which is what the live pipeline
+    reports last for the same frames.
     ``model``: ``ReferenceModel.build(ref)`` when the caller has it (scoring many attempts)."""
     scorer = LiveScorer(model or ReferenceModel.build(ref), frames[0].session_id if frames else "offline",
                         mirror_mode=mirror_mode, min_interval_ms=min_interval_ms)

@@ -266,7 +266,8 @@ def _share_agreement(own: np.ndarray, guide: np.ndarray) -> np.ndarray:
     distance, speed and range of motion (docs/scoring.md)."""
     own_t, guide_t = own.sum(axis=1), guide.sum(axis=1)
     moved = (own_t > 1e-6) & (guide_t > 1e-6)
-    tv = 0.5 * np.abs(own / np.where(moved, own_t, 1.0)[:, None] - guide / np.where(moved, guide_t, 1.0)[:, None]).sum(axis=1)
+    own_share = own / np.where(moved, own_t, 1.0)[:, None]
+    tv = 0.5 * np.abs(own_share - guide / np.where(moved, guide_t, 1.0)[:, None]).sum(axis=1)
     return np.where(moved, np.clip(1.0 - tv, 0.0, 1.0) ** SHARE_POWER, 1.0)
 
 
