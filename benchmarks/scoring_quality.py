@@ -224,8 +224,8 @@ def report_of(results: list[dict], takes: int, mistakes: int, baseline: bool) ->
     if not b2b:  # (a pass without the repetition count's sequences)
         return out
     out["repetitions"] = {"sequences": len(b2b), "counted_exactly": round(float(np.mean(
-        [b["counted"] == b["expected"] for b in b2b])), 3) if b2b else None,
-        "mean_abs_error": round(float(np.mean([abs(b["counted"] - b["expected"]) for b in b2b])), 2) if b2b else None}
+        [b["counted"] == b["expected"] for b in b2b])), 3),
+        "mean_abs_error": round(float(np.mean([abs(b["counted"] - b["expected"]) for b in b2b])), 2)}
     for name in ("frozen", "half_amplitude"):
         rows = [r[name] for r in results if name in r]
         out["repetitions"][name] = {"sequences": len(rows), "counted_none": round(float(np.mean(

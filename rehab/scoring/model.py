@@ -3,7 +3,6 @@ normalised, played cyclically, with the movement along it; and the form model of
 recorded mistakes (form.py). Built once per guide, shared by every session scoring against it."""
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,11 +40,11 @@ for _p, _joints in enumerate(PARTS):
     _PART_OF[list(_joints), _p] = 1.0
 
 
-def movement_steps(norm: np.ndarray, w: np.ndarray, prev_norm: np.ndarray, prev_w: np.ndarray,
-                   parts: bool = False):
+def movement_steps(norm: np.ndarray, w: np.ndarray, prev_norm: np.ndarray,
+                   prev_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Movement of the visible joints from each previous pose to each pose (N,), in torso lengths
-    (mean over the joints seen in both); with ``parts``, also each body part's (``PARTS``) movement,
-    the mean over its joints seen in both (N, len(PARTS)).
+    (mean over the joints seen in both), and each body part's (``PARTS``) movement, the mean over its
+    joints seen in both (N, len(PARTS)).
 
     Each joint's step counts above ``JITTER_PER_STEP`` only, so a still person's keypoint jitter adds
     up to little however long the window, while a slow single-limb movement still counts. A frame
@@ -61,8 +60,6 @@ def movement_steps(norm: np.ndarray, w: np.ndarray, prev_norm: np.ndarray, prev_
     idx = list(MIRROR)
     (a, a_step, a_both), (b, b_step, b_both) = steps(norm, w), steps(norm[:, idx], w[:, idx])
     move = np.minimum(a, b)
-    if not parts:
-        return move
     swapped = b < a
     step = np.where(swapped[:, None], b_step, a_step)
     both = np.where(swapped[:, None], b_both, a_both)
@@ -82,6 +79,9 @@ class ReferenceModel:
     poses: Poses  # one repetition, resampled
     cyclic: Poses  # two repetitions back to back
     cyclic_travel: np.ndarray  # movement from the cyclic reference's start to each sample (2L,)
+    # each body part's (PARTS) movement from the cyclic reference's start to each sample (2L, len(PARTS)):
+    # how the guide's movement is shared among head, arms and legs
+    cyclic_part_travel: np.ndarray
     form: FormModel  # the guide's range of motion per joint angle (rehab/scoring/form.py)
 
     @classmethod
@@ -91,22 +91,15 @@ class ReferenceModel:
         kps = _on_grid(ref.frames, ref.fps)
         poses = Poses.of(*normalize(kps))
         double = Poses.of(np.concatenate([poses.norm] * 2), np.concatenate([poses.w] * 2))
-        steps = movement_steps(double.norm[1:], double.w[1:], double.norm[:-1], double.w[:-1])
+        steps, part_steps = movement_steps(double.norm[1:], double.w[1:], double.norm[:-1], double.w[:-1])
         form = FormModel.of(angle_features(kps), [angle_features(_on_grid(t.frames, t.fps)) for t in ref.more_takes],
                             [(t.label, angle_features(_on_grid(t.frames, t.fps))) for t in ref.mistakes])
-        return cls(ref.id, poses, double, np.concatenate([[0.0], np.cumsum(steps)]), form)
+        return cls(ref.id, poses, double, np.concatenate([[0.0], np.cumsum(steps)]),
+                   np.concatenate([np.zeros((1, len(PARTS))), np.cumsum(part_steps, axis=0)]), form)
 
     @property
     def length(self) -> int:
         return len(self.poses.norm)
-
-    @functools.cached_property
-    def cyclic_part_travel(self) -> np.ndarray:
-        """Movement of each body part (``PARTS``) from the cyclic reference's start to each sample
-        (2L, len(PARTS)): how the guide's movement is shared among head, arms and legs."""
-        c = self.cyclic
-        _, steps = movement_steps(c.norm[1:], c.w[1:], c.norm[:-1], c.w[:-1], parts=True)
-        return np.concatenate([np.zeros((1, len(PARTS))), np.cumsum(steps, axis=0)])
 
     @property
     def sample_dirs(self) -> np.ndarray:

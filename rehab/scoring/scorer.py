@@ -174,7 +174,7 @@ class Rows:
         prev_n[1:], prev_w[1:] = norm[:-1], w[:-1]
         for s, prev in zip(starts or [0], start_prev or [None]):
             prev_n[s], prev_w[s] = prev if prev is not None else (0.0, 0.0)
-        step, parts = movement_steps(norm, w, prev_n, prev_w, parts=True)
+        step, parts = movement_steps(norm, w, prev_n, prev_w)
         return cls(norm, w, dirs, lw, cost, sim[1::2] > sim[0::2], step, parts, valid, encode(angle_features(kps)))
 
 
@@ -257,18 +257,19 @@ def phase_prior(ref_len: int, prev_phase_idx, advanced) -> np.ndarray | None:
     return PHASE_PENALTY * np.clip(outside, 0, None) / ref_len
 
 
-def _share_agreement(own: np.ndarray, guide: np.ndarray) -> np.ndarray:
+def _share_agreement(own: np.ndarray, guide: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """How alike the patient's movement over each window is shared among the body parts and the
     guide's over the stretch it was matched to, own and guide (B, len(PARTS)) travel per part:
     (1 - the total variation distance of the two shares) ** SHARE_POWER, 1 where either hardly moves
-    (the movement factor judges that). Somebody waving their arms where the guide lunges moves the
-    wrong parts however well single poses match; the shares are the same for any body size, camera
-    distance, speed and range of motion (docs/scoring.md)."""
+    (the movement factor judges that); and the patient's share of each part less the guide's (B,
+    len(PARTS)). Somebody waving their arms where the guide lunges moves the wrong parts however well
+    single poses match; the shares are the same for any body size, camera distance, speed and range of
+    motion (docs/scoring.md)."""
     own_t, guide_t = own.sum(axis=1), guide.sum(axis=1)
     moved = (own_t > 1e-6) & (guide_t > 1e-6)
-    own_share = own / np.where(moved, own_t, 1.0)[:, None]
-    tv = 0.5 * np.abs(own_share - guide / np.where(moved, guide_t, 1.0)[:, None]).sum(axis=1)
-    return np.where(moved, np.clip(1.0 - tv, 0.0, 1.0) ** SHARE_POWER, 1.0)
+    diff = own / np.where(moved, own_t, 1.0)[:, None] - guide / np.where(moved, guide_t, 1.0)[:, None]
+    tv = 0.5 * np.abs(diff).sum(axis=1)
+    return np.where(moved, np.clip(1.0 - tv, 0.0, 1.0) ** SHARE_POWER, 1.0), diff
 
 
 def score_windows(ref: ReferenceModel, windows: list[Rows], priors: list[np.ndarray | None],
@@ -329,12 +330,10 @@ def _score_group(ref: ReferenceModel, ws: list[Rows], priors: list, mirror_mode:
                  c(r.norm), c(r.w), c(r.dirs), c(r.lw), COS_FLOOR, VEL_CHUNK, limb_sim, dx, dy, limb_seen, num, den)
     num, den = num.sum(axis=1), den.sum(axis=1)  # (as _velocity_agreement: numpy's sums, to the bit)
     agreement = np.divide(num, den, out=np.zeros(b), where=den > 1e-12)
-    own_parts = np.stack([w.parts[1:] for w in ws]).sum(axis=1)
-    guide_parts = ref.cyclic_part_travel[j1] - ref.cyclic_part_travel[j0]
-    shares = _share_agreement(own_parts, guide_parts)
+    shares, share_diff = _share_agreement(np.stack([w.parts[1:] for w in ws]).sum(axis=1),
+                                          ref.cyclic_part_travel[j1] - ref.cyclic_part_travel[j0])
     # the body part moving most beyond its share of the guide's movement (named when the shares differ)
-    excess = np.argmax(own_parts / np.maximum(own_parts.sum(axis=1, keepdims=True), 1e-9)
-                       - guide_parts / np.maximum(guide_parts.sum(axis=1, keepdims=True), 1e-9), axis=1)
+    excess = np.argmax(share_diff, axis=1)
     similarity = pose_sim * movement * np.clip(VEL_OFFSET + VEL_GAIN * agreement, 0.0, 1.0) * shares
     results = []
     limb_rows, seen_rows, dx, dy = limb_sim.tolist(), limb_seen.tolist(), dx.tolist(), dy.tolist()

@@ -68,21 +68,23 @@ def test_a_restored_scorer_keeps_the_session_similarity_and_old_snapshots_weigh_
 
 def test_share_agreement_compares_how_the_movement_is_shared_not_how_much_there_is():
     guide = np.array([[0.0, 0.1, 0.3, 0.6, 0.0, 0.0, 0.0]])  # the arms move
-    assert _share_agreement(3.0 * guide, guide)[0] == pytest.approx(1.0), "more of the same: no cost"
+    assert _share_agreement(3.0 * guide, guide)[0][0] == pytest.approx(1.0), "more of the same: no cost"
     legs = np.array([[0.0, 0.0, 0.0, 0.0, 0.2, 0.5, 0.3]])
-    assert _share_agreement(legs, guide)[0] == pytest.approx(0.0), "other parts entirely"
+    assert _share_agreement(legs, guide)[0][0] == pytest.approx(0.0), "other parts entirely"
     half = np.array([[0.0, 0.1, 0.3, 0.6, 0.2, 0.5, 0.3]])  # the arms as the guide, and as much legs
-    assert _share_agreement(half, guide)[0] == pytest.approx(0.5)
-    assert _share_agreement(np.zeros((1, 7)), guide)[0] == 1.0, "no movement is the movement factor's call"
+    agreement, diff = _share_agreement(half, guide)
+    assert agreement[0] == pytest.approx(0.5)
+    assert np.argmax(diff[0]) == 5, "the knees: the largest share beyond the guide's"
+    assert _share_agreement(np.zeros((1, 7)), guide)[0][0] == 1.0, "no movement is the movement factor's call"
 
 
 def test_body_part_steps_are_the_same_for_a_label_swap_and_the_mirror_image():
     a = to_array([pose_at(0.2), pose_at(0.3)])
     norm, w = normalize(a)
-    step, parts = movement_steps(norm[1:], w[1:], norm[:1], w[:1], parts=True)
+    step, parts = movement_steps(norm[1:], w[1:], norm[:1], w[:1])
     assert parts.shape == (1, len(PARTS)) and parts[0, 3] > parts[0, 0], "the wrists move, the head does not"
     swapped = norm[1:][:, list(MIRROR)]  # this frame's left and right labels swapped against the last one
-    s2, p2 = movement_steps(swapped, w[1:][:, list(MIRROR)], norm[:1], w[:1], parts=True)
+    s2, p2 = movement_steps(swapped, w[1:][:, list(MIRROR)], norm[:1], w[:1])
     np.testing.assert_allclose(p2, parts, atol=1e-12)
     assert s2 == pytest.approx(step)
 
