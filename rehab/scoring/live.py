@@ -16,8 +16,8 @@ from rehab.scoring.pose import nearest
 from rehab.scoring.reps import RepCounter
 from rehab.scoring.model import RATE_HZ, ReferenceModel
 from rehab.scoring.scorer import (
-    EMPTY, MIN_WINDOW_FRACTION, PHASE_ANCHOR_MIN, SCORER_VERSION, Rows, WindowResult, calibrate, session_weight,
-    score_windows,
+    EMPTY, GOOD, LIMB_NAMES, MIN_WINDOW_FRACTION, PHASE_ANCHOR_MIN, SCORER_VERSION, Rows, WindowResult, calibrate,
+    session_weight, score_windows,
 )
 
 RATE = int(RATE_HZ)  # grid rows per second
@@ -240,8 +240,14 @@ class LiveScorer:
         reps = self.reps.update(result.phase, calibrate(result.similarity), form.reach)
         if result is not EMPTY:
             hints = form.corrections() if form.factor < FORM_HINT_BELOW or form.mistake else []
-            result = WindowResult(**{**result.__dict__, "similarity": round(calibrate(result.similarity * form.factor), 4),
-                                     "corrections": (hints + result.corrections)[:4]})
+            similarity = round(calibrate(result.similarity * form.factor), 4)
+            # a limb's direction against the guide's pose at this point is left out of a `good` window's
+            # hints: on other people's repetitions it came as often with correct ones as with incorrect
+            # ones (docs/scoring.md, limbdtw-3.3.1), and at a good score it only contradicts the verdict
+            matched = result.corrections
+            if similarity >= GOOD:
+                matched = [c for c in matched if c["joint"] not in LIMB_NAMES]
+            result = WindowResult(**{**result.__dict__, "similarity": similarity, "corrections": (hints + matched)[:4]})
         if result is not EMPTY or self.n_scores:  # the session starts when the patient is first in view:
             if self.seen_from_ms is None:  # nobody in the windows before that is no score against them
                 self.seen_from_ms = first.capture_ts_ms

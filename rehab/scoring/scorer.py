@@ -25,11 +25,12 @@ from rehab.scoring.kernels import similarity4, window_match
 from rehab.scoring.model import PART_NAMES, RATE_HZ, Poses, ReferenceModel, movement_steps
 from rehab.scoring.pose import limb_directions, normalize
 
-SCORER_VERSION = "limbdtw-3.3.0"  # 3.1: takes and named mistakes (single-take scores as 3.0.0); 3.1.1: a
+SCORER_VERSION = "limbdtw-3.3.1"  # 3.1: takes and named mistakes (single-take scores as 3.0.0); 3.1.1: a
 # phase step over half the cycle no longer passes the middle of a repetition (scores as 3.1.0); 3.2.0: the
 # form costs a trunk leaning further than the guide's furthest (form.LEAN_WEIGHT); 3.3.0: the session
 # similarity weighs each window by how much of the movement it has seen (session_weight), the window score
-# by how alike the body parts share the movement with the guide (_share_agreement), the knee at equal error
+# by how alike the body parts share the movement with the guide (_share_agreement), the knee at equal error;
+# 3.3.1: a `good` window's hints leave out the limbs' directions (LiveScorer._complete; scores as 3.3.0)
 COS_FLOOR = 0.0  # limb cosine at or below this counts as 0 similarity, 1.0 as 1
 MIN_VALID_FRACTION = 0.5
 MOVE_TAU = 0.7
