@@ -171,7 +171,9 @@ async def _demo_reference(settings: Settings, guide: Path) -> str:
         ns = Namespace(backend=settings.pose_backend, device=settings.pose_device,
                        weights=settings.pose_weights or None, max_side=settings.frame_max_side,
                        complexity=None, score_threshold=None)
-        ref = await asyncio.to_thread(reference_from_video, str(guide), "pose2sim-lunge", ns)
+        # on the main thread (nothing else runs on this loop yet): only there are MediaPipe's start-up
+        # notes kept off the terminal (edge.backends.blazepose.native_stderr_silenced)
+        ref = reference_from_video(str(guide), "pose2sim-lunge", ns)
         await db.save_reference(ref)
         return ref.id
 
