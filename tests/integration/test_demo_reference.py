@@ -1,6 +1,7 @@
 """`./dev demo` registers its guide with BlazePose before the services start: on the real MariaDB, in a
 process of its own (MediaPipe writes its start-up notes to the process's file descriptor 2, so only a
 separate process shows what the user's terminal would)."""
+import os
 import subprocess
 import sys
 
@@ -15,7 +16,7 @@ print("id", asyncio.run(_demo_reference(Settings.from_env(), Path(sys.argv[1])))
 
 def test_the_demo_registers_its_guide_once_with_nothing_from_the_libraries_on_the_terminal(isolated_settings, data_dir):
     guide = data_dir / "pose2sim_single_cam01.mp4"
-    env = {**isolated_settings.as_env(), "PATH": "/usr/bin:/bin"}
+    env = {**os.environ, **isolated_settings.as_env()}
 
     def register() -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-c", REGISTER, str(guide)], env=env, capture_output=True, text=True,
