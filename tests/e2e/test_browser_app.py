@@ -1,11 +1,13 @@
 """The browser app in Debian's headless chromium, its camera a fake one playing the patient clip: the
 page creates a session, streams the camera over WebRTC and shows live scores. A screenshot of the
 running page is saved to artifacts/browser_app_{cloud,device}.png."""
+import json
 import time
 from pathlib import Path
 
 import pytest
 
+from rehab.scoring.offline import verdict
 from rehab.settings import REPO_ROOT
 from tests.browser.cdp import Browser, chromium_path, write_y4m
 
@@ -53,12 +55,16 @@ def test_scores_reach_the_page(live_stack, fake_camera, tmp_path, mode):
         time.sleep(1.0)  # let the overlay draw a few more frames for the screenshot
         shot = browser.screenshot(ARTIFACTS / f"browser_app_{mode}.png")
         reps = browser.evaluate("document.getElementById('reps').textContent")
+        shown = browser.evaluate("JSON.stringify([document.getElementById('similarity').dataset.value, "
+                                 "document.getElementById('verdict').textContent])")
         hints = browser.evaluate("document.getElementById('latency').textContent")
     finally:
         browser.close()
     assert count >= 8, f"scores shown on the page: {count}; status: {status!r}; on-device model: {device}"
     assert ("Streaming your camera" if mode == "cloud" else "runs on this device") in status, status
     assert reps.isdigit() and "after capture" in hints
+    value, shown_verdict = json.loads(shown)  # the last score's verdict, in the scorer's words
+    assert shown_verdict == verdict(float(value)), (value, shown_verdict)
     assert shot.stat().st_size > 10_000
 
 
