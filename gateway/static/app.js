@@ -12,7 +12,7 @@ const params = new URLSearchParams(location.search);
 const LIMBS = [[5, 7], [7, 9], [6, 8], [8, 10], [11, 13], [13, 15], [12, 14], [14, 16], [5, 6], [11, 12], [5, 11], [6, 12]];
 const BLAZE_TO_COCO = [0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28];
 // The published verdicts (rehab/scoring/offline.py: GOOD, NOT_THE_EXERCISE; docs/scoring.md), the same
-// words as `rehab score --json` and the clinician's replay
+// words as `rehab score --json` and the REST score route
 const GOOD = 0.75, NOT_THE_EXERCISE = 0.35;
 const verdictOf = (s) => (s >= GOOD ? "good" : s < NOT_THE_EXERCISE ? "not the exercise" : "needs work");
 const state = { pc: null, ws: null, channel: null, stream: null, pose: null, running: false, scores: 0, guideTimer: null };
