@@ -175,6 +175,16 @@ def create_app(settings: Settings, ready_file: Path | None = None, store: ScoreS
         await publisher.emit(state.flush_due(quiet_s=settings.processor_min_interval_ms / 1000.0))
         await publisher.forget(state.evicted)
 
+    @app.on_partitions_assigned.connect
+    async def release_moved_sessions(sender, assigned, **kwargs) -> None:
+        """Sessions whose partition went to another processor in this rebalance are forgotten here (see
+        ``ScoringState.release``); the sessions of partitions this processor keeps stay as they are."""
+        held = {tp.partition for tp in assigned if tp.topic == topics.keypoints}
+        gone = tables.sessions_outside(held)
+        state.release(gone)
+        if gone:
+            log.info("%d sessions moved to another processor", len(gone))
+
     app.on_partitions_assigned.connect(_on_assigned(settings, ready_file))
     return app
 

@@ -78,6 +78,16 @@ class ScoringState:
             self.scorers[frame.session_id] = scorer
         return scorer
 
+    def release(self, sessions) -> None:
+        """Forgets sessions in this process only (no tombstones: they live on elsewhere). A rebalance
+        moved their partitions to another processor, which resumes them from the saved state; were a
+        partition to come back here, the session must resume from what was saved meanwhile, not from
+        this process's stale copy (nor would an idle eviction here delete the new owner's state)."""
+        for sid in sessions:
+            self.scorers.pop(sid, None)
+            self.last_seen.pop(sid, None)
+            self.scored_at.pop(sid, None)
+
     async def handle(self, raw: bytes) -> tuple[LiveScorer, Score | None]:
         """Raises MessageError / UnusableMessage for the dead-letter topic."""
         frame = KeypointFrame.from_json(raw)
@@ -123,7 +133,10 @@ class ScoringState:
         while pos:
             jobs = []
             for sid in list(pos):
-                queue, scorer = queues[sid], self.scorers[sid]
+                queue, scorer = queues[sid], self.scorers.get(sid)
+                if scorer is None:  # released meanwhile (its partition moved): the new owner reads these frames
+                    del pos[sid]
+                    continue
                 n = len(queue)
                 behind = bool(coalesce_after) and n > coalesce_after
                 while pos[sid] < n:

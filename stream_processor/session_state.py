@@ -73,6 +73,15 @@ class SessionTables:
         raw = self.window.get(session_id.encode())
         return None if raw is None else json.loads(raw)
 
+    def sessions_outside(self, partitions: set[int]) -> list[str]:
+        """The sessions whose keypoints partition is not among ``partitions`` (this process's new
+        assignment): forgotten here, never tombstoned (their new owner writes their state now)."""
+        gone = [sid for sid, p in self.partition_of.items() if p not in partitions]
+        for sid in gone:
+            self.partition_of.pop(sid, None)
+            self.window_saved_at.pop(sid, None)
+        return gone
+
     def forget(self, sid: str, outbox: Outbox) -> None:
         """Releases an evicted session everywhere: tombstones in both tables' changelogs (into
         ``outbox``; compaction then drops its state for good), and this process's maps."""

@@ -125,3 +125,46 @@ def test_a_guide_given_more_takes_scores_sessions_started_after_the_refresh(monk
     c = asyncio.run(state.scorer_for(first_frame("c")))
     assert loads == ["ref", "ref"] and c.ref is not a.ref
     assert asyncio.run(state.scorer_for(first_frame("a"))) is a, "a running session keeps its model"
+
+
+def test_a_session_whose_partition_moved_away_resumes_from_what_was_saved_meanwhile_if_it_comes_back():
+    """A rebalance gives the session's partition to another processor, which scores it on and saves its
+    state; when the partition comes back, this processor must resume from that state, not from the
+    copy it kept (its repetitions and last scored frame would go back in time), and forgetting the
+    session here must not tombstone the state the other processor saved."""
+    from rehab.records import now_ms
+    from stream_processor.processor import ScoringState
+    from stream_processor.session_state import SessionTables
+
+    asyncio, _ = _state()
+    ref = reference()
+    saved: dict[str, dict] = {}
+
+    async def load(_):
+        return ref
+
+    def stamped(fs):
+        t = now_ms()
+        return [dataclasses.replace(f, gateway_ts_ms=t, infer_ts_ms=t).to_json() for f in fs]
+
+    poses = [dataclasses.replace(f, reference_id="ref") for f in frames([pose_at(i / 60) for i in range(240)])]
+    here = ScoringState(load, saved.get, window_ms=1000, min_interval_ms=100)
+    there = ScoringState(load, saved.get, window_ms=1000, min_interval_ms=100)
+    results, _ = asyncio.run(here.handle_batch(stamped(poses[:60]), coalesce_after=0))
+    saved["s"] = results[-1][0].snapshot()
+    reps_before = saved["s"]["reps"]
+    # the partition moves: the other processor resumes the session and scores two more repetitions' frames
+    tables = SessionTables.__new__(SessionTables)
+    tables.partition_of, tables.window_saved_at = {"s": 3, "t": 5}, {"s": 0, "t": 0}
+    gone = tables.sessions_outside({5})
+    assert gone == ["s"] and tables.partition_of == {"t": 5}
+    here.release(gone)
+    assert "s" not in here.scorers and not here.evicted, "released here only: no tombstone for its state"
+    results, _ = asyncio.run(there.handle_batch(stamped(poses[60:180]), coalesce_after=0))
+    saved["s"] = results[-1][0].snapshot()
+    assert saved["s"]["reps"] > reps_before
+    # ... and comes back: this processor resumes from the other one's state
+    results, _ = asyncio.run(here.handle_batch(stamped(poses[180:200]), coalesce_after=0))
+    resumed = here.scorers["s"].snapshot()
+    assert resumed["reps"] >= saved["s"]["reps"] and resumed["last_seq"] > saved["s"]["last_seq"] >= 179 - 2
+    assert all(score.window_end_seq > 179 for _, score in results), "nothing the other processor scored is scored again"
