@@ -185,9 +185,7 @@ class ScoringState:
         for sid, scorer in list(self.scorers.items()):
             seen = self.last_seen.get(sid, now)
             if now - seen >= self.idle_evict_s:
-                del self.scorers[sid]
-                self.last_seen.pop(sid, None)
-                self.scored_at.pop(sid, None)
+                self.release([sid])
                 self.evicted.append(sid)
                 continue
             if now - seen < quiet_s or not scorer.pending:

@@ -78,9 +78,13 @@ class SessionTables:
         assignment): forgotten here, never tombstoned (their new owner writes their state now)."""
         gone = [sid for sid, p in self.partition_of.items() if p not in partitions]
         for sid in gone:
-            self.partition_of.pop(sid, None)
-            self.window_saved_at.pop(sid, None)
+            self._drop_local(sid)
         return gone
+
+    def _drop_local(self, sid: str) -> None:
+        """This process's maps of a session (the tables' data is the caller's to decide)."""
+        self.partition_of.pop(sid, None)
+        self.window_saved_at.pop(sid, None)
 
     def forget(self, sid: str, outbox: Outbox) -> None:
         """Releases an evicted session everywhere: tombstones in both tables' changelogs (into
@@ -88,5 +92,4 @@ class SessionTables:
         for table in (self.state, self.window):
             if sid.encode() in table.data:
                 self._put(outbox, table, sid, None)
-        self.partition_of.pop(sid, None)
-        self.window_saved_at.pop(sid, None)
+        self._drop_local(sid)
