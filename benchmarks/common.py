@@ -1,9 +1,10 @@
 """What the benchmarks share: an isolated stack (own topics and database on the local Kafka and
-MariaDB, removed after), the guide stored as reference "guide", services as processes, percentiles."""
+MariaDB, started if they are not running; removed after), the guide stored as reference "guide", services as processes, percentiles."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import tempfile
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 from rehab.reference import Reference
 from rehab.stack.proc import free_port
 from rehab.stack.isolation import isolated_deployment
+from rehab.stack import local
 from rehab.stack.services import Services
 from rehab.settings import REPO_ROOT, Settings
 from rehab.adapters.storage.repository import Database
@@ -43,6 +45,9 @@ RUNNING: list = []  # the Services of the bench_stack in use (a benchmark may re
 def bench_stack(services: tuple[str, ...] = ("processor", "worker", "gateway"), **overrides):
     port = free_port()
     base = Settings.from_env()
+    # the local Kafka and MariaDB, started if they are not running (as `./dev test` does; JSON stays alone
+    # on stdout)
+    local.up(base, log=lambda line: print(f"[bench] {line}", file=sys.stderr, flush=True))
     overrides = {"gateway_port": port, "gateway_url": f"http://127.0.0.1:{port}", "auth_secret": BENCH_SECRET,
                  "worker_metrics_port": 0, "processor_metrics_port": 0,
                  "demo_mode": True,  # the load generator starts sessions without enrolling patients
