@@ -21,6 +21,8 @@ Repetition counting: each subject's 10 correct repetitions of a movement played 
 recording, the clock running on), scored against another subject's guide; the count should be 10. The
 same subject holding their first pose as long, and doing each repetition at half its amplitude, should
 count 0 (``repetitions.frozen`` / ``half_amplitude``: the share counted 0 and the share not judged good).
+The back-to-back recording is also played 1.6x faster and 0.6x as fast (``back_to_back_faster`` /
+``back_to_back_slower``: reported, no target).
 
 The score's constants were chosen on these subjects (docs/scoring.md), so the figures here are an
 upper bound of what unseen people get; the held-out subjects and clips the team keeps outside the repo
@@ -46,6 +48,7 @@ from rehab.reference import Reference, Take  # noqa: E402
 from rehab.scoring import ReferenceModel, score_attempt  # noqa: E402
 
 GOOD = 0.75
+SPEEDS = (1.6, 0.6)  # the back-to-back sequences also played at these speeds (the clips' faster and slower)
 MIN_INTERVAL_MS = 100
 
 
@@ -96,6 +99,12 @@ def _score_guide(args) -> dict:
         result = score_attempt(ref, frames_of(seq, mine[0].fps, mine[0].width, mine[0].height),
                                min_interval_ms=MIN_INTERVAL_MS, model=model)
         out["back_to_back"] = {"subject": other, "expected": len(mine), "counted": result["reps"]}
+        # the same recording played faster and slower (the guide's pace is not the patient's): reported,
+        # no target
+        for name, speed in (("back_to_back_faster", SPEEDS[0]), ("back_to_back_slower", SPEEDS[1])):
+            result = score_attempt(ref, frames_of(seq, mine[0].fps * speed, mine[0].width, mine[0].height),
+                                   min_interval_ms=MIN_INTERVAL_MS, model=model)
+            out[name] = {"speed": speed, "expected": len(mine), "counted": result["reps"]}
         # the same person holding their first pose as long, and doing each repetition at half its
         # amplitude (every keypoint halfway between the starting pose and where the repetition takes
         # it): neither is a repetition
@@ -226,6 +235,13 @@ def report_of(results: list[dict], takes: int, mistakes: int, baseline: bool) ->
     out["repetitions"] = {"sequences": len(b2b), "counted_exactly": round(float(np.mean(
         [b["counted"] == b["expected"] for b in b2b])), 3),
         "mean_abs_error": round(float(np.mean([abs(b["counted"] - b["expected"]) for b in b2b])), 2)}
+    for name in ("back_to_back_faster", "back_to_back_slower"):
+        rows = [r[name] for r in results if name in r]
+        errors = [x["counted"] - x["expected"] for x in rows]
+        out["repetitions"][name] = {"sequences": len(rows), "speed": rows[0]["speed"] if rows else None,
+                                    "counted_exactly": round(float(np.mean([e == 0 for e in errors])), 3),
+                                    "undercounted": round(float(np.mean([e < 0 for e in errors])), 3),
+                                    "mean_abs_error": round(float(np.mean(np.abs(errors))), 2)}
     for name in ("frozen", "half_amplitude"):
         rows = [r[name] for r in results if name in r]
         out["repetitions"][name] = {"sequences": len(rows), "counted_none": round(float(np.mean(
