@@ -51,11 +51,31 @@ def best_ends(cost: np.ndarray, end_penalty: np.ndarray | None = None,
     and the moves (for ``backtrack``). ``end_penalty`` (m,) or (B, m), in mean-cost units, ranks the
     ends but is not in the returned cost. ``cyclic``: the columns played twice (``accumulate``), ends
     and ``end_penalty`` over 2m columns."""
+    total, end, move, _ = ranked_ends(cost, end_penalty, cyclic)
+    return total, end, move
+
+
+def ranked_ends(cost: np.ndarray, end_penalty: np.ndarray | None = None,
+                cyclic: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``best_ends`` and every end's rank (B, m): the mean cost plus ``end_penalty``."""
     b, n, _ = cost.shape
     last, move = accumulate(cost, cyclic)
     ranked = last / n if end_penalty is None else last / n + end_penalty
     end = np.argmin(ranked, axis=1)
-    return last[np.arange(b), end] / n, end, move
+    return last[np.arange(b), end] / n, end, move, ranked
+
+
+def ends_as_good_ahead(ranked: np.ndarray, end: np.ndarray, within: float) -> np.ndarray:
+    """How many columns right after each ``end`` (B,) rank within ``within`` of it, without a worse one
+    between (B,): where the best end sits at the start of a stretch of the guide that fits as well (a
+    pose held, or poses alike through the middle of a movement), how far the patient may really be."""
+    b, m = ranked.shape
+    rows = np.arange(b)
+    cols = np.arange(m)[None, :]
+    worse = (ranked > (ranked[rows, end] + within)[:, None]) | ~np.isfinite(ranked)
+    after = worse & (cols > end[:, None])
+    first_worse = np.where(after.any(axis=1), np.argmax(after, axis=1), m)
+    return first_worse - end - 1
 
 
 def subsequence_dtw_batch(cost: np.ndarray, end_penalty: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

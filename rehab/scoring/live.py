@@ -49,6 +49,7 @@ class LiveScorer:
     n_scores: int = 0
     seen_from_ms: int | None = None  # capture time of the session's first window with the patient in view
     last_phase_idx: int | None = None
+    last_phase_spread: int = 0  # guide samples after it that fitted as well (WindowResult.phase_spread)
     last_ts_ms: int | None = None
     last_seq: int = -1
     last_scored_seq: int = -1
@@ -69,7 +70,8 @@ class LiveScorer:
         return {"reps": self.reps.count, "armed": self.reps.armed, "prev_phase": self.reps.prev_phase,
                 "rep_sim": [self.reps.sim_sum, self.reps.sim_n], "rep_reach": self.reps.reach,
                 "total": self.total, "weight": self.weight, "n_scores": self.n_scores, "seen_from_ms": self.seen_from_ms,
-                "last_phase_idx": self.last_phase_idx, "last_ts_ms": self.last_ts_ms,
+                "last_phase_idx": self.last_phase_idx, "last_phase_spread": self.last_phase_spread,
+                "last_ts_ms": self.last_ts_ms,
                 "last_seq": self.last_scored_seq, "last_scored_ts_ms": self.last_scored_ts_ms,
                 "grid_origin_ms": self.grid_origin_ms}
 
@@ -115,6 +117,7 @@ class LiveScorer:
         self.weight = float(snap.get("weight", self.n_scores))
         self.seen_from_ms = snap.get("seen_from_ms", snap.get("grid_origin_ms"))
         self.last_phase_idx, self.last_ts_ms = snap["last_phase_idx"], snap["last_ts_ms"]
+        self.last_phase_spread = int(snap.get("last_phase_spread", 0))  # (snapshots before limbdtw-3.4.0: 0)
         self.last_seq = self.last_scored_seq = int(snap["last_seq"])
         # frames after the last scored one are re-read after a restart: resume from that one
         self.last_scored_ts_ms = self.last_frame_ts_ms = snap["last_scored_ts_ms"]
@@ -205,7 +208,7 @@ class LiveScorer:
         prior = None
         if self.last_ts_ms is not None:
             advanced = (f.capture_ts_ms - self.last_ts_ms) * RATE_HZ / 1000.0
-            prior = (self.last_phase_idx, advanced)  # (phase_prior's, computed for the whole group)
+            prior = (self.last_phase_idx, advanced, self.last_phase_spread)  # (phase_prior's, for the whole group)
         return WindowJob(self, f, first, k_first, k_last, keep, kps, prev, prior)
 
     def _attach(self, job: "WindowJob", new: Rows | None) -> Rows:
@@ -235,6 +238,7 @@ class LiveScorer:
         if result.similarity >= PHASE_ANCHOR_MIN:  # only a confident match anchors the phase; a weak one
             # leaves the old anchor, whose band of reachable phases widens with time, so tracking recovers
             self.last_phase_idx, self.last_ts_ms = result.ref_span[1] % self.ref.length, f.capture_ts_ms
+            self.last_phase_spread = result.phase_spread
         # a repetition is counted on the movement (done badly, it is still a repetition done), when it
         # reached far enough into the guide's range
         reps = self.reps.update(result.phase, calibrate(result.similarity), form.reach)
@@ -280,7 +284,7 @@ class WindowJob:
     keep: int | None  # the scorer's cached rows from this index on are the window's first rows
     kps: np.ndarray  # (n, 17, 3) the window's new resampled rows, not yet computed
     prev: tuple | None  # the pose of the row before the new ones
-    prior: tuple[int, float] | None  # the last anchored phase and the samples advanced since
+    prior: tuple[int, float, int] | None  # the last anchored phase, the samples advanced since, its spread
 
 
 def score_jobs(jobs: list[WindowJob], score_ts_ms: int | None = None) -> list[Score]:

@@ -19,18 +19,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from rehab.coco import LIMB_INDEX, LIMBS, MIRROR
-from rehab.scoring.align import backtrack, best_ends
+from rehab.scoring.align import backtrack, ends_as_good_ahead, ranked_ends
 from rehab.scoring.form import angle_features, encode
 from rehab.scoring.kernels import similarity4, window_match
 from rehab.scoring.model import PART_NAMES, RATE_HZ, Poses, ReferenceModel, movement_steps
 from rehab.scoring.pose import limb_directions, normalize
 
-SCORER_VERSION = "limbdtw-3.3.1"  # 3.1: takes and named mistakes (single-take scores as 3.0.0); 3.1.1: a
+SCORER_VERSION = "limbdtw-3.4.0"  # 3.1: takes and named mistakes (single-take scores as 3.0.0); 3.1.1: a
 # phase step over half the cycle no longer passes the middle of a repetition (scores as 3.1.0); 3.2.0: the
 # form costs a trunk leaning further than the guide's furthest (form.LEAN_WEIGHT); 3.3.0: the session
 # similarity weighs each window by how much of the movement it has seen (session_weight), the window score
 # by how alike the body parts share the movement with the guide (_share_agreement), the knee at equal error;
-# 3.3.1: a `good` window's hints leave out the limbs' directions (LiveScorer._complete; scores as 3.3.0)
+# 3.3.1: a `good` window's hints leave out the limbs' directions (LiveScorer._complete; scores as 3.3.0);
+# 3.4.0: a phase matched at the start of a stretch of the guide that fits as well lets the next window's
+# phase move on by that stretch (PHASE_TIE, phase_prior's ``spread``)
 COS_FLOOR = 0.0  # limb cosine at or below this counts as 0 similarity, 1.0 as 1
 MIN_VALID_FRACTION = 0.5
 MOVE_TAU = 0.7
@@ -38,6 +40,7 @@ SHARE_POWER = 1.0  # the body parts' movement shares against the guide's (_share
 SHARE_HINT_BELOW = 0.6  # below this agreement the hint names the body part moving most beyond its share
 VEL_OFFSET, VEL_GAIN = 0.5, 1.0
 PHASE_SLACK, PHASE_PENALTY = 6.0, 0.2
+PHASE_TIE = 0.005  # ends of the alignment within this mean cost of the best are as likely (ends_as_good_ahead)
 PHASE_ANCHOR_MIN = 0.6
 LABEL_TOLERANT = True
 MIN_WINDOW_FRACTION = 0.3  # the first score comes once 30% of a window has been seen
@@ -218,6 +221,7 @@ class WindowResult:
     phase: float
     mirrored: bool
     ref_span: tuple[int, int]
+    phase_spread: int = 0  # guide samples after the matched end that fit as well (ends_as_good_ahead)
 
 
 EMPTY = WindowResult(0.0, 0.0, 0.0, {}, [{"joint": "body", "direction": "visible",
@@ -243,10 +247,14 @@ def _corrections(limbs: dict[str, float], dx, dy) -> list[dict]:
     return out
 
 
-def phase_prior(ref_len: int, prev_phase_idx, advanced) -> np.ndarray | None:
+def phase_prior(ref_len: int, prev_phase_idx, advanced, spread=0) -> np.ndarray | None:
     """End penalty over the doubled reference's columns: after ``advanced`` samples at 0.5x-2x speed
-    the phase should have moved on by 0.5*advanced .. 2*advanced (+ slack) from the last window's.
-    Scalars give (2R,); arrays of B windows' phases and advances give (B, 2R) in one pass."""
+    the phase should have moved on by 0.5*advanced .. 2*advanced (+ slack) from the last window's, or
+    by up to ``spread`` samples more where the last window's phase was the start of a stretch of the guide
+    that fitted as well (its ``phase_spread``: the patient may have been anywhere in it; without it a
+    patient faster than the guide through a middle whose poses look alike fell behind for good, and the
+    repetition's end was never reached). Scalars give (2R,); arrays of B windows' phases, advances and
+    spreads give (B, 2R) in one pass."""
     if prev_phase_idx is None:
         return None
     cols = np.arange(2 * ref_len)
@@ -255,6 +263,11 @@ def phase_prior(ref_len: int, prev_phase_idx, advanced) -> np.ndarray | None:
     lo, hi = 0.5 * advanced - PHASE_SLACK, 2.0 * advanced + PHASE_SLACK
     outside = np.where(ahead < lo, np.minimum(lo - ahead, ref_len - ahead + lo), np.maximum(ahead - hi, 0))
     outside = np.minimum(outside, ref_len - outside)
+    # the spread moves the band's far edge only: phases ahead of it are that much nearer, those behind
+    # the last phase as far as before
+    fwd = ahead - hi
+    outside = np.where((fwd > 0) & (fwd <= ref_len - fwd),
+                       np.maximum(fwd - np.asarray(spread, dtype=np.float64)[..., None], 0), outside)
     return PHASE_PENALTY * np.clip(outside, 0, None) / ref_len
 
 
@@ -299,12 +312,14 @@ def _score_group(ref: ReferenceModel, ws: list[Rows], priors: list, mirror_mode:
     have = [i for i, p in enumerate(priors) if p is not None]
     if have:
         penalty = np.zeros((b, 2 * ref.length))
-        penalty[have] = phase_prior(ref.length, [priors[i][0] for i in have], [priors[i][1] for i in have])
+        penalty[have] = phase_prior(ref.length, [priors[i][0] for i in have], [priors[i][1] for i in have],
+                                    [priors[i][2] for i in have])
         penalty = np.repeat(penalty, n_cand, axis=0)
-    total, end, move = best_ends(cost, penalty, cyclic=True)  # against the cyclic reference
+    total, end, move, ranked = ranked_ends(cost, penalty, cyclic=True)  # against the cyclic reference
     totals = total.reshape(b, n_cand)
     k = np.argmin(totals, axis=1)  # the candidate (as seen / mirrored) with the lower cost
     chosen = np.arange(b) * n_cand + k
+    spread = ends_as_good_ahead(ranked[chosen], end[chosen], PHASE_TIE)
     path = backtrack(move[chosen], end[chosen])  # (B, T)
     finite = np.isfinite(totals[np.arange(b), k])
     path[~finite] = 0
@@ -350,5 +365,5 @@ def _score_group(ref: ReferenceModel, ws: list[Rows], priors: list, mirror_mode:
         phase = (int(j1[i]) % ref.length) / max(ref.length - 1, 1)
         results.append(WindowResult(round(float(similarity[i]), 4), round(float(pose_sim[i]), 4),
                                     round(float(movement[i]), 4), limbs, corrections, round(float(phase), 4),
-                                    bool(k[i] == 1), (int(j0[i]), int(j1[i]))))
+                                    bool(k[i] == 1), (int(j0[i]), int(j1[i])), int(spread[i])))
     return results

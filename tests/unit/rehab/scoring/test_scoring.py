@@ -184,6 +184,81 @@ def test_phase_prior_only_penalises_phases_out_of_reach():
 
 
 
+def test_phase_prior_lets_the_phase_move_on_by_the_stretch_that_fitted_as_well():
+    from rehab.scoring.scorer import PHASE_SLACK, phase_prior
+
+    hi = int(10 + 2 * 2.0 + PHASE_SLACK)  # the furthest reachable column without a spread
+    without, spread = phase_prior(50, 10, 2.0), phase_prior(50, 10, 2.0, 15)
+    assert without[hi] == 0 and without[hi + 10] > 0
+    assert spread[hi + 10] == 0 and spread[hi + 15] == 0 and spread[hi + 16] > 0
+    assert np.array_equal(without[:hi + 1], spread[:hi + 1]), "the spread only widens the band ahead"
+    batched = phase_prior(50, [10, 10], [2.0, 2.0], [0, 15])
+    assert np.array_equal(batched[0], without) and np.array_equal(batched[1], spread)
+
+
+def test_ends_as_good_ahead_counts_the_columns_after_the_best_end_that_rank_as_well():
+    from rehab.scoring.align import ends_as_good_ahead
+
+    ranked = np.array([[0.30, 0.10, 0.101, 0.104, 0.20, 0.10, 0.10],   # a stretch of 2, then a worse end
+                       [0.30, 0.20, 0.10, 0.30, 0.30, 0.30, 0.30],     # none
+                       [0.30, 0.20, 0.30, 0.30, 0.10, 0.10, 0.10],     # up to the last column
+                       [0.30, 0.10, np.inf, 0.10, 0.10, 0.10, 0.10]])  # no path there: it stops the stretch
+    end = np.argmin(ranked, axis=1)
+    assert ends_as_good_ahead(ranked, end, 0.005).tolist() == [2, 0, 2, 0]
+    assert ends_as_good_ahead(ranked, end, 0.0).tolist() == [0, 0, 2, 0]
+
+
+def _held_at_the_top(t: float) -> list:
+    """The left arm rises, is held up for the middle 40 % of the repetition, and comes down: through the
+    hold every pose fits every column of the guide's hold equally well."""
+    t = t % 1.0
+    f = np.clip(t / 0.3, 0, 1) if t < 0.5 else np.clip((1 - t) / 0.3, 0, 1)
+    f = f * f * (3 - 2 * f)
+    p = STAND.copy()
+    for sh, el, wr, side, amplitude in ((5, 7, 9, -1, 0.9), (6, 8, 10, 1, 0.15)):
+        angle = np.pi * amplitude * f
+        for j, length in ((el, 30.0), (wr, 60.0)):
+            p[j] = p[sh] + length * np.array([side * np.sin(angle), np.cos(angle)])
+    return [[float(x), float(y), 0.95] for x, y in p]
+
+
+@pytest.mark.parametrize("speed", [1.6, 1.9])
+def test_a_patient_faster_than_the_guide_through_a_held_pose_reaches_the_end_of_each_repetition(speed):
+    """The alignment's best end through the hold is its first column, and a faster patient's hold is
+    shorter: the phase fell behind and the band of phases reachable from it never took it to the end
+    (limbdtw-3.3.1 counted 0 of 1 and 2 of 3 repetitions here; the bundled clip at x1.6, 0 of 1)."""
+    n = 60
+    model = ReferenceModel.build(Reference("ref", "ref", 30.0, 640, 480, "m", "v", "0" * 64,
+                                           [_held_at_the_top(i / n) for i in range(n)]))
+    for repetitions in (1, 3):
+        poses = [_held_at_the_top(i * speed / n) for i in range(round(n * repetitions / speed) + 1)]
+        scores = replay_scores(LiveScorer(model, "s", min_interval_ms=100), frames(poses))
+        assert scores[-1].reps == repetitions, [round(s.phase, 2) for s in scores]
+        assert max(s.phase for s in scores[-5:]) >= 0.9, "the phase reached the end of the repetition"
+
+
+def test_a_scorer_restored_in_a_held_pose_keeps_how_far_the_phase_may_move_on():
+    """The spread of the last phase is saved with it: restored in the middle of the hold (where it is
+    not 0), the scorer scores the rest of the repetition exactly as the uninterrupted one."""
+    n, speed = 60, 1.6
+    model = ReferenceModel.build(Reference("ref", "ref", 30.0, 640, 480, "m", "v", "0" * 64,
+                                           [_held_at_the_top(i / n) for i in range(n)]))
+    fs = frames([_held_at_the_top(i * speed / n) for i in range(round(n / speed) + 1)])
+    split = 27  # in the hold, where the spread decides the next windows' phase
+    first = LiveScorer(model, "s", min_interval_ms=100)
+    replay_scores(first, fs[:split])
+    assert first.last_phase_spread > 0, "the case this test is about: the phase sits at the hold's start"
+    resumed = LiveScorer(model, "s", min_interval_ms=100)
+    resumed.restore(orjson.loads(orjson.dumps(first.snapshot())))
+    resumed.restore_window(orjson.loads(orjson.dumps(first.window_snapshot())), fs[split])
+    a, b = replay_scores(first, fs[split:]), replay_scores(resumed, fs[split:])
+    assert [(x.similarity, x.phase, x.reps) for x in a] == [(x.similarity, x.phase, x.reps) for x in b]
+    assert a[-1].reps == 1
+    old = first.snapshot()
+    del old["last_phase_spread"]  # a snapshot saved before limbdtw-3.4.0
+    LiveScorer(model, "s").restore(old)
+
+
 def test_min_interval_scores_the_first_frame_of_each_slot_whatever_came_before():
     fs = frames([pose_at(i / 60) for i in range(120)], fps=60.0)
     model = ReferenceModel.build(reference())
