@@ -1,7 +1,7 @@
 """Does the score mean what it says on people it was never tuned on? Issue 10's evaluation: one
 command, JSON out, every target printed with its value and whether it is met (``targets``).
 
-    ./dev bench scoring_quality            (~11 minutes on 2 cores: two UI-PRMD passes and the clips)
+    ./dev bench scoring_quality            (~11-17 minutes on 2 cores: two UI-PRMD passes and the clips)
     ./dev bench scoring_quality --with-mistakes 0 --no-clips --views front    (one pass, ~2 minutes)
 
 UI-PRMD (``benchmarks/uiprmd.py``), cross-subject: for each movement, each of the five subjects' first
