@@ -1,5 +1,6 @@
 """What the benchmarks share: an isolated stack (own topics and database on the local Kafka and
-MariaDB, started if they are not running; removed after), the guide stored as reference "guide", services as processes, percentiles."""
+MariaDB, started if they are not running; removed after), the guide stored as reference "guide",
+services as processes, percentiles."""
 from __future__ import annotations
 
 import asyncio

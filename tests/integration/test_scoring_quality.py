@@ -37,8 +37,8 @@ def test_other_peoples_shoulder_extensions_that_lean_the_trunk_score_lower():
 @pytest.mark.timeout(1800)  # ~8 minutes on 2 cores
 def test_every_movement_and_view_across_subjects():
     """Regression floors below what limbdtw-3.4.0 measures with one take (0.882 front, 0.840 side:
-    docs/scoring.md; 3.3.0: 0.883 / 0.841; 3.2.0: 0.854 / 0.801), below issue 10's targets (mean AUC 0.90, no movement below
-    0.80), which this scorer does not meet."""
+    docs/scoring.md; 3.3.0: 0.883 / 0.841; 3.2.0: 0.854 / 0.801), below issue 10's targets (mean AUC
+    0.90, no movement below 0.80), which this scorer does not meet."""
     summary, results = _run(["front", "side"], range(1, 11), processes=os.cpu_count() or 1)
     assert summary["summary"]["front"]["mean_auc"] >= 0.86, summary["summary"]
     assert summary["summary"]["side"]["mean_auc"] >= 0.82, summary["summary"]

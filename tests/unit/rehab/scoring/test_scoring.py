@@ -222,14 +222,19 @@ def _held_at_the_top(t: float) -> list:
     return [[float(x), float(y), 0.95] for x, y in p]
 
 
+def _held_model(n: int = 60) -> ReferenceModel:
+    """A guide of ``_held_at_the_top``, one repetition in ``n`` frames at 30 fps."""
+    return ReferenceModel.build(Reference("ref", "ref", 30.0, 640, 480, "m", "v", "0" * 64,
+                                          [_held_at_the_top(i / n) for i in range(n)]))
+
+
 @pytest.mark.parametrize("speed", [1.6, 1.9])
 def test_a_patient_faster_than_the_guide_through_a_held_pose_reaches_the_end_of_each_repetition(speed):
     """The alignment's best end through the hold is its first column, and a faster patient's hold is
     shorter: the phase fell behind and the band of phases reachable from it never took it to the end
     (limbdtw-3.3.1 counted 0 of 1 and 2 of 3 repetitions here; the bundled clip at x1.6, 0 of 1)."""
     n = 60
-    model = ReferenceModel.build(Reference("ref", "ref", 30.0, 640, 480, "m", "v", "0" * 64,
-                                           [_held_at_the_top(i / n) for i in range(n)]))
+    model = _held_model(n)
     for repetitions in (1, 3):
         poses = [_held_at_the_top(i * speed / n) for i in range(round(n * repetitions / speed) + 1)]
         scores = replay_scores(LiveScorer(model, "s", min_interval_ms=100), frames(poses))
@@ -241,8 +246,7 @@ def test_a_scorer_restored_in_a_held_pose_keeps_how_far_the_phase_may_move_on():
     """The spread of the last phase is saved with it: restored in the middle of the hold (where it is
     not 0), the scorer scores the rest of the repetition exactly as the uninterrupted one."""
     n, speed = 60, 1.6
-    model = ReferenceModel.build(Reference("ref", "ref", 30.0, 640, 480, "m", "v", "0" * 64,
-                                           [_held_at_the_top(i / n) for i in range(n)]))
+    model = _held_model(n)
     fs = frames([_held_at_the_top(i * speed / n) for i in range(round(n / speed) + 1)])
     split = 27  # in the hold, where the spread decides the next windows' phase
     first = LiveScorer(model, "s", min_interval_ms=100)
