@@ -205,15 +205,15 @@ def targets(report: dict) -> dict:
 
 
 def run_pass(views: list[str], movements: list[int], processes: int = 1, takes: int = 1, mistakes: int = 0,
-             baseline: bool = False, sequences: bool = True) -> list[dict]:
+             baseline: bool = False, sequences: bool = True, mp_context=None) -> list[dict]:
     """Every guide of the protocol scored against the other subjects' attempts (one job per view,
-    movement and guide subject), in ``processes`` processes (1: in this one); ``sequences``: the
-    repetition count's sequences too."""
+    movement and guide subject), in ``processes`` processes (1: in this one; ``mp_context``: how they
+    are started, the platform's default if None); ``sequences``: the repetition count's sequences too."""
     jobs = [(v, m, s, baseline, takes, mistakes, sequences) for v in views for m in movements for s in range(1, 6)]
     if processes == 1:
         _init(views)
         return [_score_guide(job) for job in jobs]
-    with ProcessPoolExecutor(processes, initializer=_init, initargs=(views,)) as pool:
+    with ProcessPoolExecutor(processes, mp_context=mp_context, initializer=_init, initargs=(views,)) as pool:
         return list(pool.map(_score_guide, jobs))
 
 

@@ -1,5 +1,6 @@
 """The score on people it was never shown (UI-PRMD, benchmarks/scoring_quality.py): a guide of one
 subject, the other subjects' correct and incorrect repetitions as attempts."""
+import multiprocessing
 import os
 
 import pytest
@@ -8,10 +9,13 @@ from benchmarks import scoring_quality as sq
 
 
 def _run(views, movements, processes=2, takes=1, mistakes=0, sequences=False):
-    """The attempts scored against every guide of the protocol (in two processes: the jobs are
-    independent, and a result does not depend on where it was computed); ``sequences``: also the
-    repetition count's sequences, which only the slow test reads."""
-    results = sq.run_pass(views, movements, processes, takes, mistakes, sequences=sequences)
+    """The attempts scored against every guide of the protocol, in two processes (the jobs are
+    independent: a result does not depend on where it was computed), started from a fresh server
+    process rather than forked from this one, whose earlier tests may have left threads running
+    (a fork copies a lock another thread holds); ``sequences``: also the repetition count's sequences,
+    which only the slow test reads."""
+    results = sq.run_pass(views, movements, processes, takes, mistakes, sequences=sequences,
+                          mp_context=multiprocessing.get_context("forkserver"))
     return sq.summarise(results), results
 
 
