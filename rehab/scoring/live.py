@@ -16,7 +16,8 @@ from rehab.scoring.pose import nearest
 from rehab.scoring.reps import RepCounter
 from rehab.scoring.model import RATE_HZ, ReferenceModel
 from rehab.scoring.scorer import (
-    EMPTY, GOOD, LIMB_NAMES, MIN_WINDOW_FRACTION, PHASE_ANCHOR_MIN, SCORER_VERSION, Rows, WindowResult, calibrate,
+    EMPTY, GOOD, LIMB_NAMES, MIN_WINDOW_FRACTION, PHASE_ANCHOR_MIN, SCORER_VERSION, Rows, RowStore, WindowResult,
+    calibrate,
     session_weight, score_windows,
 )
 
@@ -57,6 +58,7 @@ class LiveScorer:
     last_frame_ts_ms: int | None = None
     rows: Rows | None = None  # the window's resampled rows, computed once each (grid rows rows_k0 ...)
     rows_k0: int = 0
+    row_store: RowStore = field(default_factory=RowStore, repr=False, compare=False)  # what ``rows`` is a view of
     grid_origin_ms: int | None = None  # grid row k is at capture time origin + k / RATE_HZ: the session's
     # first frame, so a recording scores the same whatever its clock's origin
     angles: np.ndarray = field(default_factory=lambda: np.zeros((0, N_FEATURES), np.uint8))  # the joint
@@ -64,6 +66,7 @@ class LiveScorer:
     angles_k_last: int = -1  # the grid row of the newest entry in ``angles``
     kps: np.ndarray | None = None  # the keypoints of the last len(kps) frames read (``frame_array``)
     kps_last_seq: int = -1  # the seq of the newest frame in ``kps``
+    kps_ts: np.ndarray | None = None  # their capture times (ms), int64
 
     # -- state that survives a restart (kept in a Faust table) --------------------------------
     def snapshot(self) -> dict:
@@ -142,12 +145,15 @@ class LiveScorer:
             while new < n and frames[n - 1 - new].seq > self.kps_last_seq:
                 new += 1
         old = self.kps[len(self.kps) - (n - new):] if n > new else np.zeros((0, 17, 3))
+        old_ts = self.kps_ts[len(self.kps_ts) - (n - new):] if n > new else np.zeros(0, np.int64)
         if new:
             values = chain.from_iterable(chain.from_iterable(_keypoints(frames[i]) for i in range(n - new, n)))
             fresh = np.fromiter(values, np.float64, count=new * 51).reshape(new, 17, 3)
+            fresh_ts = np.fromiter((frames[i].capture_ts_ms for i in range(n - new, n)), np.int64, count=new)
             old = np.concatenate([old, fresh]) if len(old) else fresh
+            old_ts = np.concatenate([old_ts, fresh_ts]) if len(old_ts) else fresh_ts
             self.kps_last_seq = frames[-1].seq
-        self.kps = old
+        self.kps, self.kps_ts = old, old_ts
         return old
 
     def _window_ready(self) -> bool:
@@ -201,10 +207,11 @@ class LiveScorer:
         if new_from <= k_last:
             # times relative to the origin (small exact numbers: ties between two frames break the same
             # way whatever the clock's origin)
-            ts = np.fromiter((x.capture_ts_ms - origin for x in self.frames), dtype=np.float64, count=len(self.frames))
+            window = self.frame_array()
+            ts = (self.kps_ts - origin).astype(np.float64)  # (exact: integers far below 2**53)
             # the nearest frame (the earlier one on a tie): a row never changes once made
             idx = nearest(ts, np.arange(new_from, k_last + 1) * (1000.0 / RATE))
-            kps = self.frame_array()[idx]
+            kps = window[idx]
         prior = None
         if self.last_ts_ms is not None:
             advanced = (f.capture_ts_ms - self.last_ts_ms) * RATE_HZ / 1000.0
@@ -213,8 +220,7 @@ class LiveScorer:
 
     def _attach(self, job: "WindowJob", new: Rows | None) -> Rows:
         """Keeps the window's rows (cached from the last window, plus the new ones); returns the window's."""
-        parts = ([self.rows[job.keep:]] if job.keep is not None else []) + ([new] if new is not None else [])
-        rows = Rows.concat(parts) if parts else None
+        rows = self.row_store.extend(job.keep, new)
         self.rows, self.rows_k0 = rows, job.k_first
         if new is not None:  # each grid row enters the form history once, in order
             k0 = job.k_last - len(new) + 1

@@ -182,6 +182,52 @@ class Rows:
         return cls(norm, w, dirs, lw, cost, sim[1::2] > sim[0::2], step, parts, valid, encode(angle_features(kps)))
 
 
+_ROW_FIELDS = ("norm", "w", "dirs", "lw", "cost", "pick", "step", "parts", "valid", "angle_codes")
+_ROW_AXIS = {"cost": 1, "pick": 1}  # (the rows' axis of each field: 0 for the others)
+
+
+class RowStore:
+    """One session's rows in arrays with room at the end: the rows held are a view of them, and each
+    new row is copied in once, not again with the whole window at every score as ``Rows.concat``
+    would (a window is ~30 rows, a score adds ~3-8). Rows a view handed out holds are never written
+    again: rows are added after them, and a store that runs out of room moves to new arrays."""
+
+    __slots__ = ("arrays", "lo", "hi", "cap")
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] | None = None
+        self.lo = self.hi = self.cap = 0
+
+    def extend(self, keep_from: int | None, new: Rows | None) -> Rows | None:
+        """Drops the rows before ``keep_from`` (an index into the rows held; None drops them all), adds
+        ``new`` after the others, and returns the rows now held (None if there never were any)."""
+        self.lo = self.hi if keep_from is None else min(self.lo + keep_from, self.hi)
+        n = len(new) if new is not None else 0
+        if n:
+            if self.arrays is None or self.hi + n > self.cap:
+                size, cap = self.hi - self.lo, max(2 * (self.hi - self.lo + n), 64)
+                arrays = {}
+                for name in _ROW_FIELDS:
+                    src, axis = getattr(new, name), _ROW_AXIS.get(name, 0)
+                    shape = list(src.shape)
+                    shape[axis] = cap
+                    arrays[name] = np.empty(shape, src.dtype)
+                    if size:
+                        _rows_of(arrays[name], axis, 0, size)[...] = _rows_of(self.arrays[name], axis, self.lo, self.hi)
+                self.arrays, self.lo, self.hi, self.cap = arrays, 0, size, cap
+            for name in _ROW_FIELDS:
+                axis = _ROW_AXIS.get(name, 0)
+                _rows_of(self.arrays[name], axis, self.hi, self.hi + n)[...] = getattr(new, name)
+            self.hi += n
+        if self.arrays is None:
+            return None
+        return Rows(*(_rows_of(self.arrays[name], _ROW_AXIS.get(name, 0), self.lo, self.hi) for name in _ROW_FIELDS))
+
+
+def _rows_of(a: np.ndarray, axis: int, start: int, stop: int) -> np.ndarray:
+    return a[start:stop] if axis == 0 else a[:, start:stop]
+
+
 VEL_CHUNK = 5  # rows a joint's displacement is measured over (velocity agreement)
 
 

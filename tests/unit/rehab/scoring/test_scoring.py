@@ -428,6 +428,33 @@ def test_rows_do_not_depend_on_how_many_are_computed_together():
         np.testing.assert_array_equal(getattr(whole, name), getattr(Rows.concat([first, rest]), name), err_msg=name)
 
 
+def test_a_sessions_row_store_holds_what_concatenating_would_and_never_rewrites_a_row_handed_out():
+    """``RowStore`` keeps a session's rows with room to add more (so a score copies only its new rows):
+    after any sequence of drops and additions, through the moves to larger arrays, it holds exactly the
+    kept rows followed by the new ones, and rows it returned earlier still read as they did."""
+    from rehab.scoring.pose import to_array as arr
+    from rehab.scoring.scorer import _ROW_FIELDS, Rows, RowStore
+
+    model = ReferenceModel.build(reference())
+    kps = arr([pose_at(i / 37) if i % 11 else None for i in range(200)])
+    whole = Rows.compute(kps, model)
+    store, start, end, handed = RowStore(), 0, 0, []
+    # (keep from, rows added): the window's start moves on by 0-9 rows, 0-40 rows are added
+    for keep, add in [(None, 12), (0, 5), (3, 0), (4, 30), (9, 1), (2, 40), (0, 0), (20, 3), (None, 7), (1, 30),
+                      (15, 25), (5, 2)]:
+        start = end if keep is None else start + keep
+        held = store.extend(keep, whole[end:end + add] if add else None)
+        end += add
+        expect = whole[start:end]
+        for name in _ROW_FIELDS:
+            np.testing.assert_array_equal(getattr(held, name), getattr(expect, name), err_msg=name)
+        handed.append((held, {name: getattr(held, name).copy() for name in _ROW_FIELDS}))
+    assert store.cap > 64  # (it moved to larger arrays on the way)
+    for held, copy in handed:
+        for name in _ROW_FIELDS:
+            np.testing.assert_array_equal(getattr(held, name), copy[name], err_msg=name)
+
+
 def test_the_four_labellings_are_made_from_the_seen_pose_exactly():
     """Rows keep the pose as seen; the scorer makes the other three labellings (labels swapped,
     mirrored, x flipped only) from it with JOINT_PERM / JOINT_FLIP and LIMB_PERM / LIMB_SIGN. They must
