@@ -132,7 +132,8 @@ class LiveScorer:
         return bool(self.frames) and self.frames[-1].seq > self.last_scored_seq and self._window_ready()
 
     def frame_array(self) -> np.ndarray:
-        """The window's keypoints, (len(frames), 17, 3) float64 aligned with ``frames`` (nobody: zeros).
+        """The window's keypoints, (len(frames), 17, 3) float64 aligned with ``frames`` (nobody: zeros);
+        their capture times are left in ``kps_ts``.
         Each frame is read into an array once, the frames new since the last call together: numpy reads
         nested lists at ~2 us a frame, and a frame is in ~8 windows and ~2 window snapshots. (Frames
         leave ``frames`` on the left and arrive on the right in rising seq, so the frames read before

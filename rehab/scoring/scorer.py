@@ -14,7 +14,7 @@ many sessions in one vectorised call. A window's result does not depend on which
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -149,9 +149,7 @@ class Rows:
     def concat(parts: list["Rows"]) -> "Rows":
         if len(parts) == 1:
             return parts[0]
-        return Rows(*(np.concatenate([getattr(p, f) for p in parts], axis=1 if f in ("cost", "pick") else 0)
-                      for f in ("norm", "w", "dirs", "lw", "cost", "pick", "step", "parts", "valid",
-                                "angle_codes")))
+        return Rows(*(np.concatenate([getattr(p, f) for p in parts], axis=_ROW_AXIS.get(f, 0)) for f in _ROW_FIELDS))
 
     @classmethod
     def compute(cls, kps: np.ndarray, ref: ReferenceModel, starts: list[int] | None = None,
@@ -182,8 +180,16 @@ class Rows:
         return cls(norm, w, dirs, lw, cost, sim[1::2] > sim[0::2], step, parts, valid, encode(angle_features(kps)))
 
 
-_ROW_FIELDS = ("norm", "w", "dirs", "lw", "cost", "pick", "step", "parts", "valid", "angle_codes")
+_ROW_FIELDS = tuple(f.name for f in fields(Rows))
 _ROW_AXIS = {"cost": 1, "pick": 1}  # (the rows' axis of each field: 0 for the others)
+
+
+def _spare(like: Rows, n: int) -> Rows:
+    """``n`` rows shaped like ``like``'s, not filled in."""
+    def empty(a: np.ndarray, axis: int) -> np.ndarray:
+        return np.empty(a.shape[:axis] + (n,) + a.shape[axis + 1:], a.dtype)
+
+    return Rows(*(empty(getattr(like, f), _ROW_AXIS.get(f, 0)) for f in _ROW_FIELDS))
 
 
 class RowStore:
@@ -192,40 +198,28 @@ class RowStore:
     would (a window is ~30 rows, a score adds ~3-8). Rows a view handed out holds are never written
     again: rows are added after them, and a store that runs out of room moves to new arrays."""
 
-    __slots__ = ("arrays", "lo", "hi", "cap")
+    __slots__ = ("buf", "lo", "hi")
 
     def __init__(self) -> None:
-        self.arrays: dict[str, np.ndarray] | None = None
-        self.lo = self.hi = self.cap = 0
+        self.buf: Rows | None = None  # rows lo..hi are held, the ones after them are room
+        self.lo = self.hi = 0
 
     def extend(self, keep_from: int | None, new: Rows | None) -> Rows | None:
         """Drops the rows before ``keep_from`` (an index into the rows held; None drops them all), adds
         ``new`` after the others, and returns the rows now held (None if there never were any)."""
         self.lo = self.hi if keep_from is None else min(self.lo + keep_from, self.hi)
         n = len(new) if new is not None else 0
-        if n:
-            if self.arrays is None or self.hi + n > self.cap:
-                size, cap = self.hi - self.lo, max(2 * (self.hi - self.lo + n), 64)
-                arrays = {}
-                for name in _ROW_FIELDS:
-                    src, axis = getattr(new, name), _ROW_AXIS.get(name, 0)
-                    shape = list(src.shape)
-                    shape[axis] = cap
-                    arrays[name] = np.empty(shape, src.dtype)
-                    if size:
-                        _rows_of(arrays[name], axis, 0, size)[...] = _rows_of(self.arrays[name], axis, self.lo, self.hi)
-                self.arrays, self.lo, self.hi, self.cap = arrays, 0, size, cap
+        if n and (self.buf is None or self.hi + n > len(self.buf)):
+            held = self.buf[self.lo:self.hi] if self.buf is not None else new[:0]
+            size = len(held) + n
+            self.buf = Rows.concat([held, new, _spare(new, max(2 * size, 64) - size)])
+            self.lo, self.hi = 0, size
+        elif n:
+            room = self.buf[self.hi:self.hi + n]
             for name in _ROW_FIELDS:
-                axis = _ROW_AXIS.get(name, 0)
-                _rows_of(self.arrays[name], axis, self.hi, self.hi + n)[...] = getattr(new, name)
+                getattr(room, name)[...] = getattr(new, name)
             self.hi += n
-        if self.arrays is None:
-            return None
-        return Rows(*(_rows_of(self.arrays[name], _ROW_AXIS.get(name, 0), self.lo, self.hi) for name in _ROW_FIELDS))
-
-
-def _rows_of(a: np.ndarray, axis: int, start: int, stop: int) -> np.ndarray:
-    return a[start:stop] if axis == 0 else a[:, start:stop]
+        return None if self.buf is None else self.buf[self.lo:self.hi]
 
 
 VEL_CHUNK = 5  # rows a joint's displacement is measured over (velocity agreement)
